@@ -1,0 +1,55 @@
+"""Sphinx configuration for the scanpy-loomio documentation."""
+
+import sys
+import tomllib
+from pathlib import Path
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+# Document the checkout this file belongs to, whether or not it is installed.
+sys.path.insert(0, str(ROOT))
+
+# -- Project information -------------------------------------------------------------------------------------------
+
+# The version lives in pyproject.toml only.
+_metadata = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+project = _metadata["name"]
+author = _metadata["authors"][0]["name"]
+copyright = f"2026, {author}"
+release = version = _metadata["version"]
+
+# -- General configuration -----------------------------------------------------------------------------------------
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",  # before sphinx_autodoc_typehints, which relies on it
+    "sphinx_autodoc_typehints",
+]
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}  # autosummary writes .rst stubs
+root_doc = "index"
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+templates_path: list[str] = []
+
+# Cross-references that cannot be resolved stay plain text: intersphinx needs the network, which CI may lack.
+nitpicky = False
+default_role = "literal"
+
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3  # `[text](#a-heading)` links within and across pages
+
+autosummary_generate = True
+autodoc_member_order = "bysource"
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+napoleon_use_rtype = True
+napoleon_use_param = True
+typehints_defaults = "braces"
+always_document_param_types = False
+
+# -- HTML output ---------------------------------------------------------------------------------------------------
+
+html_theme = "furo"
+html_title = f"{project} {release}"
+html_static_path: list[str] = []
