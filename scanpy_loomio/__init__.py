@@ -1,0 +1,30 @@
+"""Lossless AnnData ⇄ loom I/O for scanpy.
+
+``import scanpy_loomio`` adds :func:`scanpy.read_loom_full`, :func:`scanpy.write_loom_full` and the ``adata.loom``
+accessor.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import conventions
+from ._errors import LoomFormatError, LoomReadWarning, LossyWriteError, LossyWriteWarning
+from ._plugin import install as _install
+from ._read import read_loom_full
+from ._write import write_loom_full
+
+try:
+    __version__ = version("scanpy-loomio")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without installing
+    __version__ = "0+unknown"
+
+_install()
+
+__all__ = [
+    "LoomFormatError",
+    "LoomReadWarning",
+    "LossyWriteError",
+    "LossyWriteWarning",
+    "conventions",
+    "read_loom_full",
+    "write_loom_full",
+]

@@ -1,0 +1,45 @@
+"""What ``import scanpy_loomio`` adds to scanpy and AnnData."""
+
+from __future__ import annotations
+
+import os
+
+import anndata
+import scanpy as sc
+
+from ._read import read_loom_full
+from ._write import write_loom_full
+
+
+class LoomAccessor:
+    """``adata.loom``: loom I/O for one AnnData.
+
+    Examples
+    --------
+    >>> import scanpy as sc
+    >>> import scanpy_loomio
+    >>> adata = sc.datasets.pbmc68k_reduced()
+    >>> adata.loom.write("pbmc.loom")
+    """
+
+    def __init__(self, adata: anndata.AnnData) -> None:
+        self._adata = adata
+
+    def write(self, filename: str | os.PathLike[str], **kwargs) -> None:
+        """Write with :func:`scanpy_loomio.write_loom_full`; keyword arguments are passed on."""
+        write_loom_full(filename, self._adata, **kwargs)
+
+
+def install() -> None:
+    """Add ``sc.read_loom_full``, ``sc.write_loom_full`` and the ``adata.loom`` accessor, replacing nothing."""
+    for name, func in (("read_loom_full", read_loom_full), ("write_loom_full", write_loom_full)):
+        existing = getattr(sc, name, None)
+        if existing is None:
+            setattr(sc, name, func)
+        elif existing is not func:
+            msg = f"scanpy already has an attribute {name!r}; scanpy_loomio left it as it is"
+            import warnings
+
+            warnings.warn(msg, UserWarning, stacklevel=3)
+    if not hasattr(anndata.AnnData, "loom"):
+        anndata.register_anndata_namespace("loom")(LoomAccessor)

@@ -1,0 +1,536 @@
+"""The read path: open read-only, find the layout and convention, build the AnnData.
+
+Values always come from the loom datasets. Exact types, names and key mappings come from this package's record
+and the codec attributes on datasets when present; a file without them is read as plain loom in the convention
+detected from its attribute names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+from . import _matrix
+from ._codecs import CodecMismatch, decode_column, plain_values
+from ._embeddings import restore as restore_embedding
+from ._errors import LoomFormatError, LoomReadWarning
+from ._globals import decode_global, read_globals
+from ._graphs import build_matrix
+from ._metadata import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata, load_codec
+from ._sidecar import read_elem, sidecar_get
+from ._strings import is_text_dtype
+from .conventions import Convention, get_convention
+
+logger = logging.getLogger("scanpy_loomio")
+
+AXES = {"obs": "col", "var": "row"}
+
+
+@dataclass
+class ReadOptions:
+    """Choices the caller made (all optional)."""
+
+    convention: Convention | None = None
+    X_name: str | None = None
+    obs_names: str | None = None
+    var_names: str | None = None
+    obsm_mapping: Mapping[str, list[str]] = field(default_factory=dict)
+    varm_mapping: Mapping[str, list[str]] = field(default_factory=dict)
+    sparse: bool = True
+    dtype: str | None = None
+    cleanup: bool = False
+    matrices: bool = True
+    repair_bytes_text: bool = False
+    n_threads: int | None = None
+    progress: bool = False
+
+
+class LoomReader:
+    """Reads one open loom file into an AnnData."""
+
+    def __init__(self, file: h5py.File, path: Path, options: ReadOptions) -> None:
+        self.file = file
+        self.path = path
+        self.options = options
+        self.globals = read_globals(file)
+        self.metadata = self._metadata()
+        self.convention = self._convention()
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def error(self, where: str, found: str, expected: str, fix: str = "") -> LoomFormatError:
+        msg = f"{self.path}: {where}: found {found}; expected {expected}."
+        if fix:
+            msg += f" {fix}"
+        return LoomFormatError(msg)
+
+    def _metadata(self) -> Metadata | None:
+        raw = self.globals.get(METADATA_KEY)
+        if raw is None:
+            return None
+        try:
+            return Metadata.from_json(raw)
+        except ValueError as err:
+            warnings.warn(
+                f"{self.path}: the scanpy_loomio record in the global attributes is unreadable ({err}); "
+                "reading the file as plain loom. Exact dtypes and index names may not be restored.",
+                LoomReadWarning,
+                stacklevel=4,
+            )
+            return None
+
+    def _convention(self) -> Convention:
+        if self.options.convention is not None:
+            return self.options.convention
+        if self.metadata is not None:
+            try:
+                return get_convention(self.metadata.convention)
+            except ValueError:
+                pass
+        from ._detect import detect_convention
+
+        return detect_convention(self.file)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_obs, n_vars)``."""
+        if "matrix" not in self.file:
+            raise self.error("/matrix", "no such dataset", "the main matrix of a loom file", "Is this a loom file?")
+        matrix = self.file["matrix"]
+        if not isinstance(matrix, h5py.Dataset) or matrix.ndim != 2:
+            raise self.error("/matrix", f"a {type(matrix).__name__} of {getattr(matrix, 'ndim', '?')} dimensions", "a 2-D dataset")
+        n_genes, n_cells = matrix.shape
+        return n_cells, n_genes
+
+    # -- matrices --------------------------------------------------------------------------------------------
+    def read_layer(self, dset: h5py.Dataset) -> Any:
+        codec = load_codec(dset) or {}
+        if codec.get("type") == "absent":
+            return None
+        fmt = codec.get("format") or ("csr" if self.options.sparse else "dense")
+        value = _matrix.read_matrix(
+            dset, format=fmt, n_threads=self.options.n_threads, progress=self.options.progress
+        )
+        dtype = codec.get("dtype") or self.options.dtype
+        if dtype is not None and value.dtype != np.dtype(dtype):
+            value = value.astype(dtype)
+        if codec.get("type", "").endswith("_array"):
+            value = sparse.csc_array(value) if fmt == "csc" else sparse.csr_array(value)
+        return value
+
+    def read_matrices(self) -> tuple[Any, dict[str, Any]]:
+        shape_cells_genes = self.shape
+        layers_group = self.file.get("layers")
+        names = list(layers_group.keys()) if layers_group is not None else []
+        for name in names:
+            dset = layers_group[name]
+            if not isinstance(dset, h5py.Dataset) or dset.shape != self.file["matrix"].shape:
+                raise self.error(
+                    f"/layers/{name}",
+                    f"shape {getattr(dset, 'shape', type(dset).__name__)}",
+                    f"the shape of /matrix {self.file['matrix'].shape}",
+                )
+        if not self.options.matrices:
+            return None, {}
+        x_name = self.options.X_name
+        if x_name is None and self.metadata is None:
+            x_name = self.convention.x_layer
+        layers: dict[str, Any] = {}
+        if x_name and x_name in names:
+            X = self.read_layer(layers_group[x_name])
+            layers["matrix"] = self.read_layer(self.file["matrix"])
+            names.remove(x_name)
+        else:
+            X = self.read_layer(self.file["matrix"])
+        order = [n for _, n in self.metadata.layers] if self.metadata else []
+        recorded = {n: k for k, n in self.metadata.layers} if self.metadata else {}
+        for name in [n for n in order if n in names] + [n for n in names if n not in order]:
+            layers[recorded.get(name, name)] = self.read_layer(layers_group[name])
+        del shape_cells_genes
+        return X, layers
+
+    # -- axes ------------------------------------------------------------------------------------------------
+    def read_axis(self, axis: Literal["obs", "var"], n: int) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
+        loom = AXES[axis]
+        group_path = f"{loom}_attrs"
+        if group_path not in self.file:
+            raise self.error(f"/{group_path}", "no such group", f"the {axis} attributes group", "Is this a loom file?")
+        group = self.file[group_path]
+        record: AxisRecord | None = getattr(self.metadata, axis) if self.metadata else None
+        datasets: dict[str, h5py.Dataset] = {}
+        for name, obj in group.items():
+            if isinstance(obj, h5py.Dataset):
+                if obj.ndim == 0 or obj.shape[0] != n:
+                    raise self.error(f"/{group_path}/{name}", f"shape {obj.shape}", f"first dimension {n}")
+                datasets[name] = obj
+        used: set[str] = set()
+        values_cache: dict[str, np.ndarray] = {}
+
+        def values_of(name: str) -> np.ndarray:
+            if name not in values_cache:
+                try:
+                    values_cache[name] = plain_values(datasets[name][()], where=f"{self.path}:/{group_path}/{name}")
+                except UnicodeDecodeError as err:
+                    raise self.error(f"/{group_path}/{name}", f"text that is not UTF-8 ({err.reason})", "UTF-8 text") from None
+            return values_cache[name]
+
+        # index
+        override = self.options.obs_names if axis == "obs" else self.options.var_names
+        index_attr = override or (record.index_attr if record else None)
+        if index_attr is None or index_attr not in datasets:
+            index_attr = self._find_index_attr(axis, datasets)
+        if index_attr is not None:
+            index = pd.Index(np.asarray(values_of(index_attr), dtype=str).astype(object), dtype=object)
+            used.add(index_attr)
+        else:
+            index = pd.RangeIndex(n).astype(str)
+        index.name = record.index_name if record else None
+
+        columns: dict[str, Any] = {}
+        if record:
+            for key, attr in record.columns:
+                if attr not in datasets:
+                    continue  # deleted by another tool
+                used.add(attr)
+                if attr == index_attr and load_codec(datasets[attr]) is None:
+                    columns[key] = values_of(attr).copy()
+                    continue
+                columns[key] = self._decode(group_path, attr, datasets[attr], values_of(attr))
+
+        multi: dict[str, Any] = {}
+        if record:
+            for key, entry in record.multi.items():
+                if entry.get("storage") == "sidecar":
+                    value = sidecar_get(self.file, f"{axis}m/{key}")
+                    if value is not None:
+                        multi[key] = value
+                    continue
+                attrs = entry.get("attrs", [])
+                if attrs and all(a in datasets for a in attrs):
+                    used.update(attrs)
+                    multi[key] = restore_embedding(entry, [datasets[a][()] for a in attrs])
+        mapping = self.options.obsm_mapping if axis == "obs" else self.options.varm_mapping
+        for key, attrs in mapping.items():
+            missing = [a for a in attrs if a not in datasets]
+            if missing:
+                raise self.error(f"/{group_path}", f"no attributes {missing}", f"the attributes named in {axis}m_mapping[{key!r}]")
+            multi[key] = np.stack([datasets[a][()] for a in attrs], axis=1)
+            used.update(attrs)
+
+        # attributes this package did not write (foreign files, or added by another tool)
+        for name, dset in datasets.items():
+            if name in used:
+                continue
+            if dset.ndim == 1 and (dset.dtype.kind in "iuf" or is_text_dtype(dset.dtype)):
+                columns[name] = values_of(name)
+            elif dset.ndim >= 2 and dset.dtype.kind in "iuf":
+                multi[name] = dset[()]
+            else:
+                self._foreign_attribute(axis, name, dset, columns, multi)
+
+        if self.options.repair_bytes_text or record is None:
+            self._bytes_text(axis, columns)
+        frame = pd.DataFrame(columns, index=index) if columns else pd.DataFrame(index=index)
+        if record is None and index_attr is not None and not index.is_unique:
+            warnings.warn(
+                f"{self.path}: {axis} names from /{group_path}/{index_attr} are not unique; made them unique "
+                f"(anndata's make_unique) and kept the originals in {axis}[{index_attr!r}].",
+                LoomReadWarning,
+                stacklevel=4,
+            )
+            frame[index_attr] = np.asarray(index, dtype=object)
+            from anndata.utils import make_index_unique
+
+            frame.index = make_index_unique(index)
+        pairwise = self.read_graphs(axis, n, record)
+        return frame, multi, pairwise
+
+    def _decode(self, group_path: str, attr: str, dset: h5py.Dataset, values: np.ndarray) -> Any:
+        codec = load_codec(dset)
+        if codec is None:
+            return values
+        aux_path = f"{SIDECAR_GROUP}/{group_path}/{attr}"
+        aux = {}
+        if aux_path in self.file:
+            aux = {name: read_elem(obj) for name, obj in self.file[aux_path].items()}
+        try:
+            return decode_column(dset[()] if values.dtype == object else values, codec, aux)
+        except (CodecMismatch, KeyError, ValueError, TypeError) as err:
+            warnings.warn(
+                f"{self.path}: /{group_path}/{attr} no longer matches its recorded encoding ({err}); it was probably "
+                "changed by another tool. Reading its values as they are.",
+                LoomReadWarning,
+                stacklevel=5,
+            )
+            return values
+
+    def _find_index_attr(self, axis: str, datasets: Mapping[str, h5py.Dataset]) -> str | None:
+        candidates = self.convention.cell_names if axis == "obs" else self.convention.gene_names
+        from ._detect import FALLBACK_NAMES
+
+        for name in (*candidates, *FALLBACK_NAMES[axis]):
+            dset = datasets.get(name)
+            if dset is not None and dset.ndim == 1 and is_text_dtype(dset.dtype):
+                return name
+        return None
+
+    def _foreign_attribute(self, axis: str, name: str, dset: h5py.Dataset, columns: dict, multi: dict) -> None:
+        """Attributes of kinds this package does not write (compound records, ...)."""
+        if dset.dtype.names:
+            record = dset[()]
+            frame = pd.DataFrame({f: plain_values(record[f]) for f in dset.dtype.names})
+            numeric = all(record.dtype[f].kind in "iuf" for f in dset.dtype.names)
+            multi[name] = frame.to_numpy() if numeric and set(dset.dtype.names) <= {"_X", "_Y", "_Z"} else frame
+            if isinstance(multi[name], pd.DataFrame):
+                multi[name].index = pd.RangeIndex(len(frame)).astype(str)
+            return
+        warnings.warn(
+            f"{self.path}: /{AXES[axis]}_attrs/{name} has dtype {dset.dtype} and shape {dset.shape}; "
+            f"kept in {axis}m as it is.",
+            LoomReadWarning,
+            stacklevel=5,
+        )
+        multi[name] = dset[()]
+
+    def _bytes_text(self, axis: str, columns: dict) -> None:
+        from ._strings import looks_like_bytes_repr, repair_bytes_repr
+
+        for name, values in columns.items():
+            if isinstance(values, np.ndarray) and values.dtype == object and looks_like_bytes_repr(values):
+                if self.options.repair_bytes_text:
+                    columns[name] = repair_bytes_repr(values)
+                else:
+                    warnings.warn(
+                        f"{self.path}: {axis}[{name!r}] holds text like \"b'...'\" (Python bytes written as text by "
+                        "loompy 3); pass repair_bytes_text=True to turn it back into the original text.",
+                        LoomReadWarning,
+                        stacklevel=5,
+                    )
+
+    # -- graphs ----------------------------------------------------------------------------------------------
+    def read_graphs(self, axis: str, n: int, record: AxisRecord | None) -> dict[str, Any]:
+        loom = AXES[axis]
+        out: dict[str, Any] = {}
+        recorded = {graph: key for key, graph in record.graphs.items() if graph} if record else {}
+        for group_name in (f"{loom}_graphs", f"{loom}_edges"):
+            group = self.file.get(group_name)
+            if group is None or not isinstance(group, h5py.Group):
+                continue
+            for name, g in group.items():
+                if not isinstance(g, h5py.Group):
+                    continue
+                key = recorded.get(name, name) if group_name.endswith("graphs") else name
+                out[key] = self._read_graph(f"/{group_name}/{name}", g, n)
+        if record:
+            for key, graph in record.graphs.items():
+                if not graph:
+                    value = sidecar_get(self.file, f"{axis}p/{key}")
+                    if value is not None:
+                        out[key] = value
+            order = list(record.graphs)
+            out = {k: out[k] for k in order if k in out} | {k: v for k, v in out.items() if k not in order}
+        return out
+
+    def _read_graph(self, where: str, g: h5py.Group, n: int) -> Any:
+        missing = [x for x in "abw" if x not in g]
+        if missing:
+            raise self.error(where, f"no {', '.join(missing)}", "datasets a, b and w (an edge list)")
+        a, b, w = (g[x][()] for x in "abw")
+        if not (a.shape == b.shape == w.shape) or a.ndim != 1:
+            raise self.error(where, f"a, b, w of shapes {a.shape}, {b.shape}, {w.shape}", "three 1-D datasets of one length")
+        codec = load_codec(g)
+        base = self.convention.graph_index_base if codec is None else 0
+        a, b = (self._graph_index(where, x, name, n, base) for x, name in ((a, "a"), (b, "b")))
+        if codec is None and w.dtype.kind not in "f":
+            w = w.astype(np.float32)
+        return build_matrix(a, b, w, n, codec)
+
+    def _graph_index(self, where: str, values: np.ndarray, name: str, n: int, base: int) -> np.ndarray:
+        if values.dtype.kind == "f":
+            if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+                raise self.error(f"{where}/{name}", "non-integer or NaN vertex indices", "whole numbers")
+        elif values.dtype.kind not in "iu":
+            raise self.error(f"{where}/{name}", f"dtype {values.dtype}", "integer vertex indices")
+        out = values.astype(np.int64) - base
+        if out.size and (out.min() < 0 or out.max() >= n):
+            raise self.error(
+                f"{where}/{name}",
+                f"vertex indices from {out.min() + base} to {out.max() + base}",
+                f"{base} to {n - 1 + base} for {n} vertices",
+            )
+        return out
+
+    # -- uns / raw -------------------------------------------------------------------------------------------
+    def read_uns(self) -> dict[str, Any]:
+        meta = self.metadata
+        sidecar_uns = sidecar_get(self.file, "uns") if meta else None
+        sidecar_uns = sidecar_uns or {}
+        uns: dict[str, Any] = {}
+        if meta:
+            for key in meta.uns_keys:
+                if key in meta.uns_globals:
+                    if key in self.globals:
+                        uns[key] = decode_global(self.globals[key], meta.uns_globals[key])
+                elif key in sidecar_uns:
+                    uns[key] = sidecar_uns[key]
+        skip = RESERVED_GLOBALS if meta else {METADATA_KEY}
+        for key, value in self.globals.items():
+            if key in uns or key in skip or (meta and key in meta.uns_globals):
+                continue
+            uns[key] = self._foreign_global(key, value)
+        return uns
+
+    def _foreign_global(self, key: str, value: Any) -> Any:
+        if key in self.convention.json_globals and isinstance(value, str):
+            from ._detect import decode_json_global
+
+            return decode_json_global(value)
+        return value
+
+    def read_raw(self) -> dict[str, Any] | None:
+        if not (self.metadata and self.metadata.raw):
+            return None
+        return sidecar_get(self.file, "raw")
+
+    # -- all -------------------------------------------------------------------------------------------------
+    def read(self) -> AnnData:
+        n_obs, n_vars = self.shape
+        X, layers = self.read_matrices()
+        obs, obsm, obsp = self.read_axis("obs", n_obs)
+        var, varm, varp = self.read_axis("var", n_vars)
+        uns = self.read_uns()
+        raw = self.read_raw()
+        adata = AnnData(
+            X=X,
+            obs=obs,
+            var=var,
+            uns=uns,
+            obsm=obsm,
+            varm=varm,
+            obsp=obsp,
+            varp=varp,
+            layers=layers,
+            raw=raw,
+            shape=(n_obs, n_vars) if X is None else None,
+        )
+        return adata
+
+
+def read_loom_full(
+    filename: str | os.PathLike[str],
+    *,
+    convention: str | Convention | None = None,
+    X_name: str | None = None,
+    obs_names: str | None = None,
+    var_names: str | None = None,
+    obsm_mapping: Mapping[str, list[str]] | None = None,
+    varm_mapping: Mapping[str, list[str]] | None = None,
+    sparse: bool = True,
+    cleanup: bool = False,
+    dtype: str | None = None,
+    matrices: bool = True,
+    repair_bytes_text: bool = False,
+    n_threads: int | None = None,
+    progress: bool | None = None,
+) -> AnnData:
+    """Read a loom file into an AnnData, exactly as it was written by :func:`write_loom_full`.
+
+    Files written by other tools are read in the convention detected from their attribute names (cell and gene
+    names from ``CellID``/``Gene``, ``obs_names``/``var_names``, ``colnames``/``rownames``, …); ``convention``
+    forces one. anndata's ``read_loom`` keyword arguments are accepted with the same meaning, except that no
+    layer is promoted to ``X`` unless ``X_name`` asks for it.
+
+    Parameters
+    ----------
+    filename
+        Path of the ``.loom`` file. It is opened read-only and never modified.
+    convention
+        Name of a convention in :data:`scanpy_loomio.conventions.CONVENTIONS`, or a
+        :class:`~scanpy_loomio.conventions.Convention`; ``None`` detects it.
+    X_name
+        Loom layer to use as ``X``; ``/matrix`` then becomes ``layers['matrix']``.
+    obs_names, var_names
+        Column/row attribute holding the cell/gene names, overriding the file's record and the convention.
+    obsm_mapping, varm_mapping
+        ``{key: [attribute, ...]}``: 1-D attributes to stack into an ``obsm``/``varm`` entry.
+    sparse
+        Read matrices of files without a record of their format as CSR (``True``) or dense arrays.
+    cleanup
+        Accepted for compatibility with anndata's ``read_loom``; attributes are never collapsed here.
+    dtype
+        Cast matrices without a recorded dtype to this dtype.
+    matrices
+        ``False`` skips ``X`` and layers (reads only names, annotations, embeddings, graphs and ``uns``).
+    repair_bytes_text
+        Turn loompy 3's ``"b'...'"`` text back into the original text.
+    n_threads
+        Threads used to decompress; ``None`` uses every available core.
+    progress
+        Show a progress bar; ``None`` follows scanpy's verbosity.
+
+    Raises
+    ------
+    LoomFormatError
+        When the file is not a loom file that can be read; the message names the HDF5 path and the problem.
+    OSError
+        When the file cannot be opened at all.
+
+    Examples
+    --------
+    >>> import scanpy as sc
+    >>> import scanpy_loomio
+    >>> scanpy_loomio.write_loom_full("pbmc.loom", sc.datasets.pbmc68k_reduced())
+    >>> adata = scanpy_loomio.read_loom_full("pbmc.loom")
+    >>> adata.obs["louvain"].dtype
+    CategoricalDtype(categories=['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10'], ordered=False, categories_dtype=object)
+    """
+    from ._write import _progress_default
+
+    if isinstance(filename, AnnData):
+        msg = "read_loom_full(filename): got an AnnData; pass the path of a .loom file."
+        raise TypeError(msg)
+    path = Path(filename)
+    options = ReadOptions(
+        convention=get_convention(convention) if convention is not None else None,
+        X_name=X_name,
+        obs_names=obs_names,
+        var_names=var_names,
+        obsm_mapping=dict(obsm_mapping or {}),
+        varm_mapping=dict(varm_mapping or {}),
+        sparse=sparse,
+        dtype=dtype,
+        cleanup=cleanup,
+        matrices=matrices,
+        repair_bytes_text=repair_bytes_text,
+        n_threads=n_threads,
+        progress=_progress_default(progress),
+    )
+    with _open_read_only(path) as file:
+        return LoomReader(file, path, options).read()
+
+
+def _open_read_only(path: Path) -> h5py.File:
+    if not path.exists():
+        msg = f"{path}: no such file"
+        raise FileNotFoundError(msg)
+    if path.is_dir():
+        msg = f"{path}: is a directory, expected a .loom file"
+        raise IsADirectoryError(msg)
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as err:
+        msg = f"{path}: cannot be opened as HDF5 ({err}); a loom file is an HDF5 file. Is it complete and a .loom file?"
+        raise OSError(msg) from None
+
+
+__all__ = ["read_loom_full"]

@@ -1,0 +1,72 @@
+"""Reading text from HDF5 without losing characters.
+
+Loom files carry text as variable-length UTF-8 (spec 3), fixed-length bytes (spec 2, R writers) or ASCII.
+Everything is decoded as UTF-8, so non-ASCII text survives (loompy itself drops it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+def vlen_str_dtype():
+    """HDF5 variable-length UTF-8 string dtype."""
+    import h5py
+
+    return h5py.string_dtype("utf-8")
+
+
+def is_text_dtype(dtype: np.dtype) -> bool:
+    """Whether an HDF5 dataset of this dtype holds text."""
+    if dtype.kind in "SU":
+        return True
+    if dtype.kind == "O":
+        import h5py
+
+        return h5py.check_string_dtype(dtype) is not None
+    return False
+
+
+def decode_text(values: np.ndarray, *, where: str = "") -> np.ndarray:
+    """Turn an array of ``bytes``/``str`` read from HDF5 into an object array of ``str``.
+
+    Bytes that are not valid UTF-8 raise :class:`UnicodeDecodeError` with ``where`` in the reason, so callers can
+    turn it into a format error naming the dataset.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind == "U":
+        return values.astype(object)
+    flat = values.ravel()
+    out = np.empty(flat.shape, dtype=object)
+    for i, value in enumerate(flat):
+        if isinstance(value, bytes | np.bytes_):
+            try:
+                out[i] = bytes(value).decode("utf-8")
+            except UnicodeDecodeError as err:
+                err.reason = f"{err.reason} in {where}" if where else err.reason
+                raise
+        else:
+            out[i] = str(value)
+    return out.reshape(values.shape)
+
+
+def read_text_dataset(dataset) -> np.ndarray:
+    """Read a text dataset as an object array of ``str``."""
+    return decode_text(dataset[()], where=dataset.name)
+
+
+def looks_like_bytes_repr(values: np.ndarray) -> bool:
+    """Whether every non-empty value is the text ``"b'...'"`` that loompy 3 writes for Python ``bytes``."""
+    sample = [v for v in values[:1000] if v]
+    return bool(sample) and all(v.startswith(("b'", 'b"')) and v.endswith(("'", '"')) and len(v) >= 3 for v in sample)
+
+
+def repair_bytes_repr(values: np.ndarray) -> np.ndarray:
+    """Undo loompy 3's ``"b'...'"`` text for values that carry it."""
+    import codecs
+
+    out = values.copy()
+    for i, v in enumerate(values):
+        if isinstance(v, str) and v.startswith(("b'", 'b"')) and len(v) >= 3:
+            raw, _ = codecs.escape_decode(v[2:-1].encode("utf-8"))
+            out[i] = raw.decode("utf-8", errors="replace")
+    return out

@@ -1,0 +1,381 @@
+"""The write path: plan (pure, nothing touched), then write a temporary file beside the target and move it in place."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from scipy import sparse
+
+from . import _matrix
+from ._atomic import atomic_target
+from ._codecs import NATIVE_DTYPES, EncodedColumn, encode_column
+from ._embeddings import EmbeddingPlan, attribute_values, storable_as_attribute
+from ._errors import LossyWriteError, LossyWriteWarning
+from ._globals import encode_global, json_tag, scalar_tag, write_globals
+from ._graphs import matrix_kind, weights_exact_as_float, write_graph
+from ._metadata import CODEC_ATTR, METADATA_KEY, RESERVED_GLOBALS, AxisRecord, Metadata, dump_codec
+from ._provenance import provenance
+from ._sidecar import can_encode, sidecar_put
+from ._strings import vlen_str_dtype
+from .conventions import DEFAULT_CONVENTION, Convention, get_convention
+
+LossyPolicy = Literal["raise", "warn"]
+
+
+@dataclass
+class AxisPlan:
+    """Everything written for one axis (``obs`` → ``col_*``, ``var`` → ``row_*``)."""
+
+    name: str
+    index_attr: str
+    index_values: np.ndarray
+    columns: list[tuple[str, str, EncodedColumn]] = field(default_factory=list)
+    embeddings: list[EmbeddingPlan] = field(default_factory=list)
+    graphs: list[tuple[str, str, Any]] = field(default_factory=list)
+    sidecar_graphs: list[tuple[str, Any]] = field(default_factory=list)
+
+    def record(self, index_name: str | None) -> AxisRecord:
+        return AxisRecord(
+            index_attr=self.index_attr,
+            index_name=index_name,
+            columns=[(key, attr) for key, attr, _ in self.columns],
+            multi={e.key: e.record() for e in self.embeddings},
+            graphs={key: graph for key, graph, _ in self.graphs} | {key: "" for key, _ in self.sidecar_graphs},
+        )
+
+
+@dataclass
+class WritePlan:
+    """What goes where; built without touching the disk."""
+
+    adata: AnnData
+    convention: Convention
+    obs: AxisPlan
+    var: AxisPlan
+    layers: list[tuple[str, str]]
+    uns_globals: dict[str, tuple[str, Any]]
+    uns_sidecar: dict[str, Any]
+    metadata: Metadata
+
+
+def _check_name(name: Any, key: str) -> str:
+    if not isinstance(name, str):
+        msg = f"{key}: the key {name!r} is a {type(name).__name__}; loom names must be strings. Rename it with a str key."
+        raise LossyWriteError(msg)
+    if "/" in name or name in ("", ".") or "\x00" in name:
+        msg = f"{key}: the key {name!r} cannot be an HDF5 name (it is empty, '.', or contains '/' or NUL). Rename it."
+        raise LossyWriteError(msg)
+    return name
+
+
+def _lossy(policy: LossyPolicy, msg: str) -> None:
+    if policy == "raise":
+        raise LossyWriteError(msg + " Pass lossy='warn' to write the file without it.")
+    warnings.warn(msg, LossyWriteWarning, stacklevel=4)
+
+
+class _Names:
+    """Allocates loom attribute names in one namespace (``col_attrs`` or ``row_attrs``)."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+
+    def claim(self, wanted: str, prefix: str) -> str:
+        name = wanted
+        n = 1
+        while name in self.taken:
+            name = f"{prefix}_{wanted}" if n == 1 else f"{prefix}{n}_{wanted}"
+            n += 1
+        self.taken.add(name)
+        return name
+
+
+def _plan_axis(
+    adata: AnnData, axis: Literal["obs", "var"], convention: Convention, policy: LossyPolicy
+) -> AxisPlan:
+    frame: pd.DataFrame = getattr(adata, axis)
+    index_attr = convention.cell_names_attr if axis == "obs" else convention.gene_names_attr
+    renames = convention.obs_renames if axis == "obs" else convention.var_renames
+    names = _Names()
+    names.taken.add(index_attr)
+    index_values = np.asarray(frame.index, dtype=object)
+    if not all(isinstance(v, str) for v in index_values):
+        msg = f"{axis}_names: found non-string names; AnnData names must be strings. Call adata.{axis}_names_make_unique() or .astype(str)."
+        raise LossyWriteError(msg)
+    plan = AxisPlan(axis, index_attr, index_values)
+    for col in frame.columns:
+        key = f"{axis}[{col!r}]"
+        _check_name(col, key)
+        series = frame[col]
+        if (
+            col == index_attr
+            and series.dtype == object
+            and np.array_equal(np.asarray(series, dtype=object), index_values)
+        ):
+            # the usual workaround column (obs["CellID"] = obs_names): share the index attribute, store it once
+            plan.columns.append((col, index_attr, EncodedColumn(index_values)))
+            continue
+        target = renames.get(col, col)
+        if target in frame.columns and target != col:
+            target = col  # the renamed name is taken by a real column
+        attr = names.claim(target, axis)
+        plan.columns.append((col, attr, encode_column(series, key)))
+    multi = adata.obsm if axis == "obs" else adata.varm
+    for key, value in multi.items():
+        _check_name(key, f"{axis}m[{key!r}]")
+        if storable_as_attribute(value):
+            dtype = "bool" if value.dtype == bool else None
+            if convention.embedding_style == "columns" and value.ndim == 2:
+                attrs = [names.claim(f"{key}_{i + 1}", f"{axis}m") for i in range(value.shape[1])]
+                plan.embeddings.append(EmbeddingPlan(key, "columns", attrs, value, dtype))
+            else:
+                plan.embeddings.append(EmbeddingPlan(key, "matrix", [names.claim(key, f"{axis}m")], value, dtype))
+        else:
+            plan.embeddings.append(EmbeddingPlan(key, "sidecar", [], value))
+    pairwise = adata.obsp if axis == "obs" else adata.varp
+    graph_names: set[str] = set()
+    for key, value in pairwise.items():
+        _check_name(key, f"{axis}p[{key!r}]")
+        data = value.data if sparse.issparse(value) else np.asarray(value)
+        if weights_exact_as_float(data):
+            plan.graphs.append((key, key, value))
+            graph_names.add(key)
+        else:
+            plan.sidecar_graphs.append((key, value))
+    if not convention.sidecar:
+        for e in plan.embeddings:
+            if e.storage == "sidecar":
+                _lossy(policy, f"{axis}m[{e.key!r}]: a {type(e.values).__name__} has no loom attribute form and convention {convention.name!r} allows no extra group.")
+        plan.embeddings = [e for e in plan.embeddings if e.storage != "sidecar"]
+        for key, _ in plan.sidecar_graphs:
+            _lossy(policy, f"{axis}p[{key!r}]: weights of this dtype are not exact as float and convention {convention.name!r} allows no extra group.")
+        plan.sidecar_graphs = []
+    return plan
+
+
+def _plan_uns(adata: AnnData, convention: Convention, policy: LossyPolicy) -> tuple[dict, dict]:
+    """Split ``uns`` into values written as global attributes and values kept in the sidecar."""
+    in_globals: dict[str, tuple[str, Any]] = {}
+    in_sidecar: dict[str, Any] = {}
+    for key, value in adata.uns.items():
+        _check_name(key, f"uns[{key!r}]")
+        tag = scalar_tag(value) if key not in RESERVED_GLOBALS else None
+        if tag is not None:
+            in_globals[key] = (tag, value)
+        elif convention.sidecar and can_encode(value):
+            in_sidecar[key] = value
+        elif key not in RESERVED_GLOBALS and json_tag(value):
+            in_globals[key] = ("json", value)
+        else:
+            _lossy(policy, f"uns[{key!r}]: a {type(value).__name__} that neither anndata's element encoding nor JSON can store here.")
+    return in_globals, in_sidecar
+
+
+def plan_write(
+    adata: AnnData, convention: Convention, *, policy: LossyPolicy = "raise", provenance_level: str = "versions"
+) -> WritePlan:
+    """Check everything and decide where each element goes, before any file is touched."""
+    obs = _plan_axis(adata, "obs", convention, policy)
+    var = _plan_axis(adata, "var", convention, policy)
+    layers = [(_check_name(k, f"layers[{k!r}]"), k) for k in adata.layers]
+    for key, value in [("X", adata.X), *((f"layers[{k!r}]", adata.layers[k]) for k in adata.layers)]:
+        if value is None:
+            continue
+        if not (isinstance(value, np.ndarray) or sparse.issparse(value)):
+            msg = f"{key}: a {type(value).__name__}; expected a numpy array or a scipy sparse matrix. Convert it first."
+            raise LossyWriteError(msg)
+        if value.dtype not in NATIVE_DTYPES and value.dtype != bool:
+            msg = f"{key}: dtype {value.dtype} cannot be a loom matrix; expected an integer, float or bool dtype."
+            raise LossyWriteError(msg)
+        if value.shape != adata.shape:
+            msg = f"{key}: shape {value.shape} does not match the AnnData's {adata.shape}."
+            raise LossyWriteError(msg)
+    uns_globals, uns_sidecar = _plan_uns(adata, convention, policy)
+    if adata.raw is not None and not convention.sidecar:
+        _lossy(policy, f"raw: convention {convention.name!r} allows no extra group to keep it.")
+    metadata = Metadata(
+        obs=obs.record(adata.obs.index.name),
+        var=var.record(adata.var.index.name),
+        convention=convention.name,
+        layers=[(k, n) for n, k in layers],
+        uns_keys=list(adata.uns.keys()),
+        uns_globals={k: tag for k, (tag, _) in uns_globals.items()},
+        raw=adata.raw is not None and convention.sidecar,
+        writer=provenance(),
+    )
+    return WritePlan(adata, convention, obs, var, layers, uns_globals, uns_sidecar, metadata)
+
+
+def _write_attribute(group: h5py.Group, name: str, values: np.ndarray, codec: dict | None) -> None:
+    dtype = vlen_str_dtype() if values.dtype == object else values.dtype
+    dset = group.create_dataset(name, data=values, dtype=dtype, **_attr_compression(values))
+    if codec is not None:
+        dset.attrs[CODEC_ATTR] = dump_codec(codec)
+
+
+def _attr_compression(values: np.ndarray) -> dict[str, Any]:
+    # loompy compresses attributes too; tiny ones gain nothing
+    return {"compression": "gzip", "compression_opts": 2} if values.size > 1024 else {}
+
+
+def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, sidecar: bool) -> None:
+    loom_axis = "col" if plan.name == "obs" else "row"
+    attrs = file.require_group(f"{loom_axis}_attrs")
+    _write_attribute(attrs, plan.index_attr, plan.index_values, None)
+    for _key, attr, enc in plan.columns:
+        if attr == plan.index_attr:
+            continue
+        _write_attribute(attrs, attr, enc.values, enc.codec)
+        for aux_name, aux in enc.aux.items():
+            sidecar_put(file, f"{loom_axis}_attrs/{attr}/{aux_name}", aux)
+    for emb in plan.embeddings:
+        if emb.storage == "sidecar":
+            sidecar_put(file, f"{plan.name}m/{emb.key}", emb.values)
+            continue
+        for name, values in attribute_values(emb):
+            _write_attribute(attrs, name, values, None)
+    graphs = file.require_group(f"{loom_axis}_graphs")
+    for _key, graph, value in plan.graphs:
+        write_graph(graphs, graph, value, index_base=convention.graph_index_base)
+    for key, value in plan.sidecar_graphs:
+        sidecar_put(file, f"{plan.name}p/{key}", value)
+
+
+def _write_layer(
+    group: h5py.Group, name: str, value: Any, shape: tuple[int, int], options: dict[str, Any]
+) -> None:
+    if value is None:
+        dset = _matrix.write_matrix(group, name, None, shape=shape, dtype=np.dtype(np.float32), **options)
+        dset.attrs[CODEC_ATTR] = dump_codec({"type": "absent"})
+        return
+    kind = matrix_kind(value)
+    stored = value.astype(np.uint8) if value.dtype == bool else value
+    dset = _matrix.write_matrix(group, name, stored, **options)
+    dset.attrs[CODEC_ATTR] = dump_codec({"type": "matrix", **kind})
+
+
+def execute_plan(file: h5py.File, plan: WritePlan, matrix_options: dict[str, Any]) -> None:
+    """Write a planned AnnData into an open, empty HDF5 file."""
+    adata, convention = plan.adata, plan.convention
+    sidecar = convention.sidecar
+    _write_layer(file, "matrix", adata.X, adata.shape, matrix_options)
+    layers = file.create_group("layers")
+    for name, key in plan.layers:
+        _write_layer(layers, name, adata.layers[key], adata.shape, matrix_options)
+    _write_axis(file, plan.obs, convention, sidecar=sidecar)
+    _write_axis(file, plan.var, convention, sidecar=sidecar)
+    if plan.uns_sidecar:
+        sidecar_put(file, "uns", plan.uns_sidecar)
+    if plan.metadata.raw:
+        sidecar_put(file, "raw", adata.raw)
+    now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    global_values = {
+        "LOOM_SPEC_VERSION": convention.spec_version,
+        "CreationDate": now,
+        "last_modified": now,
+        **{k: encode_global(v, tag) for k, (tag, v) in plan.uns_globals.items()},
+        METADATA_KEY: plan.metadata.to_json(),
+    }
+    write_globals(file, global_values, layout=convention.global_layout)
+
+
+def write_loom_full(
+    filename: str | os.PathLike[str],
+    adata: AnnData,
+    *,
+    convention: str | Convention = DEFAULT_CONVENTION,
+    lossy: LossyPolicy = "raise",
+    chunks: tuple[int, int] = _matrix.DEFAULT_CHUNKS,
+    compression_level: int = _matrix.DEFAULT_COMPRESSION_LEVEL,
+    n_threads: int | None = None,
+    progress: bool | None = None,
+) -> None:
+    """Write an AnnData to a loom file that reads back exactly.
+
+    ``X`` goes to ``/matrix`` and layers to ``/layers`` (genes × cells, as loom requires), ``obs``/``var`` columns
+    to column/row attributes with readable values, names to the convention's attributes (``CellID``/``Gene`` by
+    default), embeddings to attributes, ``obsp``/``varp`` to graphs. What loom has no place for (``uns`` mappings,
+    DataFrames in ``obsm``, ``raw``, category lists) is kept beside it in anndata's element encoding. The file is
+    written under a temporary name beside ``filename`` and moved into place when complete.
+
+    Parameters
+    ----------
+    filename
+        Path of the ``.loom`` file to write; an existing file is replaced only when the write succeeds.
+    adata
+        The AnnData object.
+    convention
+        Name of a convention in :data:`scanpy_loomio.conventions.CONVENTIONS` (the tool the file is for), or a
+        :class:`~scanpy_loomio.conventions.Convention`.
+    lossy
+        What to do when an element cannot be stored exactly in this convention: ``"raise"`` a
+        :class:`~scanpy_loomio.LossyWriteError`, or ``"warn"`` with a :class:`~scanpy_loomio.LossyWriteWarning` naming
+        the key and leave it out.
+    chunks
+        HDF5 chunk shape (genes, cells) of the matrix and layers.
+    compression_level
+        gzip level of the matrix and layers, 0 to 9.
+    n_threads
+        Threads used to compress; ``None`` uses every available core.
+    progress
+        Show a progress bar; ``None`` follows scanpy's verbosity.
+
+    Raises
+    ------
+    TypeError
+        When the arguments are swapped or of the wrong type.
+    LossyWriteError
+        When an element cannot be stored exactly; nothing is written.
+
+    Examples
+    --------
+    >>> import scanpy as sc
+    >>> import scanpy_loomio
+    >>> adata = sc.datasets.pbmc68k_reduced()
+    >>> scanpy_loomio.write_loom_full("pbmc.loom", adata)
+    >>> back = scanpy_loomio.read_loom_full("pbmc.loom")
+    >>> back.obs_names.equals(adata.obs_names)
+    True
+    """
+    if isinstance(filename, AnnData):
+        msg = "write_loom_full(filename, adata): the first argument is an AnnData; pass the file name first, like sc.write."
+        raise TypeError(msg)
+    if not isinstance(adata, AnnData):
+        msg = f"write_loom_full(filename, adata): expected an AnnData as the second argument, got {type(adata).__name__}."
+        raise TypeError(msg)
+    if not isinstance(filename, str | os.PathLike):
+        msg = f"write_loom_full(filename, adata): expected a path as the first argument, got {type(filename).__name__}."
+        raise TypeError(msg)
+    if lossy not in ("raise", "warn"):
+        msg = f"lossy={lossy!r}; expected 'raise' or 'warn'."
+        raise ValueError(msg)
+    conv = get_convention(convention)
+    if adata.isbacked:
+        adata = adata.to_memory()
+    plan = plan_write(adata, conv, policy=lossy)
+    options = {
+        "chunks": tuple(chunks),
+        "compression_level": int(compression_level),
+        "n_threads": n_threads,
+        "progress": _progress_default(progress),
+    }
+    path = Path(filename)
+    with atomic_target(path) as tmp, h5py.File(tmp, "w") as file:
+        execute_plan(file, plan, options)
+
+
+def _progress_default(progress: bool | None) -> bool:
+    if progress is not None:
+        return bool(progress)
+    import scanpy as sc
+
+    return sc.settings.verbosity >= 2 and os.environ.get("CI") is None
