@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import conventions
 from ._errors import LoomFormatError, LoomReadWarning, LossyWriteError, LossyWriteWarning
+from ._migrate import MigrationResult, migrate_path, migrate_source
 from ._plugin import install as _install
 from ._read import read_loom_full
 from ._write import write_loom_full
@@ -24,7 +25,10 @@ __all__ = [
     "LoomReadWarning",
     "LossyWriteError",
     "LossyWriteWarning",
+    "MigrationResult",
     "conventions",
+    "migrate_path",
+    "migrate_source",
     "read_loom_full",
     "write_loom_full",
 ]
