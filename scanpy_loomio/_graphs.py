@@ -32,17 +32,19 @@ def matrix_kind(matrix: Any) -> dict[str, str]:
     return {"format": "dense", "type": "ndarray", "dtype": str(np.asarray(matrix).dtype)}
 
 
-def write_graph(group: h5py.Group, name: str, matrix: Any, *, index_base: int = 0) -> None:
-    """Write a square matrix as the edge list ``group/name/{a,b,w}``."""
+def write_graph(group: h5py.Group, name: str, matrix: Any, *, index_base: int | tuple[int, int] = 0) -> None:
+    """Write a square matrix as the edge list ``group/name/{a,b,w}``; ``index_base`` is 0 or 1, for ``a`` and ``b``."""
+    base_a, base_b = (index_base, index_base) if isinstance(index_base, int) else index_base
     coo = sparse.coo_matrix(matrix) if sparse.issparse(matrix) else sparse.coo_matrix(np.asarray(matrix))
     if not sparse.issparse(matrix):
         keep = coo.data != 0
         coo = sparse.coo_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=coo.shape)
     weights = coo.data if coo.data.dtype in WEIGHT_DTYPES else coo.data.astype(np.float64)
     g = group.create_group(name)
-    g.create_dataset("a", data=coo.row.astype(np.int64) + index_base)
-    g.create_dataset("b", data=coo.col.astype(np.int64) + index_base)
-    g.create_dataset("w", data=weights)
+    edges = {"a": coo.row.astype(np.int64) + base_a, "b": coo.col.astype(np.int64) + base_b, "w": weights}
+    for key, values in edges.items():
+        # growable, as loompy makes them
+        g.create_dataset(key, data=values, maxshape=(None,), chunks=(max(1, min(len(values), 65536)),))
     g.attrs[CODEC_ATTR] = dump_codec({"type": "graph", **matrix_kind(matrix)})
 
 

@@ -25,11 +25,21 @@ from . import _matrix
 from ._codecs import CodecMismatch, decode_column, plain_values
 from ._embeddings import restore as restore_embedding
 from ._errors import LoomFormatError, LoomReadWarning
+from ._foreign import ForeignAxis, choose_index_attr, decode_foreign_global, graph_index_base, nested_datasets
 from ._globals import decode_global, read_globals
 from ._graphs import build_matrix
 from ._metadata import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata, load_codec
+from ._safety import (
+    MemoryLimit,
+    check_codecs,
+    check_read_size,
+    check_structure,
+    converted_read_errors,
+    open_read_only,
+    resolve_memory_limit,
+    usable_metadata,
+)
 from ._sidecar import read_elem, sidecar_get
-from ._strings import is_text_dtype
 from .conventions import Convention, get_convention
 
 logger = logging.getLogger("scanpy_loomio")
@@ -64,7 +74,7 @@ class LoomReader:
         self.path = path
         self.options = options
         self.globals = read_globals(file)
-        self.metadata = self._metadata()
+        self.metadata = usable_metadata(self._metadata(), path)
         self.convention = self._convention()
 
     # -- helpers ---------------------------------------------------------------------------------------------
@@ -99,7 +109,7 @@ class LoomReader:
                 pass
         from ._detect import detect_convention
 
-        return detect_convention(self.file)
+        return detect_convention(self.file, self.globals)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -109,11 +119,14 @@ class LoomReader:
         matrix = self.file["matrix"]
         if not isinstance(matrix, h5py.Dataset) or matrix.ndim != 2:
             raise self.error("/matrix", f"a {type(matrix).__name__} of {getattr(matrix, 'ndim', '?')} dimensions", "a 2-D dataset")
+        if matrix.dtype.kind not in "iufb":
+            raise self.error("/matrix", f"values of dtype {matrix.dtype}", "numbers (integers, floats or bool)")
         n_genes, n_cells = matrix.shape
         return n_cells, n_genes
 
     # -- matrices --------------------------------------------------------------------------------------------
-    def read_layer(self, dset: h5py.Dataset) -> Any:
+    def read_layer(self, dset: h5py.Dataset, *, dtype: str | None = None) -> Any:
+        """A matrix as stored (its recorded container and dtype), cast to ``dtype`` when given."""
         codec = load_codec(dset) or {}
         if codec.get("type") == "absent":
             return None
@@ -121,7 +134,7 @@ class LoomReader:
         value = _matrix.read_matrix(
             dset, format=fmt, n_threads=self.options.n_threads, progress=self.options.progress
         )
-        dtype = codec.get("dtype") or self.options.dtype
+        dtype = dtype or codec.get("dtype")
         if dtype is not None and value.dtype != np.dtype(dtype):
             value = value.astype(dtype)
         if codec.get("type", "").endswith("_array"):
@@ -142,22 +155,39 @@ class LoomReader:
                 )
         if not self.options.matrices:
             return None, {}
-        x_name = self.options.X_name
-        if x_name is None and self.metadata is None:
-            x_name = self.convention.x_layer
+        x_name = self._x_name(names)
         layers: dict[str, Any] = {}
-        if x_name and x_name in names:
-            X = self.read_layer(layers_group[x_name])
+        if x_name:
+            # as anndata's read_loom: the chosen layer is X, /matrix becomes layers["matrix"]
+            X = self.read_layer(layers_group[x_name], dtype=self.options.dtype)
             layers["matrix"] = self.read_layer(self.file["matrix"])
             names.remove(x_name)
         else:
-            X = self.read_layer(self.file["matrix"])
+            X = self.read_layer(self.file["matrix"], dtype=self.options.dtype)
         order = [n for _, n in self.metadata.layers] if self.metadata else []
         recorded = {n: k for k, n in self.metadata.layers} if self.metadata else {}
         for name in [n for n in order if n in names] + [n for n in names if n not in order]:
             layers[recorded.get(name, name)] = self.read_layer(layers_group[name])
         del shape_cells_genes
         return X, layers
+
+    def _x_name(self, layer_names: list[str]) -> str | None:
+        """The layer read as ``X``: only one asked for, by ``X_name`` or by a convention passed as ``convention=``."""
+        x_name = self.options.X_name
+        asked = "X_name"
+        if x_name is None and self.options.convention is not None and self.metadata is None:
+            x_name, asked = self.options.convention.x_layer, f"convention {self.options.convention.name!r}"
+        if not x_name:  # None, or "" which anndata's read_loom takes for /matrix
+            return None
+        if x_name not in layer_names:
+            warnings.warn(
+                f"{self.path}: {asked} asks for layer {x_name!r} as X, but /layers has {sorted(layer_names) or 'none'}; "
+                "X is /matrix. Pass X_name=None to read /matrix without this warning.",
+                LoomReadWarning,
+                stacklevel=5,
+            )
+            return None
+        return x_name
 
     # -- axes ------------------------------------------------------------------------------------------------
     def read_axis(self, axis: Literal["obs", "var"], n: int) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
@@ -173,6 +203,8 @@ class LoomReader:
                 if obj.ndim == 0 or obj.shape[0] != n:
                     raise self.error(f"/{group_path}/{name}", f"shape {obj.shape}", f"first dimension {n}")
                 datasets[name] = obj
+        # groups nested under the attribute groups (LoomExperiment's GRanges/, reducedDims/)
+        datasets.update(nested_datasets(group, n, f"{self.path}:/{group_path}"))
         used: set[str] = set()
         values_cache: dict[str, np.ndarray] = {}
 
@@ -185,12 +217,12 @@ class LoomReader:
             return values_cache[name]
 
         # index
-        override = self.options.obs_names if axis == "obs" else self.options.var_names
-        index_attr = override or (record.index_attr if record else None)
-        if index_attr is None or index_attr not in datasets:
-            index_attr = self._find_index_attr(axis, datasets)
+        index_attr = self._index_attr(axis, datasets, record, values_of)
         if index_attr is not None:
-            index = pd.Index(np.asarray(values_of(index_attr), dtype=str).astype(object), dtype=object)
+            names = np.asarray(values_of(index_attr), dtype=str).astype(object)
+            if record is None or self.options.repair_bytes_text:
+                names = self._bytes_text(axis, {f"{axis}_names": names})[f"{axis}_names"]
+            index = pd.Index(names, dtype=object)
             used.add(index_attr)
         else:
             index = pd.RangeIndex(n).astype(str)
@@ -211,7 +243,7 @@ class LoomReader:
         if record:
             for key, entry in record.multi.items():
                 if entry.get("storage") == "sidecar":
-                    value = sidecar_get(self.file, f"{axis}m/{key}")
+                    value = self._aligned(sidecar_get(self.file, f"{axis}m/{key}"), n, f"{axis}m[{key!r}]")
                     if value is not None:
                         multi[key] = value
                     continue
@@ -228,32 +260,43 @@ class LoomReader:
             used.update(attrs)
 
         # attributes this package did not write (foreign files, or added by another tool)
-        for name, dset in datasets.items():
-            if name in used:
-                continue
-            if dset.ndim == 1 and (dset.dtype.kind in "iuf" or is_text_dtype(dset.dtype)):
-                columns[name] = values_of(name)
-            elif dset.ndim >= 2 and dset.dtype.kind in "iuf":
-                multi[name] = dset[()]
-            else:
-                self._foreign_attribute(axis, name, dset, columns, multi)
+        foreign = ForeignAxis(axis, self.convention, f"{self.path}:/{group_path}", values_of, self.globals)
+        more_columns, more_multi = foreign.read(
+            {name: d for name, d in datasets.items() if name not in used}, taken={*columns, *multi}
+        )
+        columns.update(more_columns)
+        multi.update(more_multi)
 
         if self.options.repair_bytes_text or record is None:
-            self._bytes_text(axis, columns)
+            columns = self._bytes_text(axis, columns)
         frame = pd.DataFrame(columns, index=index) if columns else pd.DataFrame(index=index)
         if record is None and index_attr is not None and not index.is_unique:
-            warnings.warn(
-                f"{self.path}: {axis} names from /{group_path}/{index_attr} are not unique; made them unique "
-                f"(anndata's make_unique) and kept the originals in {axis}[{index_attr!r}].",
-                LoomReadWarning,
-                stacklevel=4,
-            )
-            frame[index_attr] = np.asarray(index, dtype=object)
-            from anndata.utils import make_index_unique
-
-            frame.index = make_index_unique(index)
+            frame = self._make_unique(axis, frame, index_attr, group_path)
+        for key in more_multi:
+            if isinstance(multi[key], pd.DataFrame):
+                multi[key].index = frame.index.copy()  # rows of a record attribute are this axis's entries
         pairwise = self.read_graphs(axis, n, record)
         return frame, multi, pairwise
+
+    def _make_unique(self, axis: str, frame: pd.DataFrame, index_attr: str, group_path: str) -> pd.DataFrame:
+        """Unique names (anndata's ``make_index_unique``), the originals kept in a column named as the attribute."""
+        from anndata.utils import make_index_unique
+
+        original = frame.index
+        column = index_attr.replace("/", "_")
+        while column in frame.columns:
+            column = f"{column}_original"
+        warnings.warn(
+            f"{self.path}: {axis} names from /{group_path}/{index_attr} are not unique "
+            f"({original.duplicated().sum()} repeats); made them unique (anndata's make_index_unique) and kept the "
+            f"originals in {axis}[{column!r}].",
+            LoomReadWarning,
+            stacklevel=5,
+        )
+        frame = frame.copy()
+        frame[column] = np.asarray(original, dtype=object)
+        frame.index = make_index_unique(original)
+        return frame
 
     def _decode(self, group_path: str, attr: str, dset: h5py.Dataset, values: np.ndarray) -> Any:
         codec = load_codec(dset)
@@ -274,41 +317,37 @@ class LoomReader:
             )
             return values
 
-    def _find_index_attr(self, axis: str, datasets: Mapping[str, h5py.Dataset]) -> str | None:
-        candidates = self.convention.cell_names if axis == "obs" else self.convention.gene_names
-        from ._detect import FALLBACK_NAMES
+    def _index_attr(
+        self,
+        axis: Literal["obs", "var"],
+        datasets: Mapping[str, h5py.Dataset],
+        record: AxisRecord | None,
+        values_of: Any,
+    ) -> str | None:
+        """The attribute holding the names: asked for (``obs_names=``), recorded, or found (see ``_foreign``)."""
+        asked = self.options.obs_names if axis == "obs" else self.options.var_names
+        if asked is not None:
+            if asked in datasets and datasets[asked].ndim == 1:
+                return asked
+            warnings.warn(
+                f"{self.path}: {axis}_names={asked!r} names no 1-D attribute in /{AXES[axis]}_attrs; "
+                f"finding the names as without it. Attributes there: {sorted(datasets)[:20]}.",
+                LoomReadWarning,
+                stacklevel=5,
+            )
+        if record is not None and record.index_attr in datasets:
+            return record.index_attr
+        return choose_index_attr(axis, datasets, self.convention, values_of, f"{self.path}:/{AXES[axis]}_attrs")
 
-        for name in (*candidates, *FALLBACK_NAMES[axis]):
-            dset = datasets.get(name)
-            if dset is not None and dset.ndim == 1 and is_text_dtype(dset.dtype):
-                return name
-        return None
-
-    def _foreign_attribute(self, axis: str, name: str, dset: h5py.Dataset, columns: dict, multi: dict) -> None:
-        """Attributes of kinds this package does not write (compound records, ...)."""
-        if dset.dtype.names:
-            record = dset[()]
-            frame = pd.DataFrame({f: plain_values(record[f]) for f in dset.dtype.names})
-            numeric = all(record.dtype[f].kind in "iuf" for f in dset.dtype.names)
-            multi[name] = frame.to_numpy() if numeric and set(dset.dtype.names) <= {"_X", "_Y", "_Z"} else frame
-            if isinstance(multi[name], pd.DataFrame):
-                multi[name].index = pd.RangeIndex(len(frame)).astype(str)
-            return
-        warnings.warn(
-            f"{self.path}: /{AXES[axis]}_attrs/{name} has dtype {dset.dtype} and shape {dset.shape}; "
-            f"kept in {axis}m as it is.",
-            LoomReadWarning,
-            stacklevel=5,
-        )
-        multi[name] = dset[()]
-
-    def _bytes_text(self, axis: str, columns: dict) -> None:
+    def _bytes_text(self, axis: str, columns: dict[str, Any]) -> dict[str, Any]:
+        """Flag (or, with ``repair_bytes_text=True``, repair) loompy 3's ``"b'...'"`` text."""
         from ._strings import looks_like_bytes_repr, repair_bytes_repr
 
+        out = dict(columns)
         for name, values in columns.items():
             if isinstance(values, np.ndarray) and values.dtype == object and looks_like_bytes_repr(values):
                 if self.options.repair_bytes_text:
-                    columns[name] = repair_bytes_repr(values)
+                    out[name] = repair_bytes_repr(values)
                 else:
                     warnings.warn(
                         f"{self.path}: {axis}[{name!r}] holds text like \"b'...'\" (Python bytes written as text by "
@@ -316,6 +355,7 @@ class LoomReader:
                         LoomReadWarning,
                         stacklevel=5,
                     )
+        return out
 
     # -- graphs ----------------------------------------------------------------------------------------------
     def read_graphs(self, axis: str, n: int, record: AxisRecord | None) -> dict[str, Any]:
@@ -334,7 +374,7 @@ class LoomReader:
         if record:
             for key, graph in record.graphs.items():
                 if not graph:
-                    value = sidecar_get(self.file, f"{axis}p/{key}")
+                    value = self._aligned(sidecar_get(self.file, f"{axis}p/{key}"), n, f"{axis}p[{key!r}]")
                     if value is not None:
                         out[key] = value
             order = list(record.graphs)
@@ -349,8 +389,13 @@ class LoomReader:
         if not (a.shape == b.shape == w.shape) or a.ndim != 1:
             raise self.error(where, f"a, b, w of shapes {a.shape}, {b.shape}, {w.shape}", "three 1-D datasets of one length")
         codec = load_codec(g)
-        base = self.convention.graph_index_base if codec is None else 0
-        a, b = (self._graph_index(where, x, name, n, base) for x, name in ((a, "a"), (b, "b")))
+        bases = [0, 0]
+        if codec is None:  # another tool's graph: the convention's base, unless the values rule it out
+            for i, (values, other, name) in enumerate(((a, b, "a"), (b, a, "b"))):
+                bases[i], note = graph_index_base(values, other, n, self.convention.graph_index_base[i], f"{where}/{name}")
+                if note:
+                    warnings.warn(f"{self.path}: {note}", LoomReadWarning, stacklevel=6)
+        a, b = (self._graph_index(where, x, name, n, base) for x, name, base in ((a, "a", bases[0]), (b, "b", bases[1])))
         if codec is None and w.dtype.kind not in "f":
             w = w.astype(np.float32)
         return build_matrix(a, b, w, n, codec)
@@ -391,16 +436,31 @@ class LoomReader:
         return uns
 
     def _foreign_global(self, key: str, value: Any) -> Any:
-        if key in self.convention.json_globals and isinstance(value, str):
-            from ._detect import decode_json_global
-
-            return decode_json_global(value)
+        value = decode_foreign_global(key, value, self.convention)
+        if isinstance(value, str):
+            value = self._bytes_text("uns", {key: np.array([value], dtype=object)})[key][0]
         return value
 
     def read_raw(self) -> dict[str, Any] | None:
         if not (self.metadata and self.metadata.raw):
             return None
-        return sidecar_get(self.file, "raw")
+        raw = sidecar_get(self.file, "raw")
+        raw_x = raw.X if isinstance(raw, AnnData) else (raw or {}).get("X")
+        if raw is None or self._aligned(raw_x, self.shape[0], "raw") is None:
+            return None
+        return raw
+
+    def _aligned(self, value: Any, n: int, key: str) -> Any:
+        """A kept element, or ``None`` with a warning when another tool changed the number of cells or genes."""
+        if value is None or getattr(value, "shape", (n,))[0] == n:
+            return value
+        warnings.warn(
+            f"{self.path}: {key} was kept for {value.shape[0]} entries but the file now has {n} (another tool "
+            "changed its shape); left out.",
+            LoomReadWarning,
+            stacklevel=5,
+        )
+        return None
 
     # -- all -------------------------------------------------------------------------------------------------
     def read(self) -> AnnData:
@@ -409,6 +469,11 @@ class LoomReader:
         obs, obsm, obsp = self.read_axis("obs", n_obs)
         var, varm, varp = self.read_axis("var", n_vars)
         uns = self.read_uns()
+        if self.options.cleanup:
+            for axis, frame in (("obs", obs), ("var", var)):
+                collapsed = _collapse_constant_columns(frame)
+                if collapsed:
+                    uns[f"loom-{axis}"] = collapsed
         raw = self.read_raw()
         adata = AnnData(
             X=X,
@@ -424,6 +489,16 @@ class LoomReader:
             shape=(n_obs, n_vars) if X is None else None,
         )
         return adata
+
+
+def _collapse_constant_columns(frame: pd.DataFrame) -> dict[str, Any]:
+    """Remove the columns holding one value and return them as ``{column: value}`` (anndata's ``cleanup=True``)."""
+    collapsed = {}
+    for key in list(frame.columns):
+        if len(frame[key].unique()) == 1:
+            collapsed[key] = frame[key].iloc[0]
+            del frame[key]
+    return collapsed
 
 
 def read_loom_full(
@@ -442,13 +517,16 @@ def read_loom_full(
     repair_bytes_text: bool = False,
     n_threads: int | None = None,
     progress: bool | None = None,
+    allow_external: bool = False,
+    memory_limit: MemoryLimit = "available",
 ) -> AnnData:
     """Read a loom file into an AnnData, exactly as it was written by :func:`write_loom_full`.
 
-    Files written by other tools are read in the convention detected from their attribute names (cell and gene
-    names from ``CellID``/``Gene``, ``obs_names``/``var_names``, ``colnames``/``rownames``, …); ``convention``
-    forces one. anndata's ``read_loom`` keyword arguments are accepted with the same meaning, except that no
-    layer is promoted to ``X`` unless ``X_name`` asks for it.
+    Files written by other tools are read in the convention detected from what they contain (cell and gene
+    names from ``CellID``/``Gene``, ``obs_names``/``var_names``, ``colnames``/``rownames``, …, and each tool's
+    markers; see :mod:`scanpy_loomio.conventions`); ``convention`` forces one. anndata's ``read_loom`` keyword
+    arguments are accepted with the same meaning, except that no layer is promoted to ``X`` unless ``X_name`` asks
+    for it (anndata's reader silently makes a ``spliced`` layer its ``X``).
 
     Parameters
     ----------
@@ -458,17 +536,21 @@ def read_loom_full(
         Name of a convention in :data:`scanpy_loomio.conventions.CONVENTIONS`, or a
         :class:`~scanpy_loomio.conventions.Convention`; ``None`` detects it.
     X_name
-        Loom layer to use as ``X``; ``/matrix`` then becomes ``layers['matrix']``.
+        Loom layer to use as ``X``; ``/matrix`` then becomes ``layers['matrix']``. ``None`` or ``""``: ``/matrix``.
+        A name the file has no layer for warns and reads ``/matrix``.
     obs_names, var_names
-        Column/row attribute holding the cell/gene names, overriding the file's record and the convention.
+        Column/row attribute holding the cell/gene names, overriding the file's record and the convention (an
+        attribute the file lacks warns and is ignored). The attribute is not kept as a column.
     obsm_mapping, varm_mapping
         ``{key: [attribute, ...]}``: 1-D attributes to stack into an ``obsm``/``varm`` entry.
     sparse
         Read matrices of files without a record of their format as CSR (``True``) or dense arrays.
     cleanup
-        Accepted for compatibility with anndata's ``read_loom``; attributes are never collapsed here.
+        As anndata's ``read_loom``: move every ``obs``/``var`` column holding a single value into
+        ``uns['loom-obs']``/``uns['loom-var']`` (``{column: value}``).
     dtype
-        Cast matrices without a recorded dtype to this dtype.
+        Cast ``X`` to this dtype (as anndata's ``read_loom``; its default there is ``float32``); ``None`` keeps the
+        stored (or recorded) dtype. Layers always keep theirs.
     matrices
         ``False`` skips ``X`` and layers (reads only names, annotations, embeddings, graphs and ``uns``).
     repair_bytes_text
@@ -477,13 +559,23 @@ def read_loom_full(
         Threads used to decompress; ``None`` uses every available core.
     progress
         Show a progress bar; ``None`` follows scanpy's verbosity.
+    allow_external
+        Follow HDF5 external links and read virtual or externally stored datasets whose data lives in other files.
+        Off by default, so a file cannot make the reader open other files; a file that needs it raises
+        :class:`~scanpy_loomio.LoomFormatError` naming the link.
+    memory_limit
+        Refuse, before allocating anything, a read that needs more memory than this many bytes, or a matrix that
+        declares more empty space than this: ``"available"`` (the memory free now), a number of bytes, or ``None``
+        to read whatever the file declares.
 
     Raises
     ------
     LoomFormatError
-        When the file is not a loom file that can be read; the message names the HDF5 path and the problem.
+        When the file is not a loom file that can be read, links outside itself, or needs more memory than
+        ``memory_limit``; the message names the HDF5 path and the problem. A file that is not HDF5 at all (empty,
+        text, truncated) raises an error that is both a ``LoomFormatError`` and an ``OSError``.
     OSError
-        When the file cannot be opened at all.
+        When the file cannot be opened at all (missing, a folder, permission denied).
 
     Examples
     --------
@@ -515,22 +607,21 @@ def read_loom_full(
         n_threads=n_threads,
         progress=_progress_default(progress),
     )
-    with _open_read_only(path) as file:
-        return LoomReader(file, path, options).read()
+    limit = resolve_memory_limit(memory_limit)
+    with _open_read_only(path) as file, converted_read_errors(path):
+        datasets = check_structure(file, path, allow_external=allow_external)
+        check_codecs(file, path)
+        reader = LoomReader(file, path, options)
+        n_obs, n_vars = reader.shape
+        check_read_size(
+            file, path, datasets, n_obs=n_obs, n_vars=n_vars, sparse=sparse, dtype=dtype, matrices=matrices, limit=limit
+        )
+        return reader.read()
 
 
 def _open_read_only(path: Path) -> h5py.File:
-    if not path.exists():
-        msg = f"{path}: no such file"
-        raise FileNotFoundError(msg)
-    if path.is_dir():
-        msg = f"{path}: is a directory, expected a .loom file"
-        raise IsADirectoryError(msg)
-    try:
-        return h5py.File(path, "r", locking=False)
-    except OSError as err:
-        msg = f"{path}: cannot be opened as HDF5 ({err}); a loom file is an HDF5 file. Is it complete and a .loom file?"
-        raise OSError(msg) from None
+    # checks that it is a regular HDF5 file first; opens without file locking (see docs/safety.md)
+    return open_read_only(path)
 
 
 __all__ = ["read_loom_full"]

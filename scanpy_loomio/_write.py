@@ -217,7 +217,15 @@ def plan_write(
 
 def _write_attribute(group: h5py.Group, name: str, values: np.ndarray, codec: dict | None) -> None:
     dtype = vlen_str_dtype() if values.dtype == object else values.dtype
-    dset = group.create_dataset(name, data=values, dtype=dtype, **_attr_compression(values))
+    # growable along the first axis, as loompy makes them, so loompy.combine and add_columns work on our files
+    dset = group.create_dataset(
+        name,
+        data=values,
+        dtype=dtype,
+        maxshape=(None, *values.shape[1:]),
+        chunks=(min(max(len(values), 1), 4096), *values.shape[1:]) if values.size else None,
+        **_attr_compression(values),
+    )
     if codec is not None:
         dset.attrs[CODEC_ATTR] = dump_codec(codec)
 
