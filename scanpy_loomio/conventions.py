@@ -1,28 +1,255 @@
 """Which loom attributes each tool uses, as data.
 
 Every tool that writes or reads loom files names cells, genes, layers and embeddings its own way. Each
-:class:`Convention` describes one tool; :data:`CONVENTIONS` holds them by name. Reading detects the convention
-of a file (:func:`detect_convention`), writing targets one (``write_loom_full(..., convention="velocyto")``).
-Nothing else in the package branches on a tool's name: a new tool is a new entry here.
+:class:`Convention` describes one tool; :data:`CONVENTIONS` holds them by name. Reading scores every convention
+against what a file contains (:meth:`Convention.score`, used by :func:`scanpy_loomio.read_loom_full`), writing
+targets one (``write_loom_full(..., convention="velocyto")``). Nothing else in the package branches on a tool's
+name: a new tool is a new entry here, or a :class:`Convention` passed by the caller.
 
 Examples
 --------
 >>> from scanpy_loomio.conventions import get_convention
 >>> get_convention("loompy").cell_names_attr
 'CellID'
+>>> get_convention("loomr").graph_index_base
+(0, 1)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import fnmatch
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
-__all__ = ["CONVENTIONS", "DEFAULT_CONVENTION", "Convention", "get_convention", "register_convention"]
+__all__ = [
+    "CONVENTIONS",
+    "DEFAULT_CONVENTION",
+    "EMBEDDING_FORMS",
+    "Convention",
+    "EmbeddingForm",
+    "FileSummary",
+    "Markers",
+    "conventions_table",
+    "get_convention",
+    "name_candidates",
+    "register_convention",
+]
 
-EmbeddingStyle = Literal["matrix", "columns"]
+EmbeddingStyle = Literal["matrix", "columns", "compound", "reduced_dims", "cell_embeddings"]
 GlobalLayout = Literal["datasets", "root"]
+Axis = Literal["obs", "var"]
+
+
+def _frozen(mapping: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+# -- embeddings ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbeddingForm:
+    """How one embedding style looks on disk.
+
+    Parameters
+    ----------
+    style
+        Key in :data:`EMBEDDING_FORMS` and value of :attr:`Convention.embedding_style`.
+    layout
+        ``"matrix"``: one 2-D attribute (cells × components); ``"columns"``: one 1-D attribute per component;
+        ``"compound"``: one 1-D attribute of records with the fields :attr:`compound_fields`.
+    obs_template, var_template
+        Attribute name for an ``obsm``/``varm`` key. ``{key}`` is the key itself; ``{basis}`` is the key without
+        scanpy's ``X_`` prefix (``X_umap`` → ``umap``), and reading adds the prefix back for ``obsm``; ``{i}``
+        numbers components from 1. ``None``: the tool has no such form for that axis (the ``"matrix"`` form is used).
+    description
+        One line for the docs.
+    """
+
+    style: EmbeddingStyle
+    layout: Literal["matrix", "columns", "compound"]
+    obs_template: str
+    var_template: str | None
+    description: str
+
+    #: Record field names of the ``"compound"`` layout, in component order (SCope's ``Embedding``).
+    compound_fields: tuple[str, ...] = ("_X", "_Y", "_Z")
+
+    def template(self, axis: Axis) -> str:
+        """The name template for ``axis``; the plain ``"{key}"`` when the form has none for it."""
+        found = self.obs_template if axis == "obs" else self.var_template
+        return found if found is not None else "{key}"
+
+    def attr_names(self, key: str, axis: Axis, n_components: int = 0) -> list[str]:
+        """Attribute name(s) for an ``obsm``/``varm`` key.
+
+        Examples
+        --------
+        >>> from scanpy_loomio.conventions import EMBEDDING_FORMS
+        >>> EMBEDDING_FORMS["cell_embeddings"].attr_names("X_umap", "obs")
+        ['umap_cell_embeddings']
+        >>> EMBEDDING_FORMS["columns"].attr_names("X_umap", "obs", 2)
+        ['X_umap_1', 'X_umap_2']
+        """
+        basis = key[2:] if axis == "obs" and key.startswith("X_") and len(key) > 2 else key
+        template = self.template(axis)
+        if self.layout == "columns":
+            return [template.format(key=key, basis=basis, i=i + 1) for i in range(n_components)]
+        return [template.format(key=key, basis=basis, i=1)]
+
+    def key_for(self, attr: str, axis: Axis) -> str | None:
+        """The ``obsm``/``varm`` key a foreign attribute of this form stands for, or ``None`` when it does not match.
+
+        Only single-attribute forms (``"matrix"`` and ``"compound"`` layouts) are matched here.
+
+        Examples
+        --------
+        >>> from scanpy_loomio.conventions import EMBEDDING_FORMS
+        >>> EMBEDDING_FORMS["reduced_dims"].key_for("reducedDims_PCA", "obs")
+        'X_PCA'
+        >>> EMBEDDING_FORMS["reduced_dims"].key_for("nGene", "obs") is None
+        True
+        """
+        if self.layout == "columns":
+            return None
+        template = self.template(axis)
+        placeholder = "{basis}" if "{basis}" in template else "{key}"
+        prefix, _, suffix = template.partition(placeholder)
+        if not (attr.startswith(prefix) and attr.endswith(suffix)) or len(attr) <= len(prefix) + len(suffix):
+            return None
+        stem = attr[len(prefix) : len(attr) - len(suffix)]
+        return f"X_{stem}" if placeholder == "{basis}" and axis == "obs" else stem
+
+
+EMBEDDING_FORMS: Mapping[str, EmbeddingForm] = MappingProxyType(
+    {
+        form.style: form
+        for form in (
+            EmbeddingForm(
+                "matrix", "matrix", "{key}", "{key}", "one 2-D attribute named as the key (loompy, anndata)"
+            ),
+            EmbeddingForm(
+                "columns",
+                "columns",
+                "{key}_{i}",
+                "{key}_{i}",
+                "one 1-D attribute per component, `<key>_1`, `<key>_2`, … (readers that break on 2-D attributes)",
+            ),
+            EmbeddingForm(
+                "compound",
+                "compound",
+                "{key}",
+                "{key}",
+                "one record attribute with fields `_X`, `_Y` (`_Z`) (SCope's `Embedding`); SCope also keeps every "
+                "embedding as one field of `Embeddings_X` and `Embeddings_Y`, named in the `MetaData` global",
+            ),
+            EmbeddingForm(
+                "reduced_dims",
+                "matrix",
+                "reducedDims_{basis}",
+                None,
+                "2-D attribute `reducedDims_<name>` listed in root attributes `ReducedDimsName<i>` (LoomExperiment; "
+                "the name cannot contain `_`); older files nest them as `/col_attrs/reducedDims/<name>`",
+            ),
+            EmbeddingForm(
+                "cell_embeddings",
+                "matrix",
+                "{basis}_cell_embeddings",
+                "{basis}_gene_loadings",
+                "2-D attributes `<reduction>_cell_embeddings` and `<reduction>_gene_loadings` (Seurat v3 via loomR)",
+            ),
+        )
+    }
+)
+"""Every embedding form, by style."""
+
+
+# -- detection -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """What detection looks at: names of things in a loom file, read without touching the matrix.
+
+    Parameters
+    ----------
+    col_attrs, row_attrs
+        Attribute names, including nested ones as ``group/name`` (``GRanges/rownames``).
+    text_col_attrs, text_row_attrs
+        The 1-D text attributes among them (the only ones that can hold names).
+    layers
+        Layer names.
+    globals
+        Global attributes (root HDF5 attributes and ``/attrs`` datasets) with text values as ``str``; other values
+        as read.
+    groups
+        Every group path in the file below the root, without a leading ``/`` (``col_graphs/KNN``).
+    """
+
+    col_attrs: frozenset[str] = frozenset()
+    row_attrs: frozenset[str] = frozenset()
+    text_col_attrs: frozenset[str] = frozenset()
+    text_row_attrs: frozenset[str] = frozenset()
+    layers: frozenset[str] = frozenset()
+    globals: Mapping[str, object] = field(default_factory=_frozen)
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Markers:
+    """Things in a file that point to the tool that wrote it; each one found adds to :meth:`Convention.score`.
+
+    Names may be shell-style patterns (``*_cell_embeddings``).
+
+    Parameters
+    ----------
+    col_attrs, row_attrs
+        Column/row attribute names.
+    layers
+        Layer names.
+    globals
+        Global attribute names.
+    global_values
+        Global attribute name → text its value starts with (``CreatedWith`` → ``LoomExperiment``); a strong marker.
+    groups
+        Group paths (``col_edges``, ``row_attrs/GRanges``).
+    """
+
+    col_attrs: tuple[str, ...] = ()
+    row_attrs: tuple[str, ...] = ()
+    layers: tuple[str, ...] = ()
+    globals: tuple[str, ...] = ()
+    global_values: Mapping[str, str] = field(default_factory=_frozen)
+    groups: tuple[str, ...] = ()
+
+    def found(self, summary: FileSummary) -> list[str]:
+        """The markers present in a file, as readable strings."""
+        out: list[str] = []
+        for kind, patterns, names in (
+            ("col_attrs", self.col_attrs, summary.col_attrs),
+            ("row_attrs", self.row_attrs, summary.row_attrs),
+            ("layers", self.layers, summary.layers),
+            ("globals", self.globals, frozenset(summary.globals)),
+            ("groups", self.groups, summary.groups),
+        ):
+            out += [f"{kind}/{p}" for p in patterns if any(fnmatch.fnmatchcase(n, p) for n in names)]
+        for name, start in self.global_values.items():
+            value = summary.globals.get(name)
+            if isinstance(value, str) and value.startswith(start):
+                out.append(f"globals/{name}={start}…")
+        return out
+
+
+#: Score of a convention's name attribute (any read candidate) present as text, per axis.
+NAME_SCORE = 3
+#: Score of each marker found; a marker on a global attribute's value counts :data:`VALUE_MARKER_SCORE`.
+MARKER_SCORE = 1
+VALUE_MARKER_SCORE = 3
+
+
+# -- the convention --------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -38,33 +265,57 @@ class Convention:
     source
         Where the facts come from (repository and path).
     cell_names
-        Column attributes that may hold cell names, in order of preference; the first is written.
+        Column attributes that may hold cell names, in order of preference; the first is the one written.
+        Nested attributes are written ``group/name``.
     gene_names
-        Row attributes that may hold gene names, in order of preference; the first is written.
-    var_renames
-        AnnData ``var`` columns written under another attribute name (``gene_ids`` → ``Accession``), and read back.
+        Row attributes that may hold gene names, in order of preference; the first is the one written.
     obs_renames
-        The same for ``obs``.
+        AnnData ``obs`` columns written under the tool's attribute name (and renamed back when reading a file of
+        this convention).
+    var_renames
+        The same for ``var``: secondary gene ids such as ``gene_ids`` → ``Accession`` (loompy) or ``ensembl_ids``
+        (HCA Optimus).
     x_layer
-        Loom layer the tool treats as ``X``; ``None`` means ``/matrix``.
+        Loom layer read as ``X`` when this convention is passed explicitly as ``convention=``; ``None`` means
+        ``/matrix``. Detection never promotes a layer to ``X``.
+    matrix_holds
+        What the tool keeps in ``/matrix`` (for the docs).
+    layers
+        Layers the tool writes or reads by name.
     required_layers
-        Layers the tool needs to find.
+        Layers the tool needs to find to read a file.
     embedding_style
-        How ``obsm``/``varm`` arrays are written: ``"matrix"`` as one 2-D attribute, ``"columns"`` as one 1-D attribute
-        per component (``<key>_1``, ``<key>_2``, …), for readers that break on 2-D attributes.
+        How ``obsm``/``varm`` arrays are stored for this tool: a key of :data:`EMBEDDING_FORMS`.
+    multidim_attrs
+        Whether the tool's reader survives 2-D attributes (SeuratDisk, LoomExperiment and SCopeLoomR fail on them).
     graph_index_base
-        0 when graph indices ``a``/``b`` count from 0 (the spec), 1 for writers that count from 1.
+        ``(a, b)``: what the first vertex index is in graph datasets ``a`` and ``b``; ``(0, 0)`` by the spec,
+        ``(0, 1)`` for loomR, which writes ``b`` from 1.
+    metadata_globals
+        Global attributes the tool writes or reads as metadata.
+    json_globals
+        Global attributes holding JSON text (possibly zlib-compressed and base64-encoded), decoded into ``uns``.
     spec_version
-        Loom spec version written.
+        Loom spec version written; ``None`` writes none.
     accepted_spec_versions
         Spec versions the tool reads.
     global_layout
-        ``"datasets"``: global attributes as datasets under ``/attrs`` (spec 3); ``"root"``: HDF5 attributes on the root
-        group (spec 2).
+        ``"datasets"``: global attributes as datasets under ``/attrs`` (spec 3); ``"root"``: HDF5 attributes on the
+        root group (spec 2).
     sidecar
-        Whether the tool tolerates this package's extra top-level group holding what loom has no place for.
-    json_globals
-        Global attributes holding JSON text, decoded into ``uns`` on read.
+        Whether the tool tolerates extra top-level groups, such as the one this package keeps what loom has no place
+        for in (loomR accepts exactly the five spec-2 groups).
+    nested_groups
+        Groups the tool nests under ``col_attrs``/``row_attrs``, and what their datasets become when reading:
+        ``"obsm"`` (one embedding per dataset, named as for :data:`EMBEDDING_FORMS` ``reduced_dims``) or
+        ``"columns"`` (one ``obs``/``var`` column per dataset, named as the dataset).
+    markers
+        What in a file points to this tool (see :meth:`score`).
+    detect
+        Optional scoring function replacing the declarative :attr:`markers`: takes a :class:`FileSummary`, returns a
+        number (``0`` or less: not this tool).
+    notes
+        Anything else a user of the tool should know (for the docs).
     """
 
     name: str
@@ -72,17 +323,48 @@ class Convention:
     source: str
     cell_names: tuple[str, ...]
     gene_names: tuple[str, ...]
-    var_renames: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    obs_renames: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    obs_renames: Mapping[str, str] = field(default_factory=_frozen)
+    var_renames: Mapping[str, str] = field(default_factory=_frozen)
     x_layer: str | None = None
+    matrix_holds: str = "the main values (`X`)"
+    layers: tuple[str, ...] = ()
     required_layers: tuple[str, ...] = ()
     embedding_style: EmbeddingStyle = "matrix"
-    graph_index_base: int = 0
-    spec_version: str = "3.0.0"
+    multidim_attrs: bool = True
+    graph_index_base: tuple[int, int] = (0, 0)
+    metadata_globals: tuple[str, ...] = ()
+    json_globals: tuple[str, ...] = ()
+    spec_version: str | None = "3.0.0"
     accepted_spec_versions: tuple[str, ...] = ("2.0.1", "3.0.0")
     global_layout: GlobalLayout = "datasets"
     sidecar: bool = True
-    json_globals: tuple[str, ...] = ()
+    nested_groups: Mapping[str, str] = field(default_factory=_frozen)
+    markers: Markers = field(default_factory=Markers)
+    detect: Callable[[FileSummary], float] | None = field(default=None, compare=False)
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.cell_names or not self.gene_names:
+            problems.append("cell_names and gene_names need at least one attribute name each (the one written)")
+        if self.embedding_style not in EMBEDDING_FORMS:
+            problems.append(f"embedding_style {self.embedding_style!r} is not one of {sorted(EMBEDDING_FORMS)}")
+        if self.global_layout not in ("datasets", "root"):
+            problems.append(f"global_layout {self.global_layout!r} is not 'datasets' or 'root'")
+        base = self.graph_index_base
+        if not (isinstance(base, tuple) and len(base) == 2 and all(b in (0, 1) for b in base)):
+            problems.append(f"graph_index_base {base!r} is not a pair of 0/1 for (a, b)")
+        bad_nested = {g: how for g, how in self.nested_groups.items() if how not in ("obsm", "columns")}
+        if bad_nested:
+            problems.append(f"nested_groups {bad_nested} must map to 'obsm' or 'columns'")
+        if problems:
+            msg = f"Convention {self.name!r}: " + "; ".join(problems) + "."
+            raise ValueError(msg)
+        # Freeze mappings given as plain dicts, so a registered convention cannot change under its users.
+        for name in ("obs_renames", "var_renames", "nested_groups"):
+            value = getattr(self, name)
+            if not isinstance(value, MappingProxyType):
+                object.__setattr__(self, name, _frozen(value))
 
     @property
     def cell_names_attr(self) -> str:
@@ -94,31 +376,232 @@ class Convention:
         """The row attribute written for ``var_names``."""
         return self.gene_names[0]
 
+    @property
+    def embedding_form(self) -> EmbeddingForm:
+        """The :class:`EmbeddingForm` of :attr:`embedding_style`."""
+        return EMBEDDING_FORMS[self.embedding_style]
 
-_LOOMPY = Convention(
-    name="loompy",
-    tool="loompy",
-    source="linnarsson-lab/loompy doc/conventions",
-    cell_names=("CellID",),
-    gene_names=("Gene",),
-    var_renames=MappingProxyType({"gene_ids": "Accession"}),
+    def names(self, axis: Axis) -> tuple[str, ...]:
+        """Name attribute candidates for ``"obs"`` (cells) or ``"var"`` (genes)."""
+        return self.cell_names if axis == "obs" else self.gene_names
+
+    def renames(self, axis: Axis) -> Mapping[str, str]:
+        """AnnData column → attribute renames for ``axis``."""
+        return self.obs_renames if axis == "obs" else self.var_renames
+
+    def score(self, summary: FileSummary) -> float:
+        """How well a file fits this convention; ``0`` when nothing of it is there.
+
+        Each axis whose names are in one of :attr:`cell_names`/:attr:`gene_names` (as text) counts
+        :data:`NAME_SCORE`; each of :attr:`markers` found counts :data:`MARKER_SCORE`, a marker on a global value
+        :data:`VALUE_MARKER_SCORE`. A :attr:`detect` function replaces all of this.
+
+        Examples
+        --------
+        >>> from scanpy_loomio.conventions import FileSummary, get_convention
+        >>> summary = FileSummary(text_col_attrs=frozenset({"CellID"}), text_row_attrs=frozenset({"Gene"}),
+        ...                       layers=frozenset({"spliced", "unspliced", "ambiguous"}))
+        >>> get_convention("loompy").score(summary), get_convention("velocyto").score(summary)
+        (6, 9)
+        """
+        if self.detect is not None:
+            return self.detect(summary)
+        points = 0
+        if any(n in summary.text_col_attrs for n in self.cell_names):
+            points += NAME_SCORE
+        if any(n in summary.text_row_attrs for n in self.gene_names):
+            points += NAME_SCORE
+        for marker in self.markers.found(summary):
+            points += VALUE_MARKER_SCORE if "=" in marker else MARKER_SCORE
+        return points
+
+
+# -- the table -------------------------------------------------------------------------------------------------------
+
+_LOOMPY_METADATA = ("LOOM_SPEC_VERSION", "CreationDate", "last_modified")
+
+_BUILTIN = (
+    Convention(
+        name="loompy",
+        tool="loompy",
+        source="linnarsson-lab/loompy doc/conventions, loompy/loompy.py",
+        cell_names=("CellID",),
+        gene_names=("Gene",),
+        var_renames={"gene_ids": "Accession"},
+        metadata_globals=_LOOMPY_METADATA,
+        markers=Markers(col_attrs=("ClusterID", "ClusterName"), row_attrs=("Accession",)),
+        notes="`Gene` is not unique; `Accession` is the unique gene id. Validator: `loompy.LoomValidator`.",
+    ),
+    Convention(
+        name="velocyto",
+        tool="velocyto.py, velocyto.R, scVelo",
+        source="velocyto-team/velocyto.py velocyto/counter.py; theislab/scvelo",
+        cell_names=("CellID",),
+        gene_names=("Gene",),
+        var_renames={"gene_ids": "Accession"},
+        matrix_holds="`spliced` + `unspliced` + `ambiguous`",
+        layers=("spliced", "unspliced", "ambiguous", "spanning"),
+        required_layers=("spliced", "unspliced", "ambiguous"),
+        metadata_globals=_LOOMPY_METADATA,
+        markers=Markers(
+            layers=("spliced", "unspliced", "ambiguous"),
+            row_attrs=("Chromosome", "Strand", "Start", "End"),
+        ),
+        notes="`CellID` is `sample:BARCODEx`. scVelo needs `spliced` and `unspliced`; velocyto.py also `ambiguous`. "
+        "anndata's `read_loom` silently makes `spliced` its `X`; this package keeps `/matrix` as `X` unless "
+        "`X_name='spliced'` is passed.",
+    ),
+    Convention(
+        name="scope",
+        tool="pySCENIC, SCope, SCopeLoomR",
+        source="aertslab/pySCENIC src/pyscenic/export.py; aertslab/SCopeLoomR R/loom.R",
+        cell_names=("CellID",),
+        gene_names=("Gene",),
+        embedding_style="compound",
+        multidim_attrs=False,
+        metadata_globals=("MetaData", "Genome", "title", "SCopeTreeL1", "SCopeTreeL2", "SCopeTreeL3"),
+        json_globals=("MetaData",),
+        spec_version=None,
+        markers=Markers(
+            col_attrs=("Embedding", "Embeddings_X", "Embeddings_Y", "RegulonsAUC", "Clusterings", "nGene", "nUMI"),
+            row_attrs=("Regulons", "ClusterMarkers_*"),
+            globals=("MetaData", "SCopeTreeL1", "Genome"),
+            groups=("col_edges", "row_edges"),
+        ),
+        notes="Record (compound) attributes `RegulonsAUC`, `Clusterings`, `ClusterMarkers_*` become `obsm`/`varm` "
+        "DataFrames. SCopeLoomR fails when `CellID` is the only column attribute.",
+    ),
+    Convention(
+        name="seuratdisk",
+        tool="Seurat via SeuratDisk",
+        source="mojaveazure/seurat-disk R/loom.R",
+        cell_names=("CellID",),
+        gene_names=("Gene",),
+        matrix_holds="normalized `data` when written by SeuratDisk; `LoadLoom` reads it as counts",
+        layers=("counts", "scale.data"),
+        embedding_style="columns",
+        multidim_attrs=False,
+        metadata_globals=("SEURAT_ASSAY", *_LOOMPY_METADATA),
+        accepted_spec_versions=("3.0.0",),
+        markers=Markers(globals=("SEURAT_ASSAY",), layers=("scale.data",)),
+        notes="`LoadLoom` needs `/attrs/LOOM_SPEC_VERSION`, fails on 2-D column attributes and loads graphs only "
+        "with `verbose=TRUE`.",
+    ),
+    Convention(
+        name="loomr",
+        tool="Seurat v3 via loomR",
+        source="mojaveazure/loomR R/loom.R",
+        cell_names=("cell_names", "CellID"),
+        gene_names=("gene_names", "Gene"),
+        matrix_holds="counts",
+        layers=("norm_data", "scale_data"),
+        embedding_style="cell_embeddings",
+        graph_index_base=(0, 1),
+        metadata_globals=("LOOM_SPEC_VERSION", "version", "chunks"),
+        spec_version="2.0.1",
+        accepted_spec_versions=("2.0.1",),
+        global_layout="root",
+        sidecar=False,
+        markers=Markers(
+            col_attrs=("*_cell_embeddings",),
+            row_attrs=("*_gene_loadings", "var_genes"),
+            layers=("norm_data", "scale_data"),
+            globals=("version", "chunks"),
+        ),
+        notes="Refuses files with an `/attrs` group or any top-level group besides the five of spec 2 (unless "
+        "`skip.validate=TRUE`). `add.graph.matrix` writes `a` from 0 and `b` from 1.",
+    ),
+    Convention(
+        name="loomexperiment",
+        tool="LoomExperiment, sceasy",
+        source="Bioconductor/LoomExperiment R/export-method.R, R/import-method.R; cellgeni/sceasy",
+        cell_names=("colnames",),
+        gene_names=("rownames", "GRanges/rownames"),
+        matrix_holds="the first assay (`MatrixName` global)",
+        embedding_style="reduced_dims",
+        multidim_attrs=False,
+        metadata_globals=("CreatedWith", "LoomExperiment-class", "MatrixName", "ReducedDimsName*", "LOOM_SPEC_VERSION"),
+        spec_version="2.0.1",
+        global_layout="root",
+        nested_groups={"reducedDims": "obsm", "GRanges": "columns"},
+        markers=Markers(
+            globals=("LoomExperiment-class", "MatrixName", "ReducedDimsName*"),
+            global_values={"CreatedWith": "LoomExperiment"},
+            col_attrs=("reducedDims_*", "colnames_factor"),
+            groups=("row_attrs/GRanges", "row_attrs/GRangesList", "col_attrs/reducedDims"),
+        ),
+        notes="Strings are fixed-length bytes. `import` fails on 2-D column attributes other than the "
+        "`reducedDims_<name>` ones listed in `ReducedDimsName<i>`; without `colnames`/`rownames` it gives no dimnames. "
+        "Names that are only `1`, `2`, … (R's defaults) are passed over for real names.",
+    ),
+    Convention(
+        name="optimus",
+        tool="HCA Optimus",
+        source="HumanCellAtlas/skylab, broadinstitute/warp pipelines/skylab/optimus",
+        cell_names=("cell_names",),
+        gene_names=("gene_names",),
+        var_renames={"gene_ids": "ensembl_ids"},
+        matrix_holds="counts",
+        metadata_globals=("pipeline_version", "input_id", "expression_data_type", "optimus_output_schema_version"),
+        markers=Markers(
+            row_attrs=("ensembl_ids",),
+            globals=("pipeline_version", "input_id", "expression_data_type", "optimus_output_schema_version"),
+        ),
+        notes="Many per-cell and per-gene QC metrics as attributes.",
+    ),
+    Convention(
+        name="kb_python",
+        tool="kb_python (`kb count --loom`)",
+        source="pachterlab/kb_python kb_python/count.py",
+        cell_names=("barcode",),
+        gene_names=("target_name",),
+        matrix_holds="counts",
+        notes="With `--loom-names velocyto` it writes `CellID`/`Gene` instead (the velocyto convention).",
+    ),
+    Convention(
+        name="alevin_fry",
+        tool="alevin-fry via pyroe (`pyroe convert`)",
+        source="COMBINE-lab/pyroe src/pyroe/convert.py",
+        cell_names=("barcodes",),
+        gene_names=("gene_ids",),
+        matrix_holds="counts (`X` of the chosen output format)",
+        notes="USA-mode layers (`spliced`, `unspliced`, `ambiguous`) when asked for.",
+    ),
+    Convention(
+        name="anndata",
+        tool="anndata `write_loom` (legacy)",
+        source="scverse/anndata src/anndata/_io/write.py, _io/read.py",
+        cell_names=("obs_names",),
+        gene_names=("var_names",),
+        metadata_globals=_LOOMPY_METADATA,
+        notes="The names go to `obs_names`/`var_names` (or the index's name), which anndata's own `read_loom` does "
+        "not read back. `obsm`/`varm` only with `write_obsm_varm=True`; `obsp`, `varp`, `uns` and `raw` are dropped.",
+    ),
 )
 
-CONVENTIONS: dict[str, Convention] = {c.name: c for c in (_LOOMPY,)}
-"""All known conventions by name."""
+CONVENTIONS: dict[str, Convention] = {c.name: c for c in _BUILTIN}
+"""All known conventions by name, in the order detection prefers them on a tie."""
 
 DEFAULT_CONVENTION = "loompy"
 """The convention written by default: ``CellID``/``Gene`` are what most real readers look for."""
 
 
 def register_convention(convention: Convention, *, overwrite: bool = False) -> None:
-    """Add a convention to :data:`CONVENTIONS`.
+    """Add a convention to :data:`CONVENTIONS`, so that reading detects it and ``convention=`` accepts its name.
 
     Examples
     --------
-    >>> from scanpy_loomio.conventions import Convention, register_convention
-    >>> register_convention(Convention(name="mylab", tool="My lab", source="-", cell_names=("cell",), gene_names=("gene",)))
+    >>> from scanpy_loomio.conventions import CONVENTIONS, Convention, Markers, register_convention
+    >>> mylab = Convention(
+    ...     name="mylab", tool="My lab", source="-", cell_names=("cell",), gene_names=("gene",),
+    ...     markers=Markers(globals=("mylab_version",)),
+    ... )
+    >>> register_convention(mylab)
+    >>> del CONVENTIONS["mylab"]  # tidy up
     """
+    if not isinstance(convention, Convention):
+        msg = f"register_convention: expected a Convention, got {type(convention).__name__}"
+        raise TypeError(msg)
     if convention.name in CONVENTIONS and not overwrite:
         msg = f"a convention named {convention.name!r} exists; pass overwrite=True to replace it"
         raise ValueError(msg)
@@ -132,6 +615,12 @@ def get_convention(convention: str | Convention) -> Convention:
     ------
     ValueError
         For an unknown name; the message lists the known ones.
+
+    Examples
+    --------
+    >>> from scanpy_loomio.conventions import get_convention
+    >>> get_convention("loomexperiment").cell_names_attr
+    'colnames'
     """
     if isinstance(convention, Convention):
         return convention
@@ -140,3 +629,130 @@ def get_convention(convention: str | Convention) -> Convention:
     except (KeyError, TypeError):
         msg = f"unknown convention {convention!r}; expected one of {sorted(CONVENTIONS)} or a Convention object"
         raise ValueError(msg) from None
+
+
+def name_candidates(axis: Axis, first: Convention | None = None) -> tuple[str, ...]:
+    """Every attribute that may hold names on ``axis``: ``first``'s candidates, then every registered convention's.
+
+    Examples
+    --------
+    >>> from scanpy_loomio.conventions import get_convention, name_candidates
+    >>> name_candidates("obs", get_convention("anndata"))[:3]
+    ('obs_names', 'CellID', 'cell_names')
+    """
+    out: dict[str, None] = {}
+    for convention in (first, *CONVENTIONS.values()):
+        if convention is not None:
+            out.update(dict.fromkeys(convention.names(axis)))
+    return tuple(out)
+
+
+# -- docs ------------------------------------------------------------------------------------------------------------
+
+
+def _code(values: object) -> str:
+    if values is None or values == () or values == {}:
+        return "—"
+    if isinstance(values, str):
+        return f"`{values}`"
+    if isinstance(values, Mapping):
+        return ", ".join(f"`{k}` → `{v}`" for k, v in values.items())
+    return ", ".join(f"`{v}`" for v in values)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def conventions_table(conventions: Mapping[str, Convention] | None = None) -> str:
+    """The convention table as Markdown: one summary table, then the details of each convention.
+
+    The documentation page is generated from this at build time, so it always shows the table the code uses.
+
+    Examples
+    --------
+    >>> from scanpy_loomio.conventions import conventions_table
+    >>> print(conventions_table().splitlines()[0])
+    | convention | tool | cell names | gene names | secondary ids | `X` | needs layers | embeddings | graph base (a, b) | spec written | globals |
+    """
+    conventions = CONVENTIONS if conventions is None else conventions
+    head = [
+        "convention",
+        "tool",
+        "cell names",
+        "gene names",
+        "secondary ids",
+        "`X`",
+        "needs layers",
+        "embeddings",
+        "graph base (a, b)",
+        "spec written",
+        "globals",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in conventions.values():
+        row = [
+            f"`{c.name}`",
+            c.tool,
+            _code(c.cell_names),
+            _code(c.gene_names),
+            _code({**c.obs_renames, **c.var_renames}),
+            f"layer `{c.x_layer}`" if c.x_layer else "`/matrix`",
+            _code(c.required_layers),
+            f"`{c.embedding_style}`" + ("" if c.multidim_attrs else " (no 2-D attributes)"),
+            f"{c.graph_index_base[0]}, {c.graph_index_base[1]}",
+            (c.spec_version or "none") + (" (root attributes)" if c.global_layout == "root" else ""),
+            "/attrs group" if c.global_layout == "datasets" else "root attributes",
+        ]
+        lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
+    lines += ["", "## Embedding forms", "", "| style | layout | `obsm` attribute | `varm` attribute | description |"]
+    lines.append("|---|---|---|---|---|")
+    for form in EMBEDDING_FORMS.values():
+        row = [f"`{form.style}`", form.layout, _code(form.obs_template), _code(form.var_template), form.description]
+        lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
+    for c in conventions.values():
+        lines += ["", f"## `{c.name}`: {c.tool}", "", f"Source: {c.source}.", ""]
+        details = {
+            "cell names (read in this order; the first is written)": _code(c.cell_names),
+            "gene names (read in this order; the first is written)": _code(c.gene_names),
+            "secondary ids (AnnData column → attribute)": _code({**c.obs_renames, **c.var_renames}),
+            "`/matrix` holds": c.matrix_holds,
+            "`X` when this convention is passed as `convention=`": f"layer `{c.x_layer}`" if c.x_layer else "`/matrix`",
+            "layers it knows": _code(c.layers),
+            "layers it needs": _code(c.required_layers),
+            "embeddings": f"`{c.embedding_style}`: {c.embedding_form.description}",
+            "reader survives 2-D attributes": "yes" if c.multidim_attrs else "no",
+            "graph index base (a, b)": f"{c.graph_index_base[0]}, {c.graph_index_base[1]}",
+            "metadata in global attributes": _code(c.metadata_globals),
+            "global attributes decoded from JSON": _code(c.json_globals),
+            "spec version written": c.spec_version or "none",
+            "spec versions read": _code(c.accepted_spec_versions),
+            "global attributes stored as": "datasets in `/attrs` (spec 3)"
+            if c.global_layout == "datasets"
+            else "HDF5 attributes of the root group (spec 2)",
+            "extra top-level groups allowed": "yes" if c.sidecar else "no",
+            "groups nested under the attribute groups": _code(c.nested_groups),
+            "detected by": _markers_text(c),
+        }
+        lines += [f"- {k}: {v}" for k, v in details.items()]
+        if c.notes:
+            lines += ["", c.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _markers_text(c: Convention) -> str:
+    if c.detect is not None:
+        return "its own `detect` function"
+    m = c.markers
+    parts = [f"names in {_code(c.cell_names)} / {_code(c.gene_names)}"]
+    for label, values in (
+        ("column attributes", m.col_attrs),
+        ("row attributes", m.row_attrs),
+        ("layers", m.layers),
+        ("global attributes", m.globals),
+        ("groups", m.groups),
+    ):
+        if values:
+            parts.append(f"{label} {_code(values)}")
+    parts += [f"global `{k}` starting with `{v}`" for k, v in m.global_values.items()]
+    return "; ".join(parts)
