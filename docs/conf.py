@@ -2,6 +2,7 @@
 
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -47,6 +48,9 @@ napoleon_use_rtype = True
 napoleon_use_param = True
 typehints_defaults = "braces"
 always_document_param_types = False
+
+# sphinx-autodoc-typehints still calls an API Sphinx 9 deprecated; that is its business, not a problem in these docs.
+warnings.filterwarnings("ignore", message=r".*set_application.* is deprecated", module="sphinx_autodoc_typehints")
 
 # -- HTML output ---------------------------------------------------------------------------------------------------
 
