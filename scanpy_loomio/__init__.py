@@ -7,6 +7,7 @@ accessor.
 from importlib.metadata import PackageNotFoundError, version
 
 from . import conventions
+from ._default import restore_defaults, use_as_default
 from ._errors import LoomFormatError, LoomReadWarning, LossyWriteError, LossyWriteWarning
 from ._migrate import MigrationResult, migrate_path, migrate_source
 from ._plugin import install as _install
@@ -30,5 +31,7 @@ __all__ = [
     "migrate_path",
     "migrate_source",
     "read_loom_full",
+    "restore_defaults",
+    "use_as_default",
     "write_loom_full",
 ]

@@ -1,0 +1,185 @@
+"""An opt-in, reversible switch that makes anndata's and scanpy's own loom functions lossless.
+
+For pipelines that cannot be edited beyond their imports: after :func:`use_as_default`, ``sc.read_loom``,
+``sc.read("….loom")``, ``anndata.io.read_loom`` (and the deprecated ``anndata.read_loom``),
+``anndata.io.write_loom`` and ``AnnData.write_loom`` delegate to :func:`~scanpy_loomio.read_loom_full` and
+:func:`~scanpy_loomio.write_loom_full`. Nothing changes merely because the package was imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable
+    from types import TracebackType
+
+    from anndata import AnnData
+
+__all__ = ["restore_defaults", "use_as_default"]
+
+# read_loom keywords that mean the same for read_loom_full
+_SAME_KEYWORDS = frozenset({"X_name", "obs_names", "var_names", "obsm_mapping", "varm_mapping", "sparse", "cleanup"})
+# anndata's deprecated spellings, and the current names
+_RENAMED_KEYWORDS = {"obsm_names": "obsm_mapping", "varm_names": "varm_mapping"}
+# passed on by anndata to loompy.connect; read_loom_full never runs loompy's validator
+_IGNORED_KEYWORDS = frozenset({"validate"})
+
+_lock = threading.Lock()
+#: ``(module name, attribute path) -> original`` while the switch is on; empty while it is off.
+_originals: dict[tuple[str, str], Any] = {}
+
+
+def read_loom(filename: str | os.PathLike[str], **kwargs: Any) -> AnnData:
+    """The ``read_loom`` of anndata and scanpy, made lossless by :func:`scanpy_loomio.use_as_default`.
+
+    Delegates to :func:`scanpy_loomio.read_loom_full`. anndata's keyword arguments keep their meaning
+    (``obsm_names``/``varm_names`` are read as ``obsm_mapping``/``varm_mapping``, loompy's ``validate`` is
+    ignored), with two differences that keep the data as it is in the file: a ``spliced`` layer becomes ``X``
+    only when ``X_name="spliced"`` is passed, and ``X`` keeps its dtype unless ``dtype`` is passed.
+    """
+    from ._read import read_loom_full
+
+    options = {}
+    for key, value in kwargs.items():
+        if key in _IGNORED_KEYWORDS:
+            continue
+        name = _RENAMED_KEYWORDS.get(key, key)
+        if name not in _SAME_KEYWORDS and name != "dtype":
+            msg = (
+                f"read_loom() got the keyword argument {key!r}, which scanpy_loomio.read_loom_full (used since "
+                f"scanpy_loomio.use_as_default()) does not take; expected one of {sorted(_SAME_KEYWORDS)}, "
+                "dtype, or the deprecated obsm_names/varm_names. Remove it, or call scanpy_loomio.restore_defaults()."
+            )
+            raise TypeError(msg)
+        if name in options:
+            other = next(k for k in kwargs if k != key and _RENAMED_KEYWORDS.get(k, k) == name)
+            msg = f"read_loom() got both {other!r} and {key!r}, which mean the same; pass only {name!r}"
+            raise TypeError(msg)
+        options[name] = value
+    return read_loom_full(filename, **options)
+
+
+def write_loom(filename: str | os.PathLike[str], adata: AnnData, *, write_obsm_varm: bool = False) -> None:
+    """``anndata.io.write_loom``, made lossless by :func:`scanpy_loomio.use_as_default`.
+
+    Delegates to :func:`scanpy_loomio.write_loom_full`, which keeps every element, so ``write_obsm_varm``
+    has no effect: ``obsm`` and ``varm`` are always written.
+    """
+    from ._write import write_loom_full
+
+    write_loom_full(filename, adata)
+
+
+def _write_loom_method(self: AnnData, filename: str | os.PathLike[str], *, write_obsm_varm: bool = False) -> None:
+    """``AnnData.write_loom``, made lossless by :func:`scanpy_loomio.use_as_default`.
+
+    Delegates to :func:`scanpy_loomio.write_loom_full`, which keeps every element, so ``write_obsm_varm``
+    has no effect: ``obsm`` and ``varm`` are always written.
+    """
+    write_loom(filename, self)
+
+
+_write_loom_method.__name__ = "write_loom"
+_write_loom_method.__qualname__ = "AnnData.write_loom"
+
+#: ``(module, attribute path, replacement)``: every place the loom functions are looked up at call time.
+#: scanpy.readwrite binds read_loom itself and uses it in ``sc.read`` for ``.loom`` files.
+_REPLACEMENTS: tuple[tuple[str, str, Callable[..., Any]], ...] = (
+    ("anndata.io", "read_loom", read_loom),
+    ("anndata.io", "write_loom", write_loom),
+    ("anndata", "AnnData.write_loom", _write_loom_method),
+    ("scanpy", "read_loom", read_loom),
+    ("scanpy.readwrite", "read_loom", read_loom),
+)
+
+
+def _owner(module: str, path: str) -> tuple[Any, str]:
+    owner = importlib.import_module(module)
+    *parents, name = path.split(".")
+    for parent in parents:
+        owner = getattr(owner, parent)
+    return owner, name
+
+
+class _Switch:
+    """Returned by :func:`use_as_default`; as a context manager it undoes the switch on exit if it turned it on."""
+
+    def __init__(self, *, turned_on: bool) -> None:
+        self.turned_on = turned_on
+
+    def __enter__(self) -> _Switch:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if self.turned_on:
+            restore_defaults()
+
+    def __repr__(self) -> str:
+        return f"<scanpy_loomio default loom I/O: {'on' if _originals else 'off'}>"
+
+
+def use_as_default() -> _Switch:
+    """Make ``sc.read_loom``, ``anndata.io.read_loom``, ``anndata.io.write_loom`` and ``AnnData.write_loom`` lossless.
+
+    They delegate to :func:`read_loom_full` and :func:`write_loom_full` (``sc.read`` of a ``.loom`` file and the
+    deprecated ``anndata.read_loom`` too) until :func:`restore_defaults` is called. Calling it again while it is
+    on changes nothing. ``import scanpy_loomio`` alone never does this.
+
+    Code that imported the function object itself before the switch (``from anndata.io import read_loom``) keeps
+    anndata's: turn the switch on first, or use :func:`scanpy_loomio.migrate_path` to edit the code.
+
+    Returns
+    -------
+    A context manager: ``with use_as_default(): ...`` restores anndata's functions on exit (unless the switch was
+    already on before).
+
+    Examples
+    --------
+    >>> import scanpy as sc
+    >>> import scanpy_loomio
+    >>> adata = sc.datasets.pbmc68k_reduced()
+    >>> with scanpy_loomio.use_as_default():
+    ...     adata.write_loom("pbmc.loom")  # an unchanged pipeline line
+    ...     back = sc.read_loom("pbmc.loom")
+    >>> back.obsp["distances"].nnz == adata.obsp["distances"].nnz
+    True
+    >>> sc.read_loom.__module__
+    'anndata._io.read'
+    """
+    with _lock:
+        if _originals:
+            return _Switch(turned_on=False)
+        for module, path, replacement in _REPLACEMENTS:
+            owner, name = _owner(module, path)
+            if name in vars(owner):  # never add an attribute that was not there
+                _originals[(module, path)] = vars(owner)[name]
+                setattr(owner, name, replacement)
+        return _Switch(turned_on=True)
+
+
+def restore_defaults() -> None:
+    """Undo :func:`use_as_default`: anndata's and scanpy's own loom functions are back. Does nothing when it is off.
+
+    Examples
+    --------
+    >>> import anndata
+    >>> import scanpy_loomio
+    >>> original = anndata.io.read_loom
+    >>> _ = scanpy_loomio.use_as_default()
+    >>> anndata.io.read_loom is original
+    False
+    >>> scanpy_loomio.restore_defaults()
+    >>> anndata.io.read_loom is original
+    True
+    """
+    with _lock:
+        for (module, path), original in _originals.items():
+            owner, name = _owner(module, path)
+            setattr(owner, name, original)
+        _originals.clear()

@@ -1,0 +1,174 @@
+"""The opt-in switch that makes anndata's and scanpy's loom functions lossless (``use_as_default``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from typing import TYPE_CHECKING
+
+import anndata
+import anndata.io
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+import scanpy.readwrite
+from anndata.tests.helpers import assert_adata_equal
+from scipy import sparse
+
+import scanpy_loomio
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+# the fixture repeats a gene symbol on purpose
+pytestmark = pytest.mark.filterwarnings("ignore:Variable names are not unique:UserWarning")
+
+# every place the switch changes: (owner, attribute)
+PATCHED = [
+    (anndata.io, "read_loom"),
+    (anndata.io, "write_loom"),
+    (anndata.AnnData, "write_loom"),
+    (sc, "read_loom"),
+    (scanpy.readwrite, "read_loom"),
+]
+
+
+def current() -> list[object]:
+    return [vars(owner)[name] for owner, name in PATCHED]
+
+
+ORIGINALS = current()
+
+
+@pytest.fixture(autouse=True)
+def switch_off_afterwards() -> Iterator[None]:
+    yield
+    scanpy_loomio.restore_defaults()
+    assert current() == ORIGINALS
+
+
+@pytest.fixture
+def adata() -> anndata.AnnData:
+    """An AnnData with what anndata's own loom functions lose: index names, categoricals, obsp, uns, int X."""
+    rng = np.random.default_rng(0)
+    obs = pd.DataFrame(
+        {"cluster": pd.Categorical(["b", "a", "b", "c"], categories=["c", "b", "a"])},
+        index=pd.Index(["AAAC-1", "AAAG-1", "ACGT-1", "TTTT-1"], name="barcode"),
+    )
+    var = pd.DataFrame({"gene_ids": ["ENSG1", "ENSG2", "ENSG3"]}, index=pd.Index(["CD3E", "MS4A1", "CD3E"]))
+    x = sparse.random(4, 3, density=0.5, format="csr", random_state=rng, dtype=np.int64)
+    result = anndata.AnnData(x, obs=obs, var=var)
+    result.layers["spliced"] = x * 2
+    result.obsm["X_umap"] = rng.normal(size=(4, 2))
+    result.obsp["distances"] = sparse.random(4, 4, density=0.5, format="csr", random_state=rng)
+    result.uns["params"] = {"n_neighbors": 3, "method": "umap"}
+    return result
+
+
+def test_import_alone_changes_nothing() -> None:
+    code = (
+        "import anndata, anndata.io, scanpy, scanpy.readwrite\n"
+        "before = [anndata.io.read_loom, anndata.io.write_loom, anndata.AnnData.write_loom,"
+        " scanpy.read_loom, scanpy.readwrite.read_loom]\n"
+        "import scanpy_loomio\n"
+        "after = [anndata.io.read_loom, anndata.io.write_loom, anndata.AnnData.write_loom,"
+        " scanpy.read_loom, scanpy.readwrite.read_loom]\n"
+        "assert all(a is b for a, b in zip(before, after, strict=True)), after\n"
+        "print('unchanged')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "unchanged\n"
+
+
+def test_switch_on_and_off() -> None:
+    scanpy_loomio.use_as_default()
+    assert all(now is not before for now, before in zip(current(), ORIGINALS, strict=True))
+    assert sc.read_loom is anndata.io.read_loom  # one replacement for every reader
+    scanpy_loomio.restore_defaults()
+    assert all(now is before for now, before in zip(current(), ORIGINALS, strict=True))
+
+
+def test_idempotent() -> None:
+    first = scanpy_loomio.use_as_default()
+    patched = current()
+    second = scanpy_loomio.use_as_default()
+    assert current() == patched  # not wrapped twice
+    assert first.turned_on
+    assert not second.turned_on
+    scanpy_loomio.restore_defaults()
+    assert current() == ORIGINALS
+    scanpy_loomio.restore_defaults()  # off already: nothing happens
+    assert current() == ORIGINALS
+
+
+def test_context_manager_restores_even_on_error() -> None:
+    with pytest.raises(RuntimeError, match="inside"), scanpy_loomio.use_as_default():
+        assert current() != ORIGINALS
+        msg = "inside"
+        raise RuntimeError(msg)
+    assert current() == ORIGINALS
+
+
+def test_inner_context_keeps_an_outer_switch_on() -> None:
+    scanpy_loomio.use_as_default()
+    patched = current()
+    with scanpy_loomio.use_as_default():
+        pass
+    assert current() == patched
+
+
+def test_unchanged_pipeline_round_trips_exactly(tmp_path: Path, adata: anndata.AnnData) -> None:
+    path = tmp_path / "pipeline.loom"
+    with scanpy_loomio.use_as_default():
+        adata.write_loom(path, write_obsm_varm=False)  # the flag no longer drops anything
+        back = sc.read_loom(path)
+        via_read = sc.read(path)
+        anndata.io.write_loom(tmp_path / "io.loom", adata)
+        via_io = anndata.io.read_loom(tmp_path / "io.loom")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # anndata.read_loom is deprecated
+            via_deprecated = anndata.read_loom(path)
+    for result in (back, via_read, via_io, via_deprecated):
+        assert_adata_equal(adata, result, exact=True)
+
+
+def test_spliced_becomes_x_only_when_asked(tmp_path: Path, adata: anndata.AnnData) -> None:
+    path = tmp_path / "velocity.loom"
+    scanpy_loomio.write_loom_full(path, adata)
+    with scanpy_loomio.use_as_default():
+        assert (sc.read_loom(path).X != adata.X).nnz == 0
+        assert (sc.read_loom(path, X_name="spliced").X != adata.layers["spliced"]).nnz == 0
+
+
+def test_old_keywords_are_translated(tmp_path: Path, adata: anndata.AnnData) -> None:
+    path = tmp_path / "keywords.loom"
+    scanpy_loomio.write_loom_full(path, adata)
+    with scanpy_loomio.use_as_default():
+        back = sc.read_loom(path, validate=False, sparse=True, obsm_names={}, cleanup=False)
+    assert_adata_equal(adata, back, exact=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"spec_version": "2.0.1"}, r"got the keyword argument 'spec_version'.*restore_defaults"),
+        ({"obsm_names": {}, "obsm_mapping": {}}, r"got both 'obsm_names' and 'obsm_mapping', which mean the same"),
+    ],
+)
+def test_unknown_keywords_fail_clearly(tmp_path: Path, kwargs: dict, message: str) -> None:
+    with scanpy_loomio.use_as_default(), pytest.raises(TypeError, match=message):
+        sc.read_loom(tmp_path / "never-opened.loom", **kwargs)
+
+
+def test_after_restore_anndata_loses_again(tmp_path: Path, adata: anndata.AnnData) -> None:
+    path = tmp_path / "plain.loom"
+    with scanpy_loomio.use_as_default():
+        adata.write_loom(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        back = sc.read_loom(path)  # anndata's reader again: the graphs are not read
+    assert "distances" not in back.obsp
