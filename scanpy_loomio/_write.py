@@ -22,8 +22,8 @@ from ._embeddings import EmbeddingPlan, attribute_values, storable_as_attribute
 from ._errors import LossyWriteError, LossyWriteWarning
 from ._globals import encode_global, json_tag, scalar_tag, write_globals
 from ._graphs import matrix_kind, weights_exact_as_float, write_graph
-from ._metadata import CODEC_ATTR, METADATA_KEY, RESERVED_GLOBALS, AxisRecord, Metadata, dump_codec
-from ._provenance import provenance
+from ._metadata import CODEC_ATTR, METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata, dump_codec
+from ._provenance import provenance, session_report
 from ._sidecar import can_encode, sidecar_put
 from ._strings import vlen_str_dtype
 from .conventions import DEFAULT_CONVENTION, Convention, get_convention
@@ -181,7 +181,7 @@ def _plan_uns(adata: AnnData, convention: Convention, policy: LossyPolicy) -> tu
 
 
 def plan_write(
-    adata: AnnData, convention: Convention, *, policy: LossyPolicy = "raise", provenance_level: str = "versions"
+    adata: AnnData, convention: Convention, *, policy: LossyPolicy = "raise"
 ) -> WritePlan:
     """Check everything and decide where each element goes, before any file is touched."""
     obs = _plan_axis(adata, "obs", convention, policy)
@@ -306,6 +306,7 @@ def write_loom_full(
     compression_level: int = _matrix.DEFAULT_COMPRESSION_LEVEL,
     n_threads: int | None = None,
     progress: bool | None = None,
+    session_info: bool = False,
 ) -> None:
     """Write an AnnData to a loom file that reads back exactly.
 
@@ -336,6 +337,10 @@ def write_loom_full(
         Threads used to compress; ``None`` uses every available core.
     progress
         Show a progress bar; ``None`` follows scanpy's verbosity.
+    session_info
+        Also record every package of the Python session and its version (``session_info``'s report) as the text
+        dataset ``/scanpy_loomio/session_info``. The versions of this package, anndata, scanpy, h5py and numpy are
+        always recorded.
 
     Raises
     ------
@@ -379,6 +384,8 @@ def write_loom_full(
     path = Path(filename)
     with atomic_target(path) as tmp, h5py.File(tmp, "w") as file:
         execute_plan(file, plan, options)
+        if session_info and conv.sidecar:
+            file.require_group(SIDECAR_GROUP).create_dataset("session_info", data=session_report(), dtype=vlen_str_dtype())
 
 
 def _progress_default(progress: bool | None) -> bool:

@@ -405,3 +405,11 @@ def test_failed_write_keeps_existing_file(tmp_path):
         _write.write_globals = original
     assert target.read_bytes() == b"previous content"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.loom"]
+
+
+def test_session_info_on_request(tmp_path):
+    write_loom_full(tmp_path / "a.loom", base(), session_info=True)
+    with h5py.File(tmp_path / "a.loom", "r") as f:
+        report = f["scanpy_loomio/session_info"].asstr()[()]
+    assert "anndata" in report
+    assert "h5py" in report
