@@ -30,7 +30,8 @@ extensions = [
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}  # autosummary writes .rst stubs
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+# pages made at build time (below) are included into others, not pages of their own
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "generated/*.md"]
 templates_path: list[str] = []
 
 # Cross-references that cannot be resolved stay plain text: intersphinx needs the network, which CI may lack.
@@ -47,6 +48,10 @@ napoleon_numpy_docstring = True
 napoleon_use_rtype = True
 napoleon_use_param = True
 typehints_defaults = "braces"
+# The return type goes in the signature. Inserting an `:rtype:` field instead lands it inside the Examples
+# section whenever a Raises entry spans several lines (sphinx-autodoc-typehints 3.6), which breaks the build.
+typehints_document_rtype = False
+typehints_use_signature_return = True
 always_document_param_types = False
 
 # sphinx-autodoc-typehints still calls an API Sphinx 9 deprecated; that is its business, not a problem in these docs.
@@ -57,3 +62,22 @@ warnings.filterwarnings("ignore", message=r".*set_application.* is deprecated", 
 html_theme = "furo"
 html_title = f"{project} {release}"
 html_static_path: list[str] = []
+
+
+# -- Pages generated from the code ---------------------------------------------------------------------------------
+
+
+def _write_conventions_table(app) -> None:
+    """Write the convention table that conventions.md includes, from the registry the code uses."""
+    from scanpy_loomio.conventions import conventions_table
+
+    target = Path(app.srcdir) / "generated" / "conventions-table.md"
+    table = conventions_table()
+    if not target.is_file() or target.read_text(encoding="utf-8") != table:  # unchanged: no needless rebuild
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(table, encoding="utf-8")
+
+
+def setup(app) -> None:
+    """Hook the generated pages into the build."""
+    app.connect("builder-inited", _write_conventions_table)
