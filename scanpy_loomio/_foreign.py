@@ -292,19 +292,17 @@ class ForeignAxis:
 # -- graphs ----------------------------------------------------------------------------------------------------------
 
 
-def graph_index_base(
-    values: np.ndarray, other: np.ndarray, n: int, declared: int, where: str
-) -> tuple[int, str | None]:
+def graph_index_base(values: np.ndarray, n: int, declared: int, where: str) -> tuple[int, str | None]:
     """The first vertex index of one graph index array (``a`` or ``b``) this package did not write.
 
     The convention declares a base (loomR: ``a`` from 0, ``b`` from 1; everyone else from 0); the values overrule it
-    when they can only be read one way:
+    only when they can be read one way alone:
 
-    1. values reaching ``n`` (one past the last 0-based vertex) count from 1;
+    1. values reaching ``n`` (one past the last vertex counted from 0), with no 0, count from 1;
     2. values holding 0 count from 0;
-    3. values whose smallest and largest are both one more than those of the other array, which holds 0
-       (the same vertices, shifted, as in loomR's ``b`` beside its ``a``), count from 1;
-    4. anything else keeps the declared base.
+    3. anything else (smallest value 1 or more, largest below ``n``) keeps the declared base. With the spec's
+       base 0 such values are logged, since they would also fit a 1-based writer whose last vertex has no edge;
+       pass ``convention="loomr"`` to read them from 1.
 
     Returns the base and, when it differs from the declared one, a note saying why.
 
@@ -312,19 +310,21 @@ def graph_index_base(
     --------
     >>> import numpy as np
     >>> from scanpy_loomio._foreign import graph_index_base
-    >>> graph_index_base(np.array([1, 2, 3]), np.array([0, 1, 2]), 3, 0, "g/b")[0]
+    >>> graph_index_base(np.array([1, 2, 3]), 3, 0, "g/b")[0]
     1
+    >>> graph_index_base(np.array([0, 1, 2]), 3, 1, "g/b")[0]
+    0
     """
     if values.size == 0:
         return declared, None
     lo, hi = values.min(), values.max()
     if hi >= n and lo >= 1:
-        base, why = 1, f"its largest index is {hi} for {n} vertices"
+        base, why = 1, f"its largest index is {hi} for {n} vertices and it has no 0"
     elif lo == 0:
         base, why = 0, "it holds index 0"
-    elif other.size and other.min() == 0 and lo == 1 and hi == other.max() + 1:
-        base, why = 1, "its indices are those of the other index array plus 1"
     else:
+        if declared == 0:
+            logger.info("%s: indices from %s to %s for %d vertices; read as counting from 0", where, lo, hi, n)
         return declared, None
     if base == declared:
         return base, None

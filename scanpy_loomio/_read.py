@@ -391,8 +391,8 @@ class LoomReader:
         codec = load_codec(g)
         bases = [0, 0]
         if codec is None:  # another tool's graph: the convention's base, unless the values rule it out
-            for i, (values, other, name) in enumerate(((a, b, "a"), (b, a, "b"))):
-                bases[i], note = graph_index_base(values, other, n, self.convention.graph_index_base[i], f"{where}/{name}")
+            for i, (values, name) in enumerate(((a, "a"), (b, "b"))):
+                bases[i], note = graph_index_base(values, n, self.convention.graph_index_base[i], f"{where}/{name}")
                 if note:
                     warnings.warn(f"{self.path}: {note}", LoomReadWarning, stacklevel=6)
         a, b = (self._graph_index(where, x, name, n, base) for x, name, base in ((a, "a", bases[0]), (b, "b", bases[1])))
