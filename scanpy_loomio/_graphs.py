@@ -45,7 +45,16 @@ def write_graph(group: h5py.Group, name: str, matrix: Any, *, index_base: int | 
     for key, values in edges.items():
         # growable, as loompy makes them
         g.create_dataset(key, data=values, maxshape=(None,), chunks=(max(1, min(len(values), 65536)),))
-    g.attrs[CODEC_ATTR] = dump_codec({"type": "graph", **matrix_kind(matrix)})
+    base = {"index_base": [base_a, base_b]} if (base_a, base_b) != (0, 0) else {}
+    g.attrs[CODEC_ATTR] = dump_codec({"type": "graph", **matrix_kind(matrix), **base})
+
+
+def recorded_index_base(codec: dict[str, Any] | None) -> list[int]:
+    """The ``[a, b]`` index bases a graph was written with (``[0, 0]`` unless its codec records others)."""
+    bases = (codec or {}).get("index_base", [0, 0])
+    if isinstance(bases, list) and len(bases) == 2 and all(b in (0, 1) for b in bases):
+        return [int(b) for b in bases]
+    return [0, 0]
 
 
 def build_matrix(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int, kind: dict[str, str] | None) -> Any:

@@ -54,6 +54,8 @@ class Metadata:
     """``uns`` keys stored as loom global attributes, with a type tag restoring their Python type."""
     raw: bool = False
     writer: dict[str, str] = field(default_factory=dict)
+    tool_globals: list[str] = field(default_factory=list)
+    """Global attributes written for the target tool (not ``uns``), such as LoomExperiment's ``ReducedDimsName1``."""
     version: int = METADATA_VERSION
 
     def to_json(self) -> str:
@@ -101,6 +103,7 @@ class Metadata:
                 uns_globals={str(k): str(v) for k, v in data.get("uns_globals", {}).items()},
                 raw=bool(data.get("raw", False)),
                 writer={str(k): str(v) for k, v in data.get("writer", {}).items()},
+                tool_globals=[str(k) for k in data.get("tool_globals", [])],
                 version=version,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:

@@ -22,12 +22,13 @@ from anndata import AnnData
 from scipy import sparse
 
 from . import _matrix
+from ._aux import get_aux_attributes
 from ._codecs import CodecMismatch, decode_column, plain_values
 from ._embeddings import restore as restore_embedding
 from ._errors import LoomFormatError, LoomReadWarning
 from ._foreign import ForeignAxis, choose_index_attr, decode_foreign_global, graph_index_base, nested_datasets
 from ._globals import decode_global, read_globals
-from ._graphs import build_matrix
+from ._graphs import build_matrix, recorded_index_base
 from ._metadata import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata, load_codec
 from ._safety import (
     MemoryLimit,
@@ -153,6 +154,8 @@ class LoomReader:
                     f"shape {getattr(dset, 'shape', type(dset).__name__)}",
                     f"the shape of /matrix {self.file['matrix'].shape}",
                 )
+        # all-zero layers written only because the target tool needs them (fill_missing_layers=True)
+        names = [n for n in names if (load_codec(layers_group[n]) or {}).get("type") != "filled"]
         if not self.options.matrices:
             return None, {}
         x_name = self._x_name(names)
@@ -303,9 +306,9 @@ class LoomReader:
         if codec is None:
             return values
         aux_path = f"{SIDECAR_GROUP}/{group_path}/{attr}"
-        aux = {}
+        aux = get_aux_attributes(dset)  # conventions without the sidecar keep them on the dataset
         if aux_path in self.file:
-            aux = {name: read_elem(obj) for name, obj in self.file[aux_path].items()}
+            aux.update({name: read_elem(obj) for name, obj in self.file[aux_path].items()})
         try:
             return decode_column(dset[()] if values.dtype == object else values, codec, aux)
         except (CodecMismatch, KeyError, ValueError, TypeError) as err:
@@ -389,7 +392,7 @@ class LoomReader:
         if not (a.shape == b.shape == w.shape) or a.ndim != 1:
             raise self.error(where, f"a, b, w of shapes {a.shape}, {b.shape}, {w.shape}", "three 1-D datasets of one length")
         codec = load_codec(g)
-        bases = [0, 0]
+        bases = recorded_index_base(codec)
         if codec is None:  # another tool's graph: the convention's base, unless the values rule it out
             for i, (values, name) in enumerate(((a, "a"), (b, "b"))):
                 bases[i], note = graph_index_base(values, n, self.convention.graph_index_base[i], f"{where}/{name}")
@@ -428,7 +431,7 @@ class LoomReader:
                         uns[key] = decode_global(self.globals[key], meta.uns_globals[key])
                 elif key in sidecar_uns:
                     uns[key] = sidecar_uns[key]
-        skip = RESERVED_GLOBALS if meta else {METADATA_KEY}
+        skip = RESERVED_GLOBALS | set(meta.tool_globals) if meta else {METADATA_KEY}
         for key, value in self.globals.items():
             if key in uns or key in skip or (meta and key in meta.uns_globals):
                 continue

@@ -17,8 +17,9 @@ from scipy import sparse
 
 from . import _matrix
 from ._atomic import atomic_target
+from ._aux import fit_in_attributes, put_aux_attributes
 from ._codecs import NATIVE_DTYPES, EncodedColumn, encode_column
-from ._embeddings import EmbeddingPlan, attribute_values, storable_as_attribute
+from ._embeddings import EmbeddingPlan, attribute_values, plan_embedding, registry_globals
 from ._errors import LossyWriteError, LossyWriteWarning
 from ._globals import encode_global, json_tag, scalar_tag, write_globals
 from ._graphs import matrix_kind, weights_exact_as_float, write_graph
@@ -65,6 +66,10 @@ class WritePlan:
     uns_globals: dict[str, tuple[str, Any]]
     uns_sidecar: dict[str, Any]
     metadata: Metadata
+    filled_layers: list[str] = field(default_factory=list)
+    """Layers the tool needs that the AnnData lacks, written as zeros and left out when reading."""
+    tool_globals: dict[str, str] = field(default_factory=dict)
+    """Global attributes the tool needs beside ``uns`` (LoomExperiment's ``ReducedDimsName<i>``)."""
 
 
 def _check_name(name: Any, key: str) -> str:
@@ -128,19 +133,19 @@ def _plan_axis(
         if target in frame.columns and target != col:
             target = col  # the renamed name is taken by a real column
         attr = names.claim(target, axis)
-        plan.columns.append((col, attr, encode_column(series, key)))
+        encoded = encode_column(series, key)
+        if encoded.aux and not convention.sidecar and not fit_in_attributes(encoded.aux, len(encoded.values)):
+            _lossy(
+                policy,
+                f"{key}: its {' and '.join(sorted(encoded.aux))} do not fit in HDF5 attributes and convention "
+                f"{convention.name!r} allows no extra group to keep them; the column would read back as plain values.",
+            )
+            encoded = EncodedColumn(encoded.values)
+        plan.columns.append((col, attr, encoded))
     multi = adata.obsm if axis == "obs" else adata.varm
     for key, value in multi.items():
         _check_name(key, f"{axis}m[{key!r}]")
-        if storable_as_attribute(value):
-            dtype = "bool" if value.dtype == bool else None
-            if convention.embedding_style == "columns" and value.ndim == 2:
-                attrs = [names.claim(f"{key}_{i + 1}", f"{axis}m") for i in range(value.shape[1])]
-                plan.embeddings.append(EmbeddingPlan(key, "columns", attrs, value, dtype))
-            else:
-                plan.embeddings.append(EmbeddingPlan(key, "matrix", [names.claim(key, f"{axis}m")], value, dtype))
-        else:
-            plan.embeddings.append(EmbeddingPlan(key, "sidecar", [], value))
+        plan.embeddings.append(plan_embedding(key, value, axis, convention, lambda name: names.claim(name, f"{axis}m")))
     pairwise = adata.obsp if axis == "obs" else adata.varp
     graph_names: set[str] = set()
     for key, value in pairwise.items():
@@ -181,7 +186,7 @@ def _plan_uns(adata: AnnData, convention: Convention, policy: LossyPolicy) -> tu
 
 
 def plan_write(
-    adata: AnnData, convention: Convention, *, policy: LossyPolicy = "raise"
+    adata: AnnData, convention: Convention, *, policy: LossyPolicy = "raise", fill_missing_layers: bool = False
 ) -> WritePlan:
     """Check everything and decide where each element goes, before any file is touched."""
     obs = _plan_axis(adata, "obs", convention, policy)
@@ -199,7 +204,9 @@ def plan_write(
         if value.shape != adata.shape:
             msg = f"{key}: shape {value.shape} does not match the AnnData's {adata.shape}."
             raise LossyWriteError(msg)
+    filled_layers = _missing_layers(adata, convention, fill=fill_missing_layers)
     uns_globals, uns_sidecar = _plan_uns(adata, convention, policy)
+    tool_globals = registry_globals([("col_attrs", e) for e in obs.embeddings] + [("row_attrs", e) for e in var.embeddings])
     if adata.raw is not None and not convention.sidecar:
         _lossy(policy, f"raw: convention {convention.name!r} allows no extra group to keep it.")
     metadata = Metadata(
@@ -211,11 +218,28 @@ def plan_write(
         uns_globals={k: tag for k, (tag, _) in uns_globals.items()},
         raw=adata.raw is not None and convention.sidecar,
         writer=provenance(),
+        tool_globals=list(tool_globals),
     )
-    return WritePlan(adata, convention, obs, var, layers, uns_globals, uns_sidecar, metadata)
+    return WritePlan(
+        adata, convention, obs, var, layers, uns_globals, uns_sidecar, metadata, filled_layers, tool_globals
+    )
 
 
-def _write_attribute(group: h5py.Group, name: str, values: np.ndarray, codec: dict | None) -> None:
+def _missing_layers(adata: AnnData, convention: Convention, *, fill: bool) -> list[str]:
+    """The layers ``convention`` needs that ``adata`` lacks; an error unless they are to be filled with zeros."""
+    missing = [name for name in convention.required_layers if name not in adata.layers]
+    if missing and not fill:
+        msg = (
+            f"layers: convention {convention.name!r} needs layers {list(convention.required_layers)} "
+            f"({convention.tool} cannot read the file without them); this AnnData lacks {missing}. Add "
+            f"{'them' if len(missing) > 1 else 'it'} to adata.layers, or pass fill_missing_layers=True to write "
+            "all-zero layers that read_loom_full leaves out when reading."
+        )
+        raise ValueError(msg)
+    return missing
+
+
+def _write_attribute(group: h5py.Group, name: str, values: np.ndarray, codec: dict | None) -> h5py.Dataset:
     dtype = vlen_str_dtype() if values.dtype == object else values.dtype
     # growable along the first axis, as loompy makes them, so loompy.combine and add_columns work on our files
     dset = group.create_dataset(
@@ -228,6 +252,7 @@ def _write_attribute(group: h5py.Group, name: str, values: np.ndarray, codec: di
     )
     if codec is not None:
         dset.attrs[CODEC_ATTR] = dump_codec(codec)
+    return dset
 
 
 def _attr_compression(values: np.ndarray) -> dict[str, Any]:
@@ -242,7 +267,10 @@ def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, side
     for _key, attr, enc in plan.columns:
         if attr == plan.index_attr:
             continue
-        _write_attribute(attrs, attr, enc.values, enc.codec)
+        dset = _write_attribute(attrs, attr, enc.values, enc.codec)
+        if not sidecar:
+            put_aux_attributes(dset, enc.aux)
+            continue
         for aux_name, aux in enc.aux.items():
             sidecar_put(file, f"{loom_axis}_attrs/{attr}/{aux_name}", aux)
     for emb in plan.embeddings:
@@ -271,6 +299,15 @@ def _write_layer(
     dset.attrs[CODEC_ATTR] = dump_codec({"type": "matrix", **kind})
 
 
+def _write_filled_layer(group: h5py.Group, name: str, adata: AnnData, options: dict[str, Any]) -> None:
+    """An all-zero layer the target tool needs, marked so that reading leaves it out (no chunk is stored)."""
+    # the dtype of the layers present (velocyto's are counts), else of X
+    present = [v for v in (*adata.layers.values(), adata.X) if v is not None]
+    dtype = (np.dtype(np.uint8) if present[0].dtype == bool else present[0].dtype) if present else np.dtype(np.float32)
+    dset = _matrix.write_matrix(group, name, None, shape=adata.shape, dtype=dtype, **options)
+    dset.attrs[CODEC_ATTR] = dump_codec({"type": "filled"})
+
+
 def execute_plan(file: h5py.File, plan: WritePlan, matrix_options: dict[str, Any]) -> None:
     """Write a planned AnnData into an open, empty HDF5 file."""
     adata, convention = plan.adata, plan.convention
@@ -279,6 +316,8 @@ def execute_plan(file: h5py.File, plan: WritePlan, matrix_options: dict[str, Any
     layers = file.create_group("layers")
     for name, key in plan.layers:
         _write_layer(layers, name, adata.layers[key], adata.shape, matrix_options)
+    for name in plan.filled_layers:
+        _write_filled_layer(layers, name, adata, matrix_options)
     _write_axis(file, plan.obs, convention, sidecar=sidecar)
     _write_axis(file, plan.var, convention, sidecar=sidecar)
     if plan.uns_sidecar:
@@ -287,9 +326,10 @@ def execute_plan(file: h5py.File, plan: WritePlan, matrix_options: dict[str, Any
         sidecar_put(file, "raw", adata.raw)
     now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     global_values = {
-        "LOOM_SPEC_VERSION": convention.spec_version,
+        **({"LOOM_SPEC_VERSION": convention.spec_version} if convention.spec_version else {}),
         "CreationDate": now,
         "last_modified": now,
+        **plan.tool_globals,
         **{k: encode_global(v, tag) for k, (tag, v) in plan.uns_globals.items()},
         METADATA_KEY: plan.metadata.to_json(),
     }
@@ -302,6 +342,7 @@ def write_loom_full(
     *,
     convention: str | Convention = DEFAULT_CONVENTION,
     lossy: LossyPolicy = "raise",
+    fill_missing_layers: bool = False,
     chunks: tuple[int, int] = _matrix.DEFAULT_CHUNKS,
     compression_level: int = _matrix.DEFAULT_COMPRESSION_LEVEL,
     n_threads: int | None = None,
@@ -329,6 +370,10 @@ def write_loom_full(
         What to do when an element cannot be stored exactly in this convention: ``"raise"`` a
         :class:`~scanpy_loomio.LossyWriteError`, or ``"warn"`` with a :class:`~scanpy_loomio.LossyWriteWarning` naming
         the key and leave it out.
+    fill_missing_layers
+        When the convention's tool needs layers the AnnData lacks (velocyto needs ``spliced``, ``unspliced`` and
+        ``ambiguous``), write them as all-zero layers instead of raising. They are marked as filled, so
+        :func:`~scanpy_loomio.read_loom_full` leaves them out and the AnnData still reads back exactly.
     chunks
         HDF5 chunk shape (genes, cells) of the matrix and layers.
     compression_level
@@ -348,6 +393,8 @@ def write_loom_full(
         When the arguments are swapped or of the wrong type.
     LossyWriteError
         When an element cannot be stored exactly; nothing is written.
+    ValueError
+        When the convention's tool needs layers the AnnData lacks and ``fill_missing_layers`` is false.
 
     Examples
     --------
@@ -374,7 +421,7 @@ def write_loom_full(
     conv = get_convention(convention)
     if adata.isbacked:
         adata = adata.to_memory()
-    plan = plan_write(adata, conv, policy=lossy)
+    plan = plan_write(adata, conv, policy=lossy, fill_missing_layers=fill_missing_layers)
     options = {
         "chunks": tuple(chunks),
         "compression_level": int(compression_level),

@@ -66,6 +66,15 @@ class EmbeddingForm:
         numbers components from 1. ``None``: the tool has no such form for that axis (the ``"matrix"`` form is used).
     description
         One line for the docs.
+    compound_fields
+        Record field names of the ``"compound"`` layout, in component order (SCope's ``Embedding``); embeddings with
+        more components than there are names use ``_1``, ``_2``, ….
+    name_forbidden
+        Characters the tool cannot have in ``{basis}``; writing replaces each with ``.`` (LoomExperiment splits
+        ``reducedDims_<name>`` at ``_``).
+    registry_global
+        Global attribute listing each embedding attribute written in this form, as a template with ``{i}`` counting
+        from 1; its value is the attribute's HDF5 path (LoomExperiment's ``ReducedDimsName<i>``). ``None``: no list.
     """
 
     style: EmbeddingStyle
@@ -74,8 +83,9 @@ class EmbeddingForm:
     var_template: str | None
     description: str
 
-    #: Record field names of the ``"compound"`` layout, in component order (SCope's ``Embedding``).
     compound_fields: tuple[str, ...] = ("_X", "_Y", "_Z")
+    name_forbidden: str = ""
+    registry_global: str | None = None
 
     def template(self, axis: Axis) -> str:
         """The name template for ``axis``; the plain ``"{key}"`` when the form has none for it."""
@@ -152,6 +162,8 @@ EMBEDDING_FORMS: Mapping[str, EmbeddingForm] = MappingProxyType(
                 None,
                 "2-D attribute `reducedDims_<name>` listed in root attributes `ReducedDimsName<i>` (LoomExperiment; "
                 "the name cannot contain `_`); older files nest them as `/col_attrs/reducedDims/<name>`",
+                name_forbidden="_",
+                registry_global="ReducedDimsName{i}",
             ),
             EmbeddingForm(
                 "cell_embeddings",
