@@ -161,10 +161,9 @@ class LoomReader:
         x_name = self._x_name(names)
         layers: dict[str, Any] = {}
         if x_name:
-            # as anndata's read_loom: the chosen layer is X, /matrix becomes layers["matrix"]
+            # as anndata's read_loom: the chosen layer is X (and stays a layer), /matrix becomes layers["matrix"]
             X = self.read_layer(layers_group[x_name], dtype=self.options.dtype)
             layers["matrix"] = self.read_layer(self.file["matrix"])
-            names.remove(x_name)
         else:
             X = self.read_layer(self.file["matrix"], dtype=self.options.dtype)
         order = [n for _, n in self.metadata.layers] if self.metadata else []
@@ -539,7 +538,8 @@ def read_loom_full(
         Name of a convention in :data:`scanpy_loomio.conventions.CONVENTIONS`, or a
         :class:`~scanpy_loomio.conventions.Convention`; ``None`` detects it.
     X_name
-        Loom layer to use as ``X``; ``/matrix`` then becomes ``layers['matrix']``. ``None`` or ``""``: ``/matrix``.
+        Loom layer to use as ``X`` (it also stays a layer); ``/matrix`` then becomes ``layers["matrix"]``.
+        ``None`` or ``""``: ``/matrix``.
         A name the file has no layer for warns and reads ``/matrix``.
     obs_names, var_names
         Column/row attribute holding the cell/gene names, overriding the file's record and the convention (an
