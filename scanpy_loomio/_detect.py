@@ -110,7 +110,9 @@ def detect_convention(file: h5py.File, globals_: Mapping[str, Any] | None = None
             best.name,
         )
     else:
-        logger.debug("%s: detected convention %r (scores %s)", file.filename, best.name, [(c.name, s) for s, c in ranked])
+        logger.debug(
+            "%s: detected convention %r (scores %s)", file.filename, best.name, [(c.name, s) for s, c in ranked]
+        )
     return best
 
 

@@ -156,7 +156,9 @@ def _record_to_array(record: np.ndarray) -> np.ndarray:
 
 
 def _record_to_frame(record: np.ndarray, where: str) -> pd.DataFrame:
-    return pd.DataFrame({f: plain_values(np.asarray(record[f]), where=f"{where} field {f}") for f in record.dtype.names})
+    return pd.DataFrame(
+        {f: plain_values(np.asarray(record[f]), where=f"{where} field {f}") for f in record.dtype.names}
+    )
 
 
 def _scope_embedding_names(globals_: Mapping[str, Any]) -> dict[str, str]:
@@ -277,7 +279,9 @@ class ForeignAxis:
             key = f"X_{name}" if self.axis == "obs" else name
             self._put(self.multi, key, value.reshape(len(value), -1), f"{group}_{name}")
         elif value.ndim == 1:
-            known = group in self.convention.nested_groups or any(group in c.nested_groups for c in CONVENTIONS.values())
+            known = group in self.convention.nested_groups or any(
+                group in c.nested_groups for c in CONVENTIONS.values()
+            )
             self._put(self.columns, name if known else f"{group}_{name}", value, f"{group}_{name}")
         else:
             self._put(self.multi, f"{group}_{name}", value, f"{group}_{name}")
@@ -286,7 +290,9 @@ class ForeignAxis:
         for column, attr in self.convention.renames(self.axis).items():
             if attr in self.columns and not self._used(column):
                 self.columns = {(column if k == attr else k): v for k, v in self.columns.items()}
-                logger.info("%s/%s: read as %s[%r] (convention %r)", self.where, attr, self.axis, column, self.convention.name)
+                logger.info(
+                    "%s/%s: read as %s[%r] (convention %r)", self.where, attr, self.axis, column, self.convention.name
+                )
 
 
 # -- graphs ----------------------------------------------------------------------------------------------------------

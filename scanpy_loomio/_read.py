@@ -223,7 +223,7 @@ class LoomReader:
         if index_attr is not None:
             names = np.asarray(values_of(index_attr), dtype=str).astype(object)
             if record is None or self.options.repair_bytes_text:
-                names = self._bytes_text(axis, {f"{axis}_names": names})[f"{axis}_names"]
+                names = self._bytes_text(axis, {None: names})[None]
             index = pd.Index(names, dtype=object)
             used.add(index_attr)
         else:
@@ -341,8 +341,8 @@ class LoomReader:
             return record.index_attr
         return choose_index_attr(axis, datasets, self.convention, values_of, f"{self.path}:/{AXES[axis]}_attrs")
 
-    def _bytes_text(self, axis: str, columns: dict[str, Any]) -> dict[str, Any]:
-        """Flag (or, with ``repair_bytes_text=True``, repair) loompy 3's ``"b'...'"`` text."""
+    def _bytes_text(self, axis: str, columns: dict[str | None, Any]) -> dict[str | None, Any]:
+        """Flag (or, with ``repair_bytes_text=True``, repair) loompy 3's ``"b'...'"`` text; key ``None``: the names."""
         from ._strings import looks_like_bytes_repr, repair_bytes_repr
 
         out = dict(columns)
@@ -352,8 +352,9 @@ class LoomReader:
                     out[name] = repair_bytes_repr(values)
                 else:
                     warnings.warn(
-                        f"{self.path}: {axis}[{name!r}] holds text like \"b'...'\" (Python bytes written as text by "
-                        "loompy 3); pass repair_bytes_text=True to turn it back into the original text.",
+                        f"{self.path}: {f'{axis} names' if name is None else f'{axis}[{name!r}]'} holds text like "
+                        "\"b'...'\" (Python bytes written as text by loompy 3); pass repair_bytes_text=True to turn "
+                        "it back into the original text.",
                         LoomReadWarning,
                         stacklevel=5,
                     )

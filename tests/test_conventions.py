@@ -61,7 +61,9 @@ def write_foreign(
 ) -> Path:
     """A loom file as another tool writes it: plain h5py, no record of this package."""
     with h5py.File(path, "w") as f:
-        f["matrix"] = np.arange(N_GENES * N_CELLS, dtype=np.float32).reshape(N_GENES, N_CELLS) if matrix is None else matrix
+        f["matrix"] = (
+            np.arange(N_GENES * N_CELLS, dtype=np.float32).reshape(N_GENES, N_CELLS) if matrix is None else matrix
+        )
         for group, values in (("col_attrs", col), ("row_attrs", row), ("layers", layers)):
             g = f.create_group(group)
             for name, value in (values or {}).items():
@@ -220,7 +222,11 @@ def _files_by_tool() -> dict[str, tuple[dict[str, Any], str, str]]:
             "Gene",
         ),
         "seuratdisk": (
-            {"col": {"CellID": CELLS}, "row": {"Gene": GENES}, "attrs": {"SEURAT_ASSAY": "RNA", "LOOM_SPEC_VERSION": "3.0.0"}},
+            {
+                "col": {"CellID": CELLS},
+                "row": {"Gene": GENES},
+                "attrs": {"SEURAT_ASSAY": "RNA", "LOOM_SPEC_VERSION": "3.0.0"},
+            },
             "CellID",
             "Gene",
         ),
@@ -297,7 +303,9 @@ def test_nothing_fits_logs_the_default(tmp_path, caplog):
 
 
 def test_user_convention_object_is_used_without_registering(tmp_path):
-    path = write_foreign(tmp_path / "lab.loom", col={"cell": CELLS, "cellID_other": CELLS[::-1]}, row={"feature": GENES})
+    path = write_foreign(
+        tmp_path / "lab.loom", col={"cell": CELLS, "cellID_other": CELLS[::-1]}, row={"feature": GENES}
+    )
     lab = Convention(name="lab", tool="My lab", source="-", cell_names=("cell",), gene_names=("feature",))
     adata = read_loom_full(path, convention=lab)
     assert list(adata.obs_names) == list(CELLS)
@@ -355,7 +363,9 @@ def test_positional_names_are_passed_over_for_real_ones(tmp_path, caplog):
 @pytest.fixture
 def velocity_file(tmp_path) -> Path:
     rng = np.random.default_rng(0)
-    layers = {n: rng.integers(0, 5, (N_GENES, N_CELLS)).astype(np.float32) for n in ("spliced", "unspliced", "ambiguous")}
+    layers = {
+        n: rng.integers(0, 5, (N_GENES, N_CELLS)).astype(np.float32) for n in ("spliced", "unspliced", "ambiguous")
+    }
     return write_foreign(
         tmp_path / "velocity.loom",
         matrix=sum(layers.values()),

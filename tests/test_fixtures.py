@@ -18,7 +18,9 @@ from scanpy_loomio import LoomReadWarning, read_loom_full, write_loom_full
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "real"
 FILES = sorted(p.name for p in FIXTURES.glob("*.loom")) if FIXTURES.is_dir() else []
-needs_fixtures = pytest.mark.skipif(not FILES, reason=f"real fixtures not found at {FIXTURES} (../shared beside the repo)")
+needs_fixtures = pytest.mark.skipif(
+    not FILES, reason=f"real fixtures not found at {FIXTURES} (../shared beside the repo)"
+)
 
 
 @pytest.fixture
