@@ -196,7 +196,8 @@ def test_reduced_dims_are_listed_and_named_without_underscores(tmp_path):
         paths = set(listed.values())
         assert "/col_attrs/reducedDims_pca.harmony" in paths
         for path in paths:
-            assert path.startswith("/col_attrs/reducedDims_") and path.count("_") == 2  # "/col_attrs/reducedDims_<name>"
+            # "/col_attrs/reducedDims_<name>", with no "_" in the name
+            assert path.startswith("/col_attrs/reducedDims_") and path.count("_") == 2
             assert f[path].ndim == 2
     back = read_loom_full(tmp_path / "a.loom")
     assert not any(k.startswith("ReducedDimsName") for k in back.uns)
@@ -227,7 +228,10 @@ def test_spec2_layout_has_exactly_the_five_groups(tmp_path):
     ("change", "key"),
     [
         (lambda a: setattr(a, "raw", a.copy()), "raw"),
-        (lambda a: a.obsm.__setitem__("scores", pd.DataFrame({"x": np.arange(N_OBS)}, index=a.obs_names)), "obsm['scores']"),
+        (
+            lambda a: a.obsm.__setitem__("scores", pd.DataFrame({"x": np.arange(N_OBS)}, index=a.obs_names)),
+            "obsm['scores']",
+        ),
         (lambda a: a.uns.__setitem__("matrix", np.eye(3)), "uns['matrix']"),
     ],
     ids=["raw", "obsm_dataframe", "uns_array"],
