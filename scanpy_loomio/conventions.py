@@ -137,9 +137,7 @@ EMBEDDING_FORMS: Mapping[str, EmbeddingForm] = MappingProxyType(
     {
         form.style: form
         for form in (
-            EmbeddingForm(
-                "matrix", "matrix", "{key}", "{key}", "one 2-D attribute named as the key (loompy, anndata)"
-            ),
+            EmbeddingForm("matrix", "matrix", "{key}", "{key}", "one 2-D attribute named as the key (loompy, anndata)"),
             EmbeddingForm(
                 "columns",
                 "columns",
@@ -411,8 +409,11 @@ class Convention:
         Examples
         --------
         >>> from scanpy_loomio.conventions import FileSummary, get_convention
-        >>> summary = FileSummary(text_col_attrs=frozenset({"CellID"}), text_row_attrs=frozenset({"Gene"}),
-        ...                       layers=frozenset({"spliced", "unspliced", "ambiguous"}))
+        >>> summary = FileSummary(
+        ...     text_col_attrs=frozenset({"CellID"}),
+        ...     text_row_attrs=frozenset({"Gene"}),
+        ...     layers=frozenset({"spliced", "unspliced", "ambiguous"}),
+        ... )
         >>> get_convention("loompy").score(summary), get_convention("velocyto").score(summary)
         (6, 9)
         """
@@ -605,7 +606,11 @@ def register_convention(convention: Convention, *, overwrite: bool = False) -> N
     --------
     >>> from scanpy_loomio.conventions import CONVENTIONS, Convention, Markers, register_convention
     >>> mylab = Convention(
-    ...     name="mylab", tool="My lab", source="-", cell_names=("cell",), gene_names=("gene",),
+    ...     name="mylab",
+    ...     tool="My lab",
+    ...     source="-",
+    ...     cell_names=("cell",),
+    ...     gene_names=("gene",),
     ...     markers=Markers(globals=("mylab_version",)),
     ... )
     >>> register_convention(mylab)
