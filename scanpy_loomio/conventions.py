@@ -474,7 +474,6 @@ _BUILTIN = (
         multidim_attrs=False,
         metadata_globals=("MetaData", "Genome", "title", "SCopeTreeL1", "SCopeTreeL2", "SCopeTreeL3"),
         json_globals=("MetaData",),
-        spec_version=None,
         markers=Markers(
             col_attrs=("Embedding", "Embeddings_X", "Embeddings_Y", "RegulonsAUC", "Clusterings", "nGene", "nUMI"),
             row_attrs=("Regulons", "ClusterMarkers_*"),
@@ -482,7 +481,9 @@ _BUILTIN = (
             groups=("col_edges", "row_edges"),
         ),
         notes="Record (compound) attributes `RegulonsAUC`, `Clusterings`, `ClusterMarkers_*` become `obsm`/`varm` "
-        "DataFrames. SCopeLoomR fails when `CellID` is the only column attribute.",
+        "DataFrames. SCopeLoomR fails when `CellID` is the only column attribute. pySCENIC (through loompy 3) and "
+        "SCopeLoomR 0.6 and later write spec 3.0.0; older SCopeLoomR files state no spec version and keep global "
+        "attributes on the root group.",
     ),
     Convention(
         name="seuratdisk",
