@@ -234,6 +234,11 @@ class Markers:
     global_values: Mapping[str, str] = field(default_factory=_frozen)
     groups: tuple[str, ...] = ()
 
+    def __hash__(self) -> int:
+        return hash(
+            (self.col_attrs, self.row_attrs, self.layers, self.globals, self.groups, *self.global_values.items())
+        )
+
     def found(self, summary: FileSummary) -> list[str]:
         """The markers present in a file, as readable strings."""
         out: list[str] = []
@@ -375,6 +380,10 @@ class Convention:
             value = getattr(self, name)
             if not isinstance(value, MappingProxyType):
                 object.__setattr__(self, name, _frozen(value))
+
+    def __hash__(self) -> int:
+        # the mappings are not hashable; equal conventions agree on these fields
+        return hash((self.name, self.tool, self.cell_names, self.gene_names, self.embedding_style))
 
     @property
     def cell_names_attr(self) -> str:

@@ -130,6 +130,11 @@ def test_table_facts(name, field, expected):
     assert (dict(value) if field.endswith("renames") else value) == expected
 
 
+def test_conventions_are_hashable():
+    assert len(set(CONVENTIONS.values())) == len(CONVENTIONS)
+    assert get_convention("loompy") in {get_convention("loompy")}
+
+
 def test_convention_is_frozen():
     convention = get_convention("loompy")
     with pytest.raises(dataclasses.FrozenInstanceError):
