@@ -31,6 +31,7 @@ from scanpy_loomio.conventions import CONVENTIONS  # noqa: E402
 DEFAULT_FIXTURES = ROOT.parent / "shared" / "fixtures" / "real"
 DEFAULT_OUTPUT = ROOT / "docs" / "fixtures.md"
 SHOWN = 3  # names shown per axis
+MAX_COLUMNS = 8  # obs/var columns listed by name up to this many
 
 HEADER = """# Real files, read in every convention
 
@@ -40,8 +41,9 @@ test fixtures (written by loompy 2 and 3, LoomExperiment, SCopeLoomR and anndata
 convention forced (`convention=...`; conventions that read a file alike share a row), and with a plain
 `sc.read_loom` (anndata's reader with its defaults).
 
-Columns: the first {shown} names and where `X` comes from; layers; `obsm`/`varm`/`obsp` keys; `uns` keys; how many
-`obs`/`var` columns; warnings (`LoomReadWarning` for `read_loom_full`, any for `sc.read_loom`).
+Columns: the first {shown} names and where `X` comes from; layers; `obsm`/`varm`/`obsp` keys; `uns` keys; the
+`obs`/`var` columns (their number when there are more than {max_columns}); warnings (`LoomReadWarning` for
+`read_loom_full`, any for `sc.read_loom`).
 """
 
 
@@ -53,6 +55,13 @@ def _names(index) -> str:
 def _keys(mapping) -> str:
     keys = list(mapping.keys())
     return ", ".join(f"`{k}`" for k in keys) if keys else "—"
+
+
+def _columns(frame) -> str:
+    columns = list(frame.columns)
+    if len(columns) > MAX_COLUMNS:
+        return f"{len(columns)} columns"
+    return ", ".join(f"`{c}`" for c in columns) if columns else "—"
 
 
 def _cell(text: str) -> str:
@@ -75,7 +84,7 @@ def _describe(read: Callable[[], ad.AnnData], x_from: Callable[[ad.AnnData], str
         _keys(adata.layers),
         " / ".join(_keys(m) for m in (adata.obsm, adata.varm, adata.obsp)),
         _keys(adata.uns),
-        f"{adata.obs.shape[1]} / {adata.var.shape[1]}",
+        " / ".join(_columns(frame) for frame in (adata.obs, adata.var)),
         notes,
     ]
 
@@ -128,7 +137,7 @@ def main(fixtures: Path = DEFAULT_FIXTURES, output: Path = DEFAULT_OUTPUT) -> st
         raise SystemExit(msg)
     with tempfile.TemporaryDirectory() as tmp:
         sections = [fixture_section(path, Path(tmp)) for path in files]
-    text = HEADER.format(shown=SHOWN) + "\n" + "\n".join(sections)
+    text = HEADER.format(shown=SHOWN, max_columns=MAX_COLUMNS) + "\n" + "\n".join(sections)
     output.write_text(text, encoding="utf-8")
     return text
 
