@@ -52,6 +52,8 @@ class Metadata:
     """All ``uns`` keys, in order (values live in global attributes or the sidecar)."""
     uns_globals: dict[str, str] = field(default_factory=dict)
     """``uns`` keys stored as loom global attributes, with a type tag restoring their Python type."""
+    uns_record: dict[str, list] = field(default_factory=dict)
+    """``uns`` values kept in this record, as ``[type tag, value]`` (keys named like a managed global attribute)."""
     raw: bool = False
     writer: dict[str, str] = field(default_factory=dict)
     tool_globals: list[str] = field(default_factory=list)
@@ -101,6 +103,7 @@ class Metadata:
                 layers=[(str(k), str(n)) for k, n in data.get("layers", [])],
                 uns_keys=[str(k) for k in data.get("uns_keys", [])],
                 uns_globals={str(k): str(v) for k, v in data.get("uns_globals", {}).items()},
+                uns_record={str(k): [str(v[0]), v[1]] for k, v in data.get("uns_record", {}).items()},
                 raw=bool(data.get("raw", False)),
                 writer={str(k): str(v) for k, v in data.get("writer", {}).items()},
                 tool_globals=[str(k) for k in data.get("tool_globals", [])],

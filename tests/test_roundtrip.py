@@ -413,3 +413,13 @@ def test_session_info_on_request(tmp_path):
         report = f["scanpy_loomio/session_info"].asstr()[()]
     assert "anndata" in report
     assert "h5py" in report
+
+
+@pytest.mark.parametrize("convention", ["loompy", "loomr"])
+def test_uns_named_like_managed_globals(tmp_path, convention):
+    """Values another tool's file had as global attributes (read into uns) survive writing in any layout."""
+    adata = base()
+    adata.uns = {"LOOM_SPEC_VERSION": "2.0.1", "CreationDate": "20180101T000000.000000Z", "last_modified": np.int64(5)}
+    back = roundtrip(adata, tmp_path / "a.loom", convention=convention)
+    assert_adata_equal(adata, back, exact=True)
+    assert type(back.uns["last_modified"]) is np.int64
