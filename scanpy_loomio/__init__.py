@@ -9,9 +9,11 @@ from importlib.metadata import PackageNotFoundError, version
 from . import conventions
 from ._default import restore_defaults, use_as_default
 from ._errors import LoomFormatError, LoomReadWarning, LossyWriteError, LossyWriteWarning
+from ._inspect import LoomSummary, inspect_loom
 from ._migrate import MigrationResult, migrate_path, migrate_source
 from ._plugin import install as _install
 from ._read import read_loom_full
+from ._validate import Problem, ValidationReport, validate_loom
 from ._write import write_loom_full
 
 try:
@@ -24,14 +26,19 @@ _install()
 __all__ = [
     "LoomFormatError",
     "LoomReadWarning",
+    "LoomSummary",
     "LossyWriteError",
     "LossyWriteWarning",
     "MigrationResult",
+    "Problem",
+    "ValidationReport",
     "conventions",
+    "inspect_loom",
     "migrate_path",
     "migrate_source",
     "read_loom_full",
     "restore_defaults",
     "use_as_default",
+    "validate_loom",
     "write_loom_full",
 ]

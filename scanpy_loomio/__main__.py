@@ -1,0 +1,7 @@
+"""``python -m scanpy_loomio``: the ``scanpy-loomio`` command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,457 @@
+"""The ``scanpy-loomio`` command line: a thin layer over the package's public functions.
+
+Every command calls one public function (:func:`~scanpy_loomio.write_loom_full`, :func:`~scanpy_loomio.read_loom_full`,
+:func:`~scanpy_loomio.inspect_loom`, :func:`~scanpy_loomio.validate_loom`, :func:`~scanpy_loomio.migrate_path`, …);
+no loom format logic lives here. Errors print one line (a traceback only with ``--debug``); the exit status is
+0 on success, 1 when the command failed or found errors, 2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+__all__ = ["build_parser", "main"]
+
+PROG = "scanpy-loomio"
+#: Exit statuses.
+OK, FAILED, USAGE = 0, 1, 2
+H5AD_SUFFIXES = (".h5ad",)
+LOOM_SUFFIXES = (".loom",)
+
+
+class UsageError(Exception):
+    """A command was called with arguments that cannot work (exit status 2)."""
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+# -- commands --------------------------------------------------------------------------------------------------------
+
+
+def _input_file(path: str) -> Path:
+    file = Path(path)
+    if not file.exists():
+        msg = f"{file}: no such file"
+        raise UsageError(msg)
+    if file.is_dir():
+        msg = f"{file}: is a directory; expected a file"
+        raise UsageError(msg)
+    return file
+
+
+def _kind(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in LOOM_SUFFIXES:
+        return "loom"
+    if suffix in H5AD_SUFFIXES:
+        return "h5ad"
+    msg = f"{path}: cannot tell the format from the suffix {suffix!r}; expected .loom or .h5ad"
+    raise UsageError(msg)
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert between .h5ad and .loom, or rewrite a .loom file in another convention."""
+    import anndata
+
+    import scanpy_loomio
+
+    source = _input_file(args.input)
+    target = Path(args.output)
+    kinds = (_kind(source), _kind(target))
+    if kinds == ("h5ad", "h5ad"):
+        msg = "both files are .h5ad; convert reads or writes a .loom file (use anndata to copy .h5ad files)"
+        raise UsageError(msg)
+    if target.exists() and not args.force:
+        msg = f"{target}: exists; pass --force to replace it"
+        raise UsageError(msg)
+    if kinds[0] == "loom":
+        adata = scanpy_loomio.read_loom_full(
+            source, convention=args.from_convention, X_name=args.x_name, repair_bytes_text=args.repair_bytes_text
+        )
+    else:
+        adata = anndata.read_h5ad(source)
+    if kinds[1] == "loom":
+        scanpy_loomio.write_loom_full(
+            target,
+            adata,
+            convention=args.convention,
+            lossy="warn" if args.allow_lossy else "raise",
+            fill_missing_layers=args.fill_missing_layers,
+            compression_level=args.compression_level,
+        )
+    else:
+        adata.write_h5ad(target)
+    if not args.quiet:
+        convention = f" ({args.convention} convention)" if kinds[1] == "loom" else ""
+        print(f"{source} -> {target}{convention}: {adata.n_obs} cells × {adata.n_vars} genes")
+    return OK
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Summarize a loom file."""
+    import scanpy_loomio
+
+    summary = scanpy_loomio.inspect_loom(_input_file(args.file))
+    print(json.dumps(summary.to_dict(), indent=2, default=str) if args.json else summary.render())
+    return OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a loom file; exit status 1 when there are errors."""
+    import scanpy_loomio
+
+    names = [name for item in args.conventions for name in item.split(",") if name]
+    try:
+        report = scanpy_loomio.validate_loom(_input_file(args.file), conventions=names, read=not args.no_read)
+    except ValueError as err:  # an unknown convention name
+        raise UsageError(str(err)) from None
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        shown = report.errors if args.errors_only else report.problems
+        lines = [str(p) for p in shown]
+        print("\n".join([*lines, report.render().splitlines()[-1]]))
+    failed = report.errors or (args.strict and report.warnings)
+    return FAILED if failed else OK
+
+
+def cmd_conventions(args: argparse.Namespace) -> int:
+    """Show the convention table."""
+    from dataclasses import asdict
+
+    from scanpy_loomio.conventions import CONVENTIONS, conventions_table, get_convention
+
+    if args.name:
+        try:
+            chosen = {args.name: get_convention(args.name)}
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+    else:
+        chosen = dict(CONVENTIONS)
+    if args.json:
+        print(json.dumps({n: _jsonable(asdict(c)) for n, c in chosen.items()}, indent=2))
+    elif args.markdown:
+        print(conventions_table(chosen))
+    elif args.name:
+        print(_convention_details(chosen[args.name]))
+    else:
+        print(_convention_rows(chosen.values()))
+    return OK
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items() if not callable(v)}
+    if isinstance(value, list | tuple | frozenset | set):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "items"):  # read-only mappings
+        return _jsonable(dict(value.items()))
+    return None if callable(value) else value
+
+
+def _convention_rows(conventions: Any) -> str:
+    head = ("name", "tool", "cell names", "gene names", "needs layers", "embeddings", "spec")
+    rows = [head]
+    for c in conventions:
+        rows.append(
+            (
+                c.name,
+                c.tool,
+                c.cell_names_attr,
+                c.gene_names_attr,
+                ", ".join(c.required_layers) or "-",
+                c.embedding_style,
+                c.spec_version or "none",
+            )
+        )
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + f"\n\n{PROG} conventions NAME shows one convention in full."
+
+
+def _plain(value: Any) -> str:
+    if hasattr(value, "items"):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, tuple | list):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+def _convention_details(convention: Any) -> str:
+    from dataclasses import fields, is_dataclass
+
+    lines = [f"{convention.name}: {convention.tool}"]
+    for f in fields(convention):
+        if f.name in ("name", "tool", "detect"):
+            continue
+        value = getattr(convention, f.name)
+        if is_dataclass(value):
+            parts = {g.name: getattr(value, g.name) for g in fields(value)}
+            value = "; ".join(f"{k}: {_plain(v)}" for k, v in parts.items() if v) or "-"
+        elif hasattr(value, "items"):
+            value = dict(value.items()) or "-"
+        elif isinstance(value, tuple):
+            value = ", ".join(map(str, value)) or "-"
+        lines.append(f"  {f.name:<22} {value}")
+    return "\n".join(lines)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Rewrite Python files and notebooks to this package's functions."""
+    import scanpy_loomio
+
+    target = Path(args.path)
+    if not target.exists():
+        msg = f"{target}: no such file or directory"
+        raise UsageError(msg)
+    results = scanpy_loomio.migrate_path(target, write=args.write)
+    changed = [r for r in results if r.changed]
+    broken = [r for r in results if r.error]
+    for result in results:
+        if result.diff and not args.quiet:
+            sys.stdout.write(result.diff)
+        for note in result.notes:
+            print(f"{PROG}: note: {result.path}: {note}", file=sys.stderr)
+        if result.error:
+            print(f"{PROG}: error: {result.error}", file=sys.stderr)
+    verb = "rewrote" if args.write else "would rewrite"
+    print(f"{PROG}: {verb} {len(changed)} of {len(results)} file(s)", file=sys.stderr)
+    if changed and not args.write:
+        print(f"{PROG}: run again with --write to apply the changes", file=sys.stderr)
+    return FAILED if broken or (args.check and changed) else OK
+
+
+# -- parser ----------------------------------------------------------------------------------------------------------
+
+
+def _add_command(
+    commands: Any, name: str, handler: Callable[[argparse.Namespace], int], summary: str, examples: str
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``scanpy-loomio`` (the docs' CLI reference is generated from it).
+
+    Examples
+    --------
+    >>> from scanpy_loomio.cli import build_parser
+    >>> build_parser().parse_args(["inspect", "pbmc.loom"]).file
+    'pbmc.loom'
+    """
+    from scanpy_loomio.conventions import CONVENTIONS
+
+    names = ", ".join(CONVENTIONS)
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Lossless AnnData <-> loom conversion, inspection and validation, and pipeline migration.",
+        epilog=_examples(
+            f"{PROG} convert pbmc.h5ad pbmc.loom",
+            f"{PROG} inspect pbmc.loom",
+            f"{PROG} validate pbmc.loom --conventions velocyto",
+            f"{PROG} migrate analysis/ --write",
+        )
+        + f"\n\nRun `{PROG} COMMAND --help` for each command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what reading detects and chooses")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
+
+    convert = _add_command(
+        commands,
+        "convert",
+        cmd_convert,
+        "Convert .h5ad to .loom, .loom to .h5ad, or .loom to .loom in another convention.",
+        _examples(
+            f"{PROG} convert pbmc.h5ad pbmc.loom",
+            f"{PROG} convert pbmc.loom pbmc.h5ad",
+            f"{PROG} convert pbmc.h5ad pbmc_for_seurat.loom --convention seuratdisk",
+            f"{PROG} convert velocyto.loom scvelo.loom --convention velocyto --fill-missing-layers",
+        ),
+    )
+    convert.add_argument("input", help="the file to read (.h5ad or .loom)")
+    convert.add_argument("output", help="the file to write (.loom or .h5ad)")
+    convert.add_argument(
+        "--convention",
+        default="loompy",
+        metavar="NAME",
+        help=f"the tool the .loom file is for ({names}); default: loompy",
+    )
+    convert.add_argument(
+        "--from-convention", metavar="NAME", help="read the input .loom in this convention instead of detecting it"
+    )
+    convert.add_argument("--x-name", metavar="LAYER", help="read this layer of the input .loom as X")
+    convert.add_argument(
+        "--fill-missing-layers",
+        action="store_true",
+        help="write all-zero layers the target tool needs but the data lacks",
+    )
+    convert.add_argument(
+        "--allow-lossy",
+        action="store_true",
+        help="leave out (with a warning) what cannot be stored exactly, instead of failing",
+    )
+    convert.add_argument(
+        "--repair-bytes-text", action="store_true", help="turn loompy 3's \"b'...'\" text back into text"
+    )
+    convert.add_argument("--compression-level", type=int, default=2, metavar="0-9", help="gzip level (default 2)")
+    convert.add_argument("--force", action="store_true", help="replace the output file if it exists")
+    convert.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+    inspect = _add_command(
+        commands,
+        "inspect",
+        cmd_inspect,
+        "Summarize a loom file: spec version, convention and why, shapes, layers, attributes, graphs, global "
+        "attributes, this package's record, and what plain sc.read_loom would lose.",
+        _examples(f"{PROG} inspect pbmc.loom", f"{PROG} inspect pbmc.loom --json > pbmc-summary.json"),
+    )
+    inspect.add_argument("file", help="the .loom file (opened read-only)")
+    inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    validate = _add_command(
+        commands,
+        "validate",
+        cmd_validate,
+        "Check a loom file against the loom spec, this package's record and, on request, what tools need. "
+        "Every problem is reported; the exit status is 1 when there are errors.",
+        _examples(
+            f"{PROG} validate pbmc.loom",
+            f"{PROG} validate pbmc.loom --conventions velocyto",
+            f"{PROG} validate pbmc.loom --conventions seuratdisk,loomexperiment --errors-only",
+            f"{PROG} validate pbmc.loom --conventions all --json",
+        ),
+    )
+    validate.add_argument("file", help="the .loom file (opened read-only)")
+    validate.add_argument(
+        "--conventions",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME]",
+        help=f"also check what these tools need ({names}, or all); repeatable",
+    )
+    validate.add_argument("--strict", action="store_true", help="exit with status 1 on warnings too")
+    validate.add_argument("--errors-only", action="store_true", help="list errors only")
+    validate.add_argument("--no-read", action="store_true", help="skip the test read with read_loom_full")
+    validate.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    conventions = _add_command(
+        commands,
+        "conventions",
+        cmd_conventions,
+        "Show the convention table: which attributes each tool uses for names, layers, embeddings and metadata.",
+        _examples(f"{PROG} conventions", f"{PROG} conventions velocyto", f"{PROG} conventions --markdown > table.md"),
+    )
+    conventions.add_argument("name", nargs="?", help="show this convention in full")
+    output = conventions.add_mutually_exclusive_group()
+    output.add_argument("--markdown", action="store_true", help="print the full table as Markdown")
+    output.add_argument("--json", action="store_true", help="print the table as JSON")
+
+    migrate = _add_command(
+        commands,
+        "migrate",
+        cmd_migrate,
+        "Rewrite a pipeline's Python files and notebooks from anndata's loom functions (sc.read_loom, "
+        "adata.write_loom, …) to this package's, keeping formatting and comments. Shows a diff; writes only "
+        "with --write.",
+        _examples(
+            f"{PROG} migrate pipeline.py",
+            f"{PROG} migrate analysis/ --write",
+            f"{PROG} migrate notebooks/ --check   # exit status 1 if anything would change",
+        ),
+    )
+    migrate.add_argument("path", help="a .py file, a .ipynb notebook, or a directory (searched recursively)")
+    migrate.add_argument("--write", action="store_true", help="replace the files (otherwise only show the diff)")
+    migrate.add_argument("--check", action="store_true", help="exit with status 1 if any file would change")
+    migrate.add_argument("-q", "--quiet", action="store_true", help="do not print the diff")
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scanpy-loomio")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# -- running ---------------------------------------------------------------------------------------------------------
+
+
+def _one_line_warnings(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    text = " ".join(str(message).split())
+    print(f"{PROG}: warning: {text}", file=sys.stderr)
+
+
+def _error_text(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``scanpy-loomio`` with ``argv`` (default: the command line); returns the exit status.
+
+    Examples
+    --------
+    >>> from scanpy_loomio.cli import main
+    >>> main(["conventions", "--json"]) == 0  # doctest: +ELLIPSIS
+    {...
+    True
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.INFO)
+    previous = warnings.showwarning
+    warnings.showwarning = _one_line_warnings
+    try:
+        return args.handler(args)
+    except UsageError as err:
+        if args.debug:
+            raise
+        print(f"{PROG} {args.command}: error: {err}", file=sys.stderr)
+        return USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # the reader of our output went away (`| head`): stop quietly, and keep Python from complaining at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return FAILED
+    except Exception as err:  # every failure becomes one line; --debug shows the traceback
+        if args.debug:
+            raise
+        print(f"{PROG} {args.command}: error: {_error_text(err)}", file=sys.stderr)
+        return FAILED
+    finally:
+        warnings.showwarning = previous
+
+
+if __name__ == "__main__":  # pragma: no cover - `python -m scanpy_loomio.cli`
+    sys.exit(main())
