@@ -32,9 +32,8 @@ from ._graphs import build_matrix, recorded_index_base
 from ._metadata import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata, load_codec
 from ._safety import (
     MemoryLimit,
-    check_codecs,
+    check_file,
     check_read_size,
-    check_structure,
     converted_read_errors,
     open_read_only,
     resolve_memory_limit,
@@ -426,7 +425,10 @@ class LoomReader:
         uns: dict[str, Any] = {}
         if meta:
             for key in meta.uns_keys:
-                if key in meta.uns_globals:
+                if key in meta.uns_record:
+                    tag, value = meta.uns_record[key]
+                    uns[key] = decode_global(value, tag)
+                elif key in meta.uns_globals:
                     if key in self.globals:
                         uns[key] = decode_global(self.globals[key], meta.uns_globals[key])
                 elif key in sidecar_uns:
@@ -587,8 +589,8 @@ def read_loom_full(
     >>> import scanpy_loomio
     >>> scanpy_loomio.write_loom_full("pbmc.loom", sc.datasets.pbmc68k_reduced())
     >>> adata = scanpy_loomio.read_loom_full("pbmc.loom")
-    >>> adata.obs["louvain"].dtype
-    CategoricalDtype(categories=['0', '1', '2', '3', '4', '5', '6', '7', '8', '9', '10'], ordered=False, categories_dtype=object)
+    >>> adata.obs["louvain"].dtype.name
+    'category'
     """
     from ._write import _progress_default
 
@@ -613,8 +615,7 @@ def read_loom_full(
     )
     limit = resolve_memory_limit(memory_limit)
     with _open_read_only(path) as file, converted_read_errors(path):
-        datasets = check_structure(file, path, allow_external=allow_external)
-        check_codecs(file, path)
+        datasets = check_file(file, path, allow_external=allow_external)
         reader = LoomReader(file, path, options)
         n_obs, n_vars = reader.shape
         check_read_size(

@@ -167,14 +167,19 @@ def _plan_axis(
     return plan
 
 
-def _plan_uns(adata: AnnData, convention: Convention, policy: LossyPolicy) -> tuple[dict, dict]:
-    """Split ``uns`` into values written as global attributes and values kept in the sidecar."""
+def _plan_uns(adata: AnnData, convention: Convention, policy: LossyPolicy) -> tuple[dict, dict, dict]:
+    """Split ``uns`` into values written as global attributes, kept in the record, and kept in the sidecar."""
     in_globals: dict[str, tuple[str, Any]] = {}
+    in_record: dict[str, list] = {}
     in_sidecar: dict[str, Any] = {}
     for key, value in adata.uns.items():
         _check_name(key, f"uns[{key!r}]")
-        tag = scalar_tag(value) if key not in RESERVED_GLOBALS else None
-        if tag is not None:
+        tag = scalar_tag(value)
+        if key in RESERVED_GLOBALS and tag is not None:
+            # e.g. LOOM_SPEC_VERSION read from another tool's file: its global attribute is the writer's own,
+            # so the value travels in the record, which every layout has
+            in_record[key] = [tag, value.item() if isinstance(value, np.generic) else value]
+        elif tag is not None:
             in_globals[key] = (tag, value)
         elif convention.sidecar and can_encode(value):
             in_sidecar[key] = value
@@ -182,7 +187,7 @@ def _plan_uns(adata: AnnData, convention: Convention, policy: LossyPolicy) -> tu
             in_globals[key] = ("json", value)
         else:
             _lossy(policy, f"uns[{key!r}]: a {type(value).__name__} that neither anndata's element encoding nor JSON can store here.")
-    return in_globals, in_sidecar
+    return in_globals, in_record, in_sidecar
 
 
 def plan_write(
@@ -205,7 +210,7 @@ def plan_write(
             msg = f"{key}: shape {value.shape} does not match the AnnData's {adata.shape}."
             raise LossyWriteError(msg)
     filled_layers = _missing_layers(adata, convention, fill=fill_missing_layers)
-    uns_globals, uns_sidecar = _plan_uns(adata, convention, policy)
+    uns_globals, uns_record, uns_sidecar = _plan_uns(adata, convention, policy)
     tool_globals = registry_globals([("col_attrs", e) for e in obs.embeddings] + [("row_attrs", e) for e in var.embeddings])
     if adata.raw is not None and not convention.sidecar:
         _lossy(policy, f"raw: convention {convention.name!r} allows no extra group to keep it.")
@@ -216,6 +221,7 @@ def plan_write(
         layers=[(k, n) for n, k in layers],
         uns_keys=list(adata.uns.keys()),
         uns_globals={k: tag for k, (tag, _) in uns_globals.items()},
+        uns_record=uns_record,
         raw=adata.raw is not None and convention.sidecar,
         writer=provenance(),
         tool_globals=list(tool_globals),
@@ -239,7 +245,24 @@ def _missing_layers(adata: AnnData, convention: Convention, *, fill: bool) -> li
     return missing
 
 
-def _write_attribute(group: h5py.Group, name: str, values: np.ndarray, codec: dict | None) -> h5py.Dataset:
+#: Spec versions whose text attributes are fixed-length strings (spec 3 has variable-length UTF-8).
+FIXED_LENGTH_TEXT_SPECS = frozenset({"2.0.1"})
+
+
+def _fixed_length_text(values: np.ndarray) -> np.ndarray | None:
+    """Text as fixed-length UTF-8 bytes; ``None`` when a value holds NUL, which fixed-length strings would cut off."""
+    encoded = [value.encode("utf-8") for value in values]
+    if any(b"\x00" in value for value in encoded):
+        return None
+    return np.array(encoded, dtype=f"S{max((len(v) for v in encoded), default=1) or 1}")
+
+
+def _write_attribute(
+    group: h5py.Group, name: str, values: np.ndarray, codec: dict | None, *, fixed_text: bool = False
+) -> h5py.Dataset:
+    fixed = _fixed_length_text(values) if fixed_text and values.dtype == object else None
+    if fixed is not None:
+        values = fixed
     dtype = vlen_str_dtype() if values.dtype == object else values.dtype
     # growable along the first axis, as loompy makes them, so loompy.combine and add_columns work on our files
     dset = group.create_dataset(
@@ -263,11 +286,12 @@ def _attr_compression(values: np.ndarray) -> dict[str, Any]:
 def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, sidecar: bool) -> None:
     loom_axis = "col" if plan.name == "obs" else "row"
     attrs = file.require_group(f"{loom_axis}_attrs")
-    _write_attribute(attrs, plan.index_attr, plan.index_values, None)
+    fixed_text = convention.spec_version in FIXED_LENGTH_TEXT_SPECS
+    _write_attribute(attrs, plan.index_attr, plan.index_values, None, fixed_text=fixed_text)
     for _key, attr, enc in plan.columns:
         if attr == plan.index_attr:
             continue
-        dset = _write_attribute(attrs, attr, enc.values, enc.codec)
+        dset = _write_attribute(attrs, attr, enc.values, enc.codec, fixed_text=fixed_text)
         if not sidecar:
             put_aux_attributes(dset, enc.aux)
             continue
