@@ -640,7 +640,7 @@ def validate_loom(
     >>> report.ok
     False
     >>> print(report.errors[0])  # doctest: +ELLIPSIS
-    error: /col_attrs/X_pca: a 2-D column attribute (700, 50); Seurat via SeuratDisk fails on them Fix: ...
+    error: /col_attrs/X_pca: a 2-D column attribute (700, 50), which Seurat via SeuratDisk cannot read. Fix: ...
     """
     path = Path(filename)
     checked = _resolve_conventions(conventions)

@@ -129,8 +129,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_conventions(args: argparse.Namespace) -> int:
     """Show the convention table."""
-    from dataclasses import asdict
-
     from scanpy_loomio.conventions import CONVENTIONS, conventions_table, get_convention
 
     if args.name:
@@ -141,7 +139,7 @@ def cmd_conventions(args: argparse.Namespace) -> int:
     else:
         chosen = dict(CONVENTIONS)
     if args.json:
-        print(json.dumps({n: _jsonable(asdict(c)) for n, c in chosen.items()}, indent=2))
+        print(json.dumps({n: _jsonable(c) for n, c in chosen.items()}, indent=2))
     elif args.markdown:
         print(conventions_table(chosen))
     elif args.name:
@@ -152,13 +150,18 @@ def cmd_conventions(args: argparse.Namespace) -> int:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items() if not callable(v)}
+    """Conventions (frozen dataclasses holding read-only mappings) as JSON values; functions are left out."""
+    from dataclasses import fields, is_dataclass
+
+    if is_dataclass(value):
+        return {
+            f.name: _jsonable(getattr(value, f.name)) for f in fields(value) if not callable(getattr(value, f.name))
+        }
+    if hasattr(value, "items"):
+        return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | frozenset | set):
         return [_jsonable(v) for v in value]
-    if hasattr(value, "items"):  # read-only mappings
-        return _jsonable(dict(value.items()))
-    return None if callable(value) else value
+    return value
 
 
 def _convention_rows(conventions: Any) -> str:
