@@ -13,6 +13,7 @@ from ._inspect import LoomSummary, inspect_loom
 from ._migrate import MigrationResult, migrate_path, migrate_source
 from ._plugin import install as _install
 from ._read import read_loom_full
+from ._update import update_loom_full
 from ._validate import Problem, ValidationReport, validate_loom
 from ._write import write_loom_full
 
@@ -38,6 +39,7 @@ __all__ = [
     "migrate_source",
     "read_loom_full",
     "restore_defaults",
+    "update_loom_full",
     "use_as_default",
     "validate_loom",
     "write_loom_full",

@@ -29,6 +29,12 @@ class LoomAccessor:
         """Write with :func:`scanpy_loomio.write_loom_full`; keyword arguments are passed on."""
         write_loom_full(filename, self._adata, **kwargs)
 
+    def update(self, filename: str | os.PathLike[str], **kwargs) -> None:
+        """Write the annotations into the file it was read from with :func:`scanpy_loomio.update_loom_full`."""
+        from ._update import update_loom_full
+
+        update_loom_full(filename, self._adata, **kwargs)
+
 
 def install() -> None:
     """Add ``sc.read_loom_full``, ``sc.write_loom_full`` and the ``adata.loom`` accessor, replacing nothing."""

@@ -334,14 +334,23 @@ def _write_filled_layer(group: h5py.Group, name: str, adata: AnnData, options: d
 
 def execute_plan(file: h5py.File, plan: WritePlan, matrix_options: dict[str, Any]) -> None:
     """Write a planned AnnData into an open, empty HDF5 file."""
-    adata, convention = plan.adata, plan.convention
-    sidecar = convention.sidecar
+    adata = plan.adata
     _write_layer(file, "matrix", adata.X, adata.shape, matrix_options)
     layers = file.create_group("layers")
     for name, key in plan.layers:
         _write_layer(layers, name, adata.layers[key], adata.shape, matrix_options)
     for name in plan.filled_layers:
         _write_filled_layer(layers, name, adata, matrix_options)
+    write_annotations(file, plan)
+
+
+def write_annotations(file: h5py.File, plan: WritePlan, *, creation_date: str | None = None) -> None:
+    """Write everything but ``/matrix`` and ``/layers``: attributes, graphs, kept elements, global attributes.
+
+    ``creation_date`` keeps the ``CreationDate`` of a file being updated (default: now).
+    """
+    adata, convention = plan.adata, plan.convention
+    sidecar = convention.sidecar
     _write_axis(file, plan.obs, convention, sidecar=sidecar)
     _write_axis(file, plan.var, convention, sidecar=sidecar)
     if plan.uns_sidecar:
@@ -351,7 +360,7 @@ def execute_plan(file: h5py.File, plan: WritePlan, matrix_options: dict[str, Any
     now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     global_values = {
         **({"LOOM_SPEC_VERSION": convention.spec_version} if convention.spec_version else {}),
-        "CreationDate": now,
+        "CreationDate": creation_date or now,
         "last_modified": now,
         **plan.tool_globals,
         **{k: encode_global(v, tag) for k, (tag, v) in plan.uns_globals.items()},
