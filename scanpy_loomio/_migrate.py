@@ -88,8 +88,9 @@ def _rewrite_file_source(source: str, filename: str) -> RewriteResult:
 def migrate_source(source: str) -> str:
     r"""Rewrite Python source from anndata's/scanpy's loom functions to scanpy-loomio's.
 
-    ``sc.read_loom`` becomes ``sc.read_loom_full``, ``anndata.io.read_loom`` (and ``anndata.read_loom``,
-    ``from anndata import read_loom``) becomes ``scanpy_loomio.read_loom_full``, ``adata.write_loom(path)``
+    ``sc.read_loom`` (and ``sc.read`` or scVelo's ``scv.read`` of a ``"….loom"`` path) becomes
+    ``sc.read_loom_full``, ``anndata.io.read_loom`` (and ``anndata.read_loom``, ``from anndata import read_loom``)
+    becomes ``scanpy_loomio.read_loom_full``, ``adata.write_loom(path)``
     becomes ``sc.write_loom_full(path, adata)`` (or ``scanpy_loomio.write_loom_full``) and
     ``anndata.io.write_loom(path, adata)`` becomes ``scanpy_loomio.write_loom_full(path, adata)``.
     ``import scanpy_loomio`` is added once when needed. Lines that only copied the index into a ``CellID`` or

@@ -26,9 +26,16 @@ if TYPE_CHECKING:
 
 READERS = frozenset({"scanpy.read_loom", "anndata.read_loom", "anndata.io.read_loom"})
 WRITERS = frozenset({"anndata.io.write_loom"})
-MODULES = frozenset({"scanpy", "anndata", "anndata.io", "scanpy_loomio"})
+MODULES = frozenset({"scanpy", "anndata", "anndata.io", "scanpy_loomio", "scvelo"})
+#: ``read(filename)`` functions that call anndata's ``read_loom`` for ``.loom`` files (scVelo's is scanpy's).
+GENERIC_READERS = frozenset({"scanpy.read", "scvelo.read"})
 NEW_NAMES = {"read_loom": "read_loom_full", "write_loom": "write_loom_full"}
 
+# keywords read_loom_full has no use for, and why they can go
+DROPPED_READ_KEYWORDS = {
+    "validate": "read_loom_full never runs loompy's validator",
+    "cache": "read_loom_full keeps no .h5ad cache; the file is read each time",
+}
 # anndata's deprecated spellings of read_loom keywords, and their current names
 RENAMED_READ_KEYWORDS = {"obsm_names": "obsm_mapping", "varm_names": "varm_mapping"}
 READ_KEYWORDS = frozenset(
@@ -122,7 +129,7 @@ class _BindingCollector(cst.CSTVisitor):
             for alias in statement.names:
                 module = _dotted(alias.name) or ""
                 root = module.split(".")[0]
-                if root not in {"scanpy", "anndata", "scanpy_loomio"}:
+                if root not in {module.split(".")[0] for module in MODULES}:
                     continue
                 if alias.asname is not None:
                     self.program.bindings[_dotted(alias.asname.name)] = module
@@ -223,7 +230,7 @@ def _reads_loom_literal(call: cst.Call) -> bool:
     """True for ``sc.read("….loom", …)`` with only options that scanpy passes on to ``read_loom``."""
     keywords = {_arg_keyword(arg) for arg in call.args if arg.keyword is not None}
     filenames = [arg.value for arg in call.args if arg.keyword is None or _arg_keyword(arg) == "filename"]
-    if len(filenames) != 1 or keywords - READ_KEYWORDS - {"validate", *RENAMED_READ_KEYWORDS}:
+    if len(filenames) != 1 or keywords - READ_KEYWORDS - set(DROPPED_READ_KEYWORDS) - set(RENAMED_READ_KEYWORDS):
         return False
     filename = _string_value(filenames[0])
     return filename is not None and filename.endswith(".loom")
@@ -312,7 +319,7 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
         target = self.qualified_name(original_node.func)
         if target in READERS:
             return self._rewrite_read(original_node, updated_node)
-        if target == "scanpy.read" and _reads_loom_literal(original_node):
+        if target in GENERIC_READERS and _reads_loom_literal(original_node):
             function = cst.Attribute(value=self._namespace(prefer_scanpy=True), attr=cst.Name("read_loom_full"))
             return self._rewrite_read(original_node, updated_node.with_changes(func=function))
         translated = _translate_write(self.qualified_name, original_node)
@@ -334,8 +341,8 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
         args = []
         for arg in updated.args:
             keyword = _arg_keyword(arg)
-            if keyword == "validate":
-                self._note(original, "dropped validate=: read_loom_full never runs loompy's validator")
+            if keyword in DROPPED_READ_KEYWORDS:
+                self._note(original, f"dropped {keyword}=: {DROPPED_READ_KEYWORDS[keyword]}")
                 continue
             if keyword in RENAMED_READ_KEYWORDS:
                 arg = arg.with_changes(keyword=cst.Name(RENAMED_READ_KEYWORDS[keyword]))

@@ -110,6 +110,11 @@ REWRITES = [
         f'{SCANPY_IMPORT}adata = sc.read_loom_full("data/in.loom")\n',
     ),
     (
+        "scVelo's read of a .loom file, whose cache= has no use any more",
+        'import scvelo as scv\nadata = scv.read("sample.loom", cache=True)\n',
+        'import scvelo as scv\nimport scanpy_loomio\nadata = scanpy_loomio.read_loom_full("sample.loom")\n',
+    ),
+    (
         "method write with scanpy",
         'import scanpy as sc\nadata.write_loom("out.loom", write_obsm_varm=True)\n',
         f'{SCANPY_IMPORT}sc.write_loom_full("out.loom", adata)\n',
@@ -193,7 +198,7 @@ UNCHANGED = [
         "from anndata import read_h5ad\n\ndef read_loom(p):\n    ...\nread_loom('a')\n",
     ),
     ("sc.read of an h5ad", "import scanpy as sc\nadata = sc.read('a.h5ad')\n"),
-    ("sc.read with options read_loom_full lacks", "import scanpy as sc\nadata = sc.read('a.loom', cache=True)\n"),
+    ("sc.read with options read_loom_full lacks", "import scanpy as sc\nadata = sc.read('a.loom', backed='r')\n"),
     ("unpacked write arguments", "import scanpy as sc\nadata.write_loom(*args)\n"),
     ("already migrated", "import scanpy as sc\nimport scanpy_loomio\nadata = sc.read_loom_full('a.loom')\n"),
     ("relative import of a name read_loom", "from .io import read_loom\nread_loom('a.loom')\n"),
