@@ -17,8 +17,9 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import scanpy as sc
 from anndata import AnnData
-from anndata.tests.helpers import assert_adata_equal
+from anndata.tests.helpers import assert_adata_equal, gen_adata
 from scipy import sparse
 
 from scanpy_loomio import LossyWriteError, LossyWriteWarning, read_loom_full, write_loom_full
@@ -94,13 +95,33 @@ def needs_sidecar() -> AnnData:
     return adata
 
 
+def generated() -> AnnData:
+    """anndata's own test generator: every element kind, with DataFrames and sparse matrices in obsm/varm."""
+    return gen_adata(
+        (25, 18),
+        obsm_types=(np.ndarray, pd.DataFrame, sparse.csr_matrix),
+        varm_types=(np.ndarray, pd.DataFrame, sparse.csr_matrix),
+        layers_types=(np.ndarray, sparse.csr_matrix, sparse.csc_matrix),
+    )
+
+
+def pbmc68k_reduced() -> AnnData:
+    adata = sc.datasets.pbmc68k_reduced()
+    adata.varm["PCs"] = np.nan_to_num(adata.varm["PCs"], nan=-1.0)  # NaN != NaN would fail any exact check
+    return adata
+
+
 OBJECTS: dict[str, Callable[[], AnnData]] = {
     "minimal": minimal,
     "annotated": annotated,
     "velocity": velocity,
     "awkward_embeddings": awkward_embeddings,
     "needs_sidecar": needs_sidecar,
+    "generated": generated,
+    "pbmc68k_reduced": pbmc68k_reduced,
 }
+#: Objects holding elements (raw, DataFrames in obsm, arrays in uns) that only this package's extra group can keep.
+NEED_SIDECAR = {"needs_sidecar", "generated", "pbmc68k_reduced"}
 
 
 def _write(path: Path, adata: AnnData, convention: str | Convention, **kwargs) -> None:
@@ -110,7 +131,7 @@ def _write(path: Path, adata: AnnData, convention: str | Convention, **kwargs) -
 # conventions without the extra group refuse what only it can hold: test_no_extra_group_refuses_what_it_cannot_keep
 @pytest.mark.parametrize(
     ("name", "make"),
-    [(n, m) for n, c in CONVENTIONS.items() for m in OBJECTS if c.sidecar or m != "needs_sidecar"],
+    [(n, m) for n, c in CONVENTIONS.items() for m in OBJECTS if c.sidecar or m not in NEED_SIDECAR],
 )
 def test_every_convention_reads_back_exactly(tmp_path, name, make):
     adata = OBJECTS[make]()
