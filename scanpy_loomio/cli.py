@@ -99,6 +99,30 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_update(args: argparse.Namespace) -> int:
+    """Write the annotations of an .h5ad file into a loom file with the same cells, genes and matrices."""
+    import anndata
+
+    import scanpy_loomio
+
+    target = _input_file(args.file)
+    source = _input_file(args.annotations)
+    if (_kind(target), _kind(source)) != ("loom", "h5ad"):
+        msg = f"expected a .loom file to update and an .h5ad file to take the annotations from; got {target}, {source}"
+        raise UsageError(msg)
+    adata = anndata.read_h5ad(source)
+    scanpy_loomio.update_loom_full(
+        target,
+        adata,
+        convention=args.convention,
+        lossy="warn" if args.allow_lossy else "raise",
+        fill_missing_layers=args.fill_missing_layers,
+    )
+    if not args.quiet:
+        print(f"{target}: annotations from {source} written; matrices kept")
+    return OK
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Summarize a loom file."""
     import scanpy_loomio
@@ -323,6 +347,28 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--compression-level", type=int, default=2, metavar="0-9", help="gzip level (default 2)")
     convert.add_argument("--force", action="store_true", help="replace the output file if it exists")
     convert.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+    update = _add_command(
+        commands,
+        "update",
+        cmd_update,
+        "Write the annotations (obs/var columns, embeddings, graphs, uns) of an .h5ad file into an existing loom "
+        "file with the same cells, genes and matrices, without rewriting its matrices; atomically.",
+        _examples(
+            f"{PROG} update pbmc.loom annotated.h5ad",
+            f"{PROG} update pbmc.loom annotated.h5ad --convention scope",
+        ),
+    )
+    update.add_argument("file", help="the .loom file to update")
+    update.add_argument("annotations", help="an .h5ad file of the same cells and genes (read from the loom file)")
+    update.add_argument(
+        "--convention", metavar="NAME", help="write the annotations for this tool; default: the file's own"
+    )
+    update.add_argument("--fill-missing-layers", action="store_true", help="add all-zero layers the tool needs")
+    update.add_argument(
+        "--allow-lossy", action="store_true", help="leave out what cannot be stored exactly, with a warning"
+    )
+    update.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
     inspect = _add_command(
         commands,

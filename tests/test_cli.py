@@ -9,18 +9,20 @@ import sys
 from pathlib import Path
 
 import anndata
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
 from anndata.tests.helpers import assert_adata_equal
 from scipy import sparse
 
+import scanpy_loomio
 from scanpy_loomio.cli import build_parser
 from scanpy_loomio.conventions import CONVENTIONS, conventions_table
 
 #: The console script installed beside this Python, if the package is installed.
 SCRIPT = shutil.which("scanpy-loomio", path=str(Path(sys.executable).parent))
-COMMANDS = ["convert", "inspect", "validate", "conventions", "migrate"]
+COMMANDS = ["convert", "update", "inspect", "validate", "conventions", "migrate"]
 
 
 def run(*args: str | Path, cwd: Path | None = None, script: bool = False) -> subprocess.CompletedProcess[str]:
@@ -207,6 +209,28 @@ def test_validate_real_file(real_fixtures: Path, tmp_path: Path) -> None:
     errors = [line for line in result.stdout.splitlines() if line.startswith("error: ")]
     assert len(errors) == 4  # a and b of both graphs: every problem, not just the first
     assert errors[0].startswith("error: /col_graphs/KNN/a: dtype float64; expected integers")
+
+
+def test_update(small_loom: Path, tmp_path: Path) -> None:
+    loom = tmp_path / "annotated.loom"
+    shutil.copyfile(small_loom, loom)
+    with h5py.File(loom, "r") as f:
+        matrix_before = f["matrix"][()]
+    adata = scanpy_loomio.read_loom_full(loom)
+    adata.obs["doublet"] = np.arange(adata.n_obs) % 5 == 0
+    adata.write_h5ad(tmp_path / "annotated.h5ad")
+    result = run("update", loom, tmp_path / "annotated.h5ad")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{loom}: annotations from {tmp_path / 'annotated.h5ad'} written; matrices kept\n"
+    assert_adata_equal(scanpy_loomio.read_loom_full(loom), adata, exact=True)
+    with h5py.File(loom, "r") as f:
+        np.testing.assert_array_equal(f["matrix"][()], matrix_before)
+    adata[:5].copy().write_h5ad(tmp_path / "fewer.h5ad")
+    result = run("update", loom, tmp_path / "fewer.h5ad")
+    assert result.returncode == 1
+    assert "the AnnData has 5 cells" in one_line_error(result, "update")
+    result = run("update", tmp_path / "fewer.h5ad", loom)
+    assert result.returncode == 2
 
 
 # -- conventions and migrate ------------------------------------------------------------------------------------------
