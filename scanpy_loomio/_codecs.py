@@ -46,7 +46,7 @@ def _mask_aux(mask: np.ndarray) -> dict[str, np.ndarray]:
     return {"mask": mask.astype(bool)} if mask.any() else {}
 
 
-def _plain_values(values: np.ndarray, key: str) -> np.ndarray:
+def storable_values(values: np.ndarray, key: str) -> np.ndarray:
     """Values of a native dtype, or text, ready for loom."""
     if values.dtype in NATIVE_DTYPES:
         return values
@@ -59,6 +59,10 @@ def _plain_values(values: np.ndarray, key: str) -> np.ndarray:
                 f"{key}: found a value of type {type(bad).__name__} ({bad!r}) in a text column; "
                 "loom stores text, integers and floats. Convert the column with .astype(str) or to a categorical."
             )
+            raise LossyWriteError(msg)
+        with_nul = next((v for v in values if "\x00" in v), None)
+        if with_nul is not None:
+            msg = f"{key}: the value {with_nul!r} contains a NUL character, which HDF5 text cannot hold. Remove it."
             raise LossyWriteError(msg)
         return values.astype(object)
     msg = (
@@ -73,7 +77,7 @@ def _encode_categorical(series: pd.Series, key: str) -> EncodedColumn:
     categories = np.asarray(cat.categories)
     codes = np.asarray(cat.codes)
     mask = codes < 0
-    stored_categories = _plain_values(categories, f"{key} (categories)")
+    stored_categories = storable_values(categories, f"{key} (categories)")
     if stored_categories.dtype == object:
         labels = np.empty(len(codes), dtype=object)
         labels[:] = ""
@@ -103,9 +107,9 @@ def _encode_text(series: pd.Series, key: str) -> EncodedColumn:
         stored = values.copy()
         stored[mask] = ""
         codec = {"type": "string", "dtype": str(series.dtype)}
-        return EncodedColumn(_plain_values(stored, key), codec, _mask_aux(mask))
+        return EncodedColumn(storable_values(stored, key), codec, _mask_aux(mask))
     if not mask.any():
-        return EncodedColumn(_plain_values(values, key))
+        return EncodedColumn(storable_values(values, key))
     missing = {type(v).__name__ for v in values[mask]}
     if missing - {"float", "NoneType"} or len(missing) > 1:
         msg = f"{key}: missing values of several kinds ({sorted(missing)}); expected one kind (NaN or None)."
@@ -113,7 +117,7 @@ def _encode_text(series: pd.Series, key: str) -> EncodedColumn:
     stored = values.copy()
     stored[mask] = ""
     codec = {"type": "string", "na": "None" if missing == {"NoneType"} else "nan"}
-    return EncodedColumn(_plain_values(stored, key), codec, _mask_aux(mask))
+    return EncodedColumn(storable_values(stored, key), codec, _mask_aux(mask))
 
 
 def encode_column(series: pd.Series, key: str) -> EncodedColumn:
@@ -142,7 +146,7 @@ def encode_column(series: pd.Series, key: str) -> EncodedColumn:
         values = series.to_numpy()
         if dtype == bool:
             return EncodedColumn(values.astype(np.uint8), {"type": "bool"})
-        return EncodedColumn(_plain_values(values, key))
+        return EncodedColumn(storable_values(values, key))
     msg = (
         f"{key}: pandas dtype {dtype} is not supported; expected numeric, bool, text, categorical or nullable "
         "Int/UInt/boolean/string. Convert the column before writing."

@@ -18,7 +18,7 @@ from scipy import sparse
 from . import _matrix
 from ._atomic import atomic_target
 from ._aux import fit_in_attributes, put_aux_attributes
-from ._codecs import NATIVE_DTYPES, EncodedColumn, encode_column
+from ._codecs import NATIVE_DTYPES, EncodedColumn, storable_values, encode_column
 from ._embeddings import EmbeddingPlan, attribute_values, plan_embedding, registry_globals
 from ._errors import LossyWriteError, LossyWriteWarning
 from ._globals import encode_global, json_tag, scalar_tag, write_globals
@@ -114,8 +114,9 @@ def _plan_axis(
     names.taken.add(index_attr)
     index_values = np.asarray(frame.index, dtype=object)
     if not all(isinstance(v, str) for v in index_values):
-        msg = f"{axis}_names: found non-string names; AnnData names must be strings. Call adata.{axis}_names_make_unique() or .astype(str)."
+        msg = f"{axis}_names: found non-string names; AnnData names must be strings. Set adata.{axis}_names = adata.{axis}_names.astype(str)."
         raise LossyWriteError(msg)
+    storable_values(index_values, f"{axis}_names")  # refuses text HDF5 cannot hold
     plan = AxisPlan(axis, index_attr, index_values)
     for col in frame.columns:
         key = f"{axis}[{col!r}]"

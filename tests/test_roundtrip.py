@@ -423,3 +423,21 @@ def test_uns_named_like_managed_globals(tmp_path, convention):
     back = roundtrip(adata, tmp_path / "a.loom", convention=convention)
     assert_adata_equal(adata, back, exact=True)
     assert type(back.uns["last_modified"]) is np.int64
+
+
+@pytest.mark.parametrize("where", ["obs_names", "column", "category"])
+def test_text_with_nul_is_refused_naming_the_key(tmp_path, where):
+    adata = base()
+    bad = ["ok"] * (N_OBS - 1) + ["a\x00b"]
+    if where == "obs_names":
+        adata.obs_names = bad
+        key = "obs_names"
+    elif where == "column":
+        adata.obs["txt"] = np.array(bad, dtype=object)
+        key = r"obs\['txt'\]"
+    else:
+        adata.obs["cat"] = pd.Categorical(bad)
+        key = r"obs\['cat'\]"
+    with pytest.raises(LossyWriteError, match=key):
+        write_loom_full(tmp_path / "a.loom", adata)
+    assert list(tmp_path.iterdir()) == []
