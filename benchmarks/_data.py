@@ -129,3 +129,26 @@ def synthetic_adata(n_cells: int, n_genes: int, density: float = DEFAULT_DENSITY
         "params": {"n_neighbors": N_NEIGHBORS, "method": "umap", "metric": "euclidean"},
     }
     return adata
+
+
+def main() -> None:
+    """Generate a dataset and save it as an uncompressed ``.h5ad`` (run in its own process by ``run.py``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("output")
+    parser.add_argument("--cells", type=int, required=True)
+    parser.add_argument("--genes", type=int, required=True)
+    parser.add_argument("--density", type=float, default=DEFAULT_DENSITY)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    adata = synthetic_adata(args.cells, args.genes, args.density, args.seed)
+    import os
+
+    partial = f"{args.output.removesuffix('.h5ad')}.partial.h5ad"
+    adata.write_h5ad(partial)  # uncompressed: fast to load before each timed write
+    os.replace(partial, args.output)
+
+
+if __name__ == "__main__":
+    main()

@@ -15,10 +15,13 @@ contiguous or compact layout, unusual dtypes) are read through h5py band by band
 
 from __future__ import annotations
 
+import gc
 import os
+import threading
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Literal
@@ -27,7 +30,7 @@ import numpy as np
 from scipy import sparse
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterable, Iterator
     from types import ModuleType
 
     import h5py
@@ -133,6 +136,22 @@ def _ordered_map(func: Callable, items: Iterable, n_threads: int) -> Iterator:
         finally:
             for future in pending:
                 future.cancel()
+
+
+@contextmanager
+def _gc_paused() -> Generator[None, None, None]:
+    """Pause the cyclic garbage collector during a chunk loop.
+
+    The loops create many short-lived containers but no reference cycles; with the collector on, each of its
+    frequent runs would also walk every object of the user's session.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _NoProgress:
@@ -313,6 +332,7 @@ class _ChunkWriter:
         minor_chunk = self.chunk_rows if self.by_cells else self.chunk_cols
         minor = np.arange(self.n_genes if self.by_cells else self.n_cells, dtype=np.int64)
         self._minor_tables = (minor // minor_chunk, minor % minor_chunk)
+        self._local = threading.local()
 
     def run(self, n_threads: int, *, progress: bool) -> None:
         n_units = self.col_blocks if self.by_cells else self.row_blocks
@@ -320,10 +340,11 @@ class _ChunkWriter:
         write_chunk = self.dset.id.write_direct_chunk
         bar = _progress_bar(progress, n_units * self.unit_tiles, f"writing {self.dset.name}")
         try:
-            for (start, stop), chunks in zip(tasks, _ordered_map(self._task, tasks, n_threads), strict=True):
-                for offset, payload in chunks:
-                    write_chunk(offset, payload)
-                bar.update((stop - start) * self.unit_tiles)
+            with _gc_paused():
+                for (start, stop), chunks in zip(tasks, _ordered_map(self._task, tasks, n_threads), strict=True):
+                    for offset, payload in chunks:
+                        write_chunk(offset, payload)
+                    bar.update((stop - start) * self.unit_tiles)
         finally:
             bar.close()
 
@@ -337,34 +358,53 @@ class _ChunkWriter:
         else:
             lo, hi = start * self.chunk_rows, min(stop * self.chunk_rows, self.n_genes)
             grid = (stop - start, self.col_blocks)
-        tiles = np.zeros((*grid, self.chunk_rows, self.chunk_cols), dtype=self.unsigned)
+        shape = (*grid, self.chunk_rows, self.chunk_cols)
         filled = np.zeros(grid, dtype=np.bool_)
         band = self._band(lo, hi)
-        if isinstance(band, _SparseBand):
-            indptr, indices, data = band
-            n_minor = self.n_genes if self.by_cells else self.n_cells
-            minor_block, minor_offset = self._minor_tables
+        if not isinstance(band, _SparseBand):
+            tiles = np.zeros(shape, dtype=self.unsigned)
+            kernels.dense_to_tiles(band, self.by_cells, tiles, filled)
+            return self._deflate(tiles, filled, start)
+        indptr, indices, data = band
+        minor_block, minor_offset = self._minor_tables
+        # A zeroed buffer per thread, kept zero by clearing exactly the positions written: cheaper than
+        # zeroing (and page-faulting) a whole band of tiles for every task.
+        tiles = self._zeroed_tiles(shape)
+        try:
             if not kernels.sparse_to_tiles(
                 indptr, indices, data, minor_block, minor_offset, self.by_cells, tiles, filled
             ):
+                n_minor = self.n_genes if self.by_cells else self.n_cells
                 msg = (
                     f"the sparse matrix written to {self.dset.name} is malformed in rows {lo}..{hi - 1} "
                     f"(indices outside 0..{n_minor - 1}, or indptr not matching indices/data); "
                     "repair it (e.g. rebuild it with scipy) before writing"
                 )
                 raise ValueError(msg)
-        else:
-            kernels.dense_to_tiles(band, self.by_cells, tiles, filled)
-        chunks = []
+            chunks = self._deflate(tiles, filled, start)
+            kernels.clear_sparse_tiles(indptr, indices, minor_block, minor_offset, self.by_cells, tiles)
+        except BaseException:
+            self._local.tiles = None  # possibly not zero any more
+            raise
+        return chunks
+
+    def _zeroed_tiles(self, shape: tuple[int, ...]) -> np.ndarray:
+        size = int(np.prod(shape))
+        buffer = getattr(self._local, "tiles", None)
+        if buffer is None or buffer.shape[0] < size:
+            buffer = self._local.tiles = np.zeros(size, dtype=self.unsigned)
+        return buffer[:size].reshape(shape)
+
+    def _deflate(self, tiles: np.ndarray, filled: np.ndarray, start: int) -> list[tuple[tuple[int, int], bytes]]:
+        """Deflate the filled tiles of one task, in file order, with their chunk offsets."""
         row0 = 0 if self.by_cells else start
         col0 = start if self.by_cells else 0
         # Column-major within a band of cells, row-major within a band of genes: the file order follows the
         # bands, so a reader going band by band reads the file front to back.
         order = np.argwhere(filled.T)[:, ::-1] if self.by_cells else np.argwhere(filled)
-        for bi, bj in order.tolist():
-            payload = self.compress(tiles[bi, bj])
-            chunks.append((((row0 + bi) * self.chunk_rows, (col0 + bj) * self.chunk_cols), payload))
-        return chunks
+        compress = self.compress
+        th, tw = self.chunk_rows, self.chunk_cols
+        return [(((row0 + bi) * th, (col0 + bj) * tw), compress(tiles[bi, bj])) for bi, bj in order.tolist()]
 
     def _band(self, lo: int, hi: int) -> tuple | np.ndarray:
         """The input rows (cells ``lo:hi``) or columns (genes ``lo:hi``) as kernel-ready arrays.
@@ -529,8 +569,11 @@ def _read_simple(dataset: h5py.Dataset, *, format: MatrixFormat = "csr") -> np.n
 class _CompressedAssembler:
     """Collects the non-zeros of consecutive bands into a CSR (or CSC) matrix of unknown final size.
 
-    Non-zeros go into fixed-size segments; the final arrays are allocated once the count is known, and each
-    segment is released as soon as it has been copied, so the peak stays near the size of the result.
+    The first segment reserves address space for every non-zero that could come (at most the physical memory
+    size). Untouched pages of a reservation cost no memory, and shrinking it to the final size at the end
+    copies nothing, so the non-zeros are written exactly once and the peak is the size of the result. When
+    the system refuses the reservation, fixed-size segments are used and copied into the final arrays at the
+    end, each released as soon as it has been copied.
     """
 
     def __init__(self, n_major: int, n_minor: int, dtype: np.dtype, index_dtype: np.dtype) -> None:
@@ -544,16 +587,31 @@ class _CompressedAssembler:
         self.used = 0  # elements used in the last segment
         self.nnz = 0
 
+    def _new_segment(self) -> None:
+        size = max(1, min(SEGMENT_ELEMENTS, self.remaining_capacity))
+        if not self.segments:
+            per_element = self.dtype.itemsize + self.index_dtype.itemsize
+            reserve = max(1, min(self.remaining_capacity, _physical_memory() // per_element))
+            try:
+                pair = (np.empty(reserve, dtype=self.index_dtype), np.empty(reserve, dtype=self.dtype))
+            except MemoryError:
+                pass  # strict overcommit: fall back to segments
+            else:
+                self.segments.append(pair)
+                self.remaining_capacity -= reserve
+                self.used = 0
+                return
+        self.remaining_capacity -= size
+        self.segments.append((np.empty(size, dtype=self.index_dtype), np.empty(size, dtype=self.dtype)))
+        self.used = 0
+
     def append(self, major_start: int, counts: np.ndarray, indices: np.ndarray, data: np.ndarray) -> None:
         self.counts[1 + major_start : 1 + major_start + counts.shape[0]] = counts
         done = 0
         n = indices.shape[0]
         while done < n:
             if not self.segments or self.used == self.segments[-1][0].shape[0]:
-                size = max(1, min(SEGMENT_ELEMENTS, self.remaining_capacity))
-                self.remaining_capacity -= size
-                self.segments.append((np.empty(size, dtype=self.index_dtype), np.empty(size, dtype=self.dtype)))
-                self.used = 0
+                self._new_segment()
             seg_indices, seg_data = self.segments[-1]
             take = min(n - done, seg_indices.shape[0] - self.used)
             seg_indices[self.used : self.used + take] = indices[done : done + take]
@@ -564,20 +622,24 @@ class _CompressedAssembler:
 
     def finish(self, fmt: str) -> sparse.csr_matrix | sparse.csc_matrix:
         nnz = self.nnz
-        index_dtype = self.index_dtype
-        if nnz > _INDEX32_MAX:
-            index_dtype = np.dtype(np.int64)
-        indices = np.empty(nnz, dtype=index_dtype)
-        data = np.empty(nnz, dtype=self.dtype)
-        pos = 0
-        self.segments.reverse()
-        while self.segments:
-            seg_indices, seg_data = self.segments.pop()
-            take = min(seg_indices.shape[0], nnz - pos)
-            indices[pos : pos + take] = seg_indices[:take]
-            data[pos : pos + take] = seg_data[:take]
-            pos += take
-            del seg_indices, seg_data
+        if len(self.segments) == 1:
+            indices, data = self.segments.pop()
+            # Shrink in place (the unused tail was never touched): no copy, no second peak.
+            indices.resize(nnz, refcheck=False)
+            data.resize(nnz, refcheck=False)
+        else:
+            indices = np.empty(nnz, dtype=self.index_dtype)
+            data = np.empty(nnz, dtype=self.dtype)
+            pos = 0
+            self.segments.reverse()
+            while self.segments:
+                seg_indices, seg_data = self.segments.pop()
+                take = min(seg_indices.shape[0], nnz - pos)
+                indices[pos : pos + take] = seg_indices[:take]
+                data[pos : pos + take] = seg_data[:take]
+                pos += take
+                del seg_indices, seg_data
+        index_dtype = np.dtype(np.int64) if nnz > _INDEX32_MAX else self.index_dtype
         indptr = np.cumsum(self.counts, dtype=np.int64).astype(index_dtype, copy=False)
         cls = sparse.csr_matrix if fmt == "csr" else sparse.csc_matrix
         shape = (self.n_major, self.n_minor) if fmt == "csr" else (self.n_minor, self.n_major)
@@ -585,6 +647,15 @@ class _CompressedAssembler:
         result.has_sorted_indices = True
         result.has_canonical_format = True
         return result
+
+
+@cache
+def _physical_memory() -> int:
+    """Bytes of RAM, or a conservative 4 GiB where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 4 * 2**30
 
 
 @dataclass
@@ -740,6 +811,7 @@ class _ChunkReader:
         self.mask = _nonzero_mask(self.dtype)
         self.tile_bytes = self.th * self.tw * self.itemsize
         self.inflate = _inflater()
+        self._local = threading.local()
         self.plain_deflate = layout.filters == (_FILTER_DEFLATE,)
         fill = np.zeros((), dtype=file_dtype)
         fill[()] = dataset.fillvalue if dataset.fillvalue is not None else 0
@@ -756,24 +828,30 @@ class _ChunkReader:
         self.source = _RawChunkSource(self.dataset, self.layout)
         bar = _progress_bar(progress, n_units * unit_tiles, f"reading {self.dataset.name}")
         try:
-            if fmt == "dense":
-                self.out = np.empty((self.n_cells, self.n_genes), dtype=self.dtype)
-                for (start, stop), _ in zip(tasks, _ordered_map(self._dense_task, tasks, n_threads), strict=True):
-                    bar.update((stop - start) * unit_tiles)
-                return self.out
-            n_major, n_minor = (self.n_cells, self.n_genes) if by_column else (self.n_genes, self.n_cells)
-            index_dtype = np.dtype(np.int32 if n_minor <= _INDEX32_MAX else np.int64)
-            self.index_dtype = index_dtype
-            assembler = _CompressedAssembler(n_major, n_minor, _sparse_result_dtype(self.dtype), index_dtype)
-            task = self._csr_task if by_column else self._csc_task
-            for (start, stop), pieces in zip(tasks, _ordered_map(task, tasks, n_threads), strict=True):
-                for major_start, counts, indices, data in pieces:
-                    assembler.append(major_start, counts, indices, data.view(self.dtype))
-                bar.update((stop - start) * unit_tiles)
-            return assembler.finish(fmt)
+            with _gc_paused():
+                return self._collect(fmt, tasks, unit_tiles, n_threads, bar, by_column=by_column)
         finally:
             bar.close()
             self.source.close()
+
+    def _collect(
+        self, fmt: str, tasks: list[tuple[int, int]], unit_tiles: int, n_threads: int, bar: object, *, by_column: bool
+    ) -> np.ndarray | sparse.spmatrix:
+        if fmt == "dense":
+            self.out = np.empty((self.n_cells, self.n_genes), dtype=self.dtype)
+            for (start, stop), _ in zip(tasks, _ordered_map(self._dense_task, tasks, n_threads), strict=True):
+                bar.update((stop - start) * unit_tiles)
+            return self.out
+        n_major, n_minor = (self.n_cells, self.n_genes) if by_column else (self.n_genes, self.n_cells)
+        index_dtype = np.dtype(np.int32 if n_minor <= _INDEX32_MAX else np.int64)
+        self.index_dtype = index_dtype
+        assembler = _CompressedAssembler(n_major, n_minor, _sparse_result_dtype(self.dtype), index_dtype)
+        task = self._csr_task if by_column else self._csc_task
+        for (start, stop), pieces in zip(tasks, _ordered_map(task, tasks, n_threads), strict=True):
+            for major_start, counts, indices, data in pieces:
+                assembler.append(major_start, counts, indices, data.view(self.dtype))
+            bar.update((stop - start) * unit_tiles)
+        return assembler.finish(fmt)
 
     def _band_tiles(self, index: int, *, by_column: bool) -> tuple[np.ndarray, np.ndarray]:
         """Decoded tiles of chunk column (``by_column``) or chunk row ``index``, as ``(tiles, slots)``."""
@@ -789,36 +867,43 @@ class _ChunkReader:
         raw = self.source.fetch(block_rows, block_cols)
         masks = layout.filter_masks[block_rows, block_cols]
         size = self.tile_bytes
-        if self.plain_deflate and not masks.any():
-            inflate = self.inflate
-            decoded = [inflate(buf, size) for buf in raw]
-            if any(len(d) != size for d in decoded):
-                bad = next(k for k, d in enumerate(decoded) if len(d) != size)
-                self._damaged(block_rows[bad], block_cols[bad], len(decoded[bad]))
-        else:
-            decoded = [
-                self._decode(buf, skipped, bi, bj)
-                for buf, skipped, bi, bj in zip(
-                    raw, masks.tolist(), block_rows.tolist(), block_cols.tolist(), strict=True
-                )
-            ]
-        del raw
         n_tiles = offsets.shape[0]
-        if self.fill_tile is None or present.shape[0] == n_tiles:
+        materialise_fill = self.fill_tile is not None and present.shape[0] < n_tiles
+        n_slots = n_tiles if materialise_fill else present.shape[0]
+        scratch = self._scratch(n_slots * size)
+        if materialise_fill:  # absent chunks hold a non-zero fill value
+            slots = np.arange(n_tiles, dtype=np.int64)
+            targets = present.tolist()
+            for position in np.flatnonzero(offsets < 0).tolist():
+                scratch[position * size : (position + 1) * size] = self.fill_tile
+        else:
             slots = np.full(n_tiles, -1, dtype=np.int64)
             slots[present] = np.arange(present.shape[0])
-        else:  # absent chunks hold a non-zero fill value: materialise them
-            slots = np.arange(n_tiles, dtype=np.int64)
-            full = [self.fill_tile] * n_tiles
-            for k, position in enumerate(present.tolist()):
-                full[position] = decoded[k]
-            decoded = full
-        buffer = bytearray().join(decoded)
-        del decoded
-        tiles = np.frombuffer(buffer, dtype=self.unsigned).reshape(-1, self.th, self.tw)
+            targets = range(present.shape[0])
+        if self.plain_deflate and not masks.any():
+            inflate = self.inflate
+            for j, (k, buf) in enumerate(zip(targets, raw, strict=True)):
+                tile = inflate(buf, size)
+                if len(tile) != size:
+                    self._damaged(block_rows[j], block_cols[j], len(tile))
+                scratch[k * size : (k + 1) * size] = tile
+        else:
+            rows, cols = block_rows.tolist(), block_cols.tolist()
+            for j, (k, buf, skipped) in enumerate(zip(targets, raw, masks.tolist(), strict=True)):
+                scratch[k * size : (k + 1) * size] = self._decode(buf, skipped, rows[j], cols[j])
+        del raw
+        tiles = np.frombuffer(scratch, dtype=self.unsigned, count=n_slots * self.th * self.tw)
+        tiles = tiles.reshape(n_slots, self.th, self.tw)
         if self.swap:
             tiles.byteswap(inplace=True)
         return tiles, slots
+
+    def _scratch(self, nbytes: int) -> memoryview:
+        """A reusable buffer for decoded tiles, one per thread (reuse avoids page faults on every band)."""
+        buffer = getattr(self._local, "buffer", None)
+        if buffer is None or len(buffer) < nbytes:
+            buffer = self._local.buffer = memoryview(bytearray(nbytes))
+        return buffer
 
     def _decode(self, payload: bytes | memoryview, skipped: int, bi: int, bj: int) -> bytes:
         """Undo the filter pipeline for one chunk, last filter first."""

@@ -64,6 +64,22 @@ def sparse_to_tiles(indptr, indices, data, minor_block, minor_offset, major_is_c
 
 
 @numba.njit(nogil=True, cache=True)
+def clear_sparse_tiles(indptr, indices, minor_block, minor_offset, major_is_column, tiles):
+    """Zero again exactly the positions :func:`sparse_to_tiles` wrote (same arguments, already validated)."""
+    major_chunk = tiles.shape[3] if major_is_column else tiles.shape[2]
+    base = indptr[0]
+    for local in range(indptr.shape[0] - 1):
+        major_block = local // major_chunk
+        major_offset = local - major_block * major_chunk
+        for p in range(indptr[local] - base, indptr[local + 1] - base):
+            q = indices[p]
+            if major_is_column:
+                tiles[minor_block[q], major_block, minor_offset[q], major_offset] = 0
+            else:
+                tiles[major_block, minor_block[q], major_offset, minor_offset[q]] = 0
+
+
+@numba.njit(nogil=True, cache=True)
 def dense_to_tiles(src, src_is_cells_by_genes, tiles, filled):
     """Copy a dense block into chunk tiles (same layout as :func:`sparse_to_tiles`).
 

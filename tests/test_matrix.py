@@ -425,3 +425,20 @@ def test_loompy_reads_what_we_write(tmp_path: Path) -> None:
         np.testing.assert_array_equal(ds[:, :], values.T)
         np.testing.assert_array_equal(ds.layers["counts"][:, :], counts.toarray().T)
         np.testing.assert_array_equal(ds.layers[""].sparse().toarray(), values.T)
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_many_small_tasks_reuse_buffers_correctly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n_threads: int
+) -> None:
+    """One chunk column or row per task: each worker reuses its buffers many times, with differing band shapes."""
+    monkeypatch.setattr(_matrix, "TASK_BYTES", 1)
+    rng = np.random.default_rng(12)
+    values = random_values(rng, (203, 77), "float32", density=0.3)
+    values[150:170] = 0  # a band with no chunk at all
+    for kind, matrix in [
+        ("csr", sparse.csr_matrix(values)),
+        ("csc", sparse.csc_matrix(values)),
+        ("dense", values),
+    ]:
+        write_and_check(tmp_path / f"{kind}.loom", matrix, chunks=(16, 10), n_threads=n_threads)
