@@ -78,6 +78,18 @@ def _write_conventions_table(app) -> None:
         target.write_text(table, encoding="utf-8")
 
 
+def _write_cli_reference(app) -> None:
+    """Write the command-line reference that cli.md includes, from the command's own parser."""
+    from scanpy_loomio.cli import reference_markdown
+
+    target = Path(app.srcdir) / "generated" / "cli-reference.md"
+    text = reference_markdown()
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:
+        target.parent.mkdir(exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+
+
 def setup(app) -> None:
     """Hook the generated pages into the build."""
     app.connect("builder-inited", _write_conventions_table)
+    app.connect("builder-inited", _write_cli_reference)

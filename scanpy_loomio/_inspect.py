@@ -485,7 +485,7 @@ def inspect_loom(filename: str | os.PathLike[str]) -> LoomSummary:
         except ValueError:
             convention = get_convention(DEFAULT_CONVENTION)
         spec = ValidationReport(path, spec_version=spec_version(globals_))
-        _spec_problems(file, _Collector(spec), globals_)
+        _spec_problems(file, _Collector(spec), globals_, convention)
         adata, notes = _full_read(path)
         index_attrs = _index_attrs(file, record, convention, path)
         source = "recorded" if record is not None else f"the {convention.name} convention"

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import h5py
 import numpy as np
 
+from ._detect import rank_conventions, summarize
 from ._errors import LoomFormatError
 from ._globals import GLOBALS_GROUP, read_globals
 from ._metadata import METADATA_KEY, SIDECAR_GROUP, Metadata, load_codec
 from ._safety import _codec_problem, _record_problem, check_structure, open_read_only
 from ._strings import decode_text, is_text_dtype
-from .conventions import CONVENTIONS, Convention, get_convention
+from .conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention, get_convention
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -168,7 +169,10 @@ def _check_matrix_dtype(out: _Collector, where: str, dtype: np.dtype) -> None:
     out.add("error", where, f"{_dtype_text(dtype)}; expected integers or floats (8 to 64 bits)", fix, loompy=True)
 
 
-def _check_attribute(out: _Collector, where: str, obj: object, n: int, axis: str, version: str | None) -> None:
+def _check_attribute(
+    out: _Collector, where: str, obj: object, n: int, axis: str, version: str | None, records: Convention | None
+) -> None:
+    """``records``: the file's convention when it stores records (compound attributes) on purpose."""
     if isinstance(obj, h5py.Group):
         out.add(
             "error",
@@ -190,7 +194,15 @@ def _check_attribute(out: _Collector, where: str, obj: object, n: int, axis: str
             loompy=True,
         )
     dtype = obj.dtype
-    if dtype.names:
+    if dtype.names and records is not None:
+        out.add(
+            "warning",
+            where,
+            f"{_dtype_text(dtype)}, as the {records.name} convention stores them; outside the loom spec, so loompy's "
+            "validator refuses the file",
+            loompy=True,
+        )
+    elif dtype.names:
         out.add(
             "error",
             where,
@@ -287,8 +299,16 @@ def _check_graph(out: _Collector, where: str, graph: object, n: int) -> None:
             )
 
 
-def _spec_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any]) -> None:
+def _spec_problems(
+    file: h5py.File, out: _Collector, globals_: dict[str, Any], convention: Convention | None = None
+) -> None:
+    """Check the loom spec's rules.
+
+    ``convention`` is the file's own (recorded or detected); its deliberate departures from the spec (SCope's
+    record attributes) are warnings rather than errors.
+    """
     version = out.report.spec_version
+    records = convention if convention is not None and convention.embedding_form.layout == "compound" else None
     if version is None:
         out.add(
             "warning",
@@ -347,7 +367,7 @@ def _spec_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any]) -
         if size is None:
             continue
         for name, obj in group.items():
-            _check_attribute(out, f"/{group_name}/{name}", obj, size, axis, version)
+            _check_attribute(out, f"/{group_name}/{name}", obj, size, axis, version, records)
         for graphs_name in (f"{axis}_graphs", f"{axis}_edges"):
             graphs = file.get(graphs_name)
             if graphs is None:
@@ -364,6 +384,16 @@ def _spec_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any]) -
                 )
             for name, graph in graphs.items():
                 _check_graph(out, f"/{graphs_name}/{name}", graph, size)
+
+
+def file_convention(file: h5py.File, globals_: dict[str, Any]) -> Convention:
+    """The convention a file is read in: the recorded one, else the best detected one, else the default."""
+    try:
+        return get_convention(Metadata.from_json(globals_[METADATA_KEY]).convention)
+    except (KeyError, ValueError):
+        pass
+    ranked = rank_conventions(summarize(file, globals_))
+    return ranked[0][1] if ranked else get_convention(DEFAULT_CONVENTION)
 
 
 # -- this package's record ----------------------------------------------------------------------------------------
@@ -655,7 +685,7 @@ def validate_loom(
             return report
         globals_ = read_globals(file)
         report.spec_version = spec_version(globals_)
-        _spec_problems(file, out, globals_)
+        _spec_problems(file, out, globals_, file_convention(file, globals_))
         _record_problems(file, out, globals_)
         for convention in checked:
             _convention_problems(file, out, convention, globals_)

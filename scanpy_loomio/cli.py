@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "reference_markdown"]
 
 PROG = "scanpy-loomio"
 #: Exit statuses.
@@ -264,6 +264,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------------------------------------------
 
 
+def _formatter(width: int | None) -> Callable[[str], argparse.HelpFormatter]:
+    if width is None:
+        return argparse.RawDescriptionHelpFormatter
+    return lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=width)
+
+
 def _add_command(
     commands: Any, name: str, handler: Callable[[argparse.Namespace], int], summary: str, examples: str
 ) -> argparse.ArgumentParser:
@@ -272,14 +278,19 @@ def _add_command(
         help=summary,
         description=summary,
         epilog=examples,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=commands.formatter_class,
     )
     parser.set_defaults(handler=handler)
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, width: int | None = None) -> argparse.ArgumentParser:
     """The argument parser of ``scanpy-loomio`` (the docs' CLI reference is generated from it).
+
+    Parameters
+    ----------
+    width
+        Width of the help text; ``None`` fits the terminal.
 
     Examples
     --------
@@ -300,12 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
             f"{PROG} migrate analysis/ --write",
         )
         + f"\n\nRun `{PROG} COMMAND --help` for each command's options.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_formatter(width),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what reading detects and chooses")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
+    commands.formatter_class = _formatter(width)  # for _add_command
 
     convert = _add_command(
         commands,
@@ -437,6 +449,21 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--check", action="store_true", help="exit with status 1 if any file would change")
     migrate.add_argument("-q", "--quiet", action="store_true", help="do not print the diff")
     return parser
+
+
+def reference_markdown(width: int = 100) -> str:
+    """The help of every command as Markdown, for the documentation's CLI reference.
+
+    Examples
+    --------
+    >>> from scanpy_loomio.cli import reference_markdown
+    >>> print(reference_markdown().splitlines()[0])
+    ## `scanpy-loomio`
+    """
+    parser = build_parser(width=width)
+    [commands] = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    sections = [("scanpy-loomio", parser)] + [(f"scanpy-loomio {n}", p) for n, p in commands.choices.items()]
+    return "\n".join(f"## `{title}`\n\n```text\n{p.format_help().rstrip()}\n```\n" for title, p in sections)
 
 
 def _version() -> str:

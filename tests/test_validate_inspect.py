@@ -153,7 +153,8 @@ def test_files_written_for_a_tool_have_what_it_needs(tmp_path: Path, name: str) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scanpy_loomio.write_loom_full(path, small_adata(), convention=name, fill_missing_layers=True)
-    report = scanpy_loomio.validate_loom(path, conventions=[name], read=False)
+    report = scanpy_loomio.validate_loom(path, conventions=[name])
+    assert [str(p) for p in report.errors] == []
     assert [str(p) for p in report.problems if p.check == f"convention:{name}"] == []
 
 
@@ -186,7 +187,7 @@ FIXTURE_ERRORS = {
     "loompy_v3_test.loom": set(),
     "loomexperiment_0.99_rle_example.loom": {"/row_attrs/GRanges"},
     "loomexperiment_1.3.3_L1_DRG_20.loom": {f"/col_graphs/{g}/{x}" for g in ("KNN", "MKNN") for x in "ab"},
-    "scopeloomr_2018_example.loom": {"/col_attrs/Embedding"},
+    "scopeloomr_2018_example.loom": set(),  # its record attribute is the scope convention's, so a warning
 }
 
 
@@ -195,6 +196,13 @@ def test_real_files(real_fixtures: Path, tmp_path: Path, name: str) -> None:
     report = scanpy_loomio.validate_loom(copy_fixture(real_fixtures, name, tmp_path))
     assert {p.where for p in report.errors} == FIXTURE_ERRORS[name]
     assert all(p.loompy_refuses for p in report.errors)
+
+
+def test_records_are_warnings_in_the_scope_convention(real_fixtures: Path, tmp_path: Path) -> None:
+    report = scanpy_loomio.validate_loom(copy_fixture(real_fixtures, "scopeloomr_2018_example.loom", tmp_path))
+    [record] = [p for p in report.problems if p.where == "/col_attrs/Embedding"]
+    assert (record.severity, record.loompy_refuses) == ("warning", True)
+    assert "as the scope convention stores them" in record.message
 
 
 @pytest.mark.parametrize("name", [*sorted(FIXTURE_ERRORS), "broken", "written"])
