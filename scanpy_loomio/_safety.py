@@ -48,6 +48,7 @@ __all__ = [
     "check_layout",
     "check_read_size",
     "check_structure",
+    "check_vlen_datasets",
     "converted_read_errors",
     "open_read_only",
     "resolve_memory_limit",
@@ -231,10 +232,21 @@ def _check_dataset(path: Path, name: str, dset: h5py.Dataset, allow_external: bo
             _EXTERNAL_FIX,
         )
     plist = dset.id.get_create_plist()
+    try:
+        plist.fill_value_defined()
+    except (ValueError, RuntimeError, OSError) as err:
+        # HDF5 crashes (segmentation fault) when it later reads this fill value; it only checks it here
+        raise _error(
+            path,
+            name,
+            f"a damaged fill value description ({err})",
+            "a consistent fill value",
+            "The file is damaged; copy or download it again.",
+        ) from None
     for i in range(plist.get_nfilters()):
-        code, flags, _values, filter_name = plist.get_filter(i)
-        optional = flags & h5py.h5z.FLAG_OPTIONAL
-        if not optional and not h5py.h5z.filter_avail(code):
+        # optional filters too: chunks they were applied to need them to be read
+        code, _flags, _values, filter_name = plist.get_filter(i)
+        if not h5py.h5z.filter_avail(code):
             label = filter_name.decode("utf-8", "replace") if isinstance(filter_name, bytes) else str(filter_name)
             raise _error(
                 path,
@@ -390,6 +402,7 @@ def check_file(file: h5py.File, path: Path, *, allow_external: bool = False) -> 
     """Everything checked before reading: structure, global heaps, layout and codecs."""
     datasets = check_structure(file, path, allow_external=allow_external)
     check_global_heaps(file, path, datasets)
+    check_vlen_datasets(file, path, datasets)
     check_layout(file, path)
     check_codecs(file, path)
     return datasets
@@ -506,6 +519,113 @@ def check_global_heaps(file: h5py.File, path: Path, datasets: list[DatasetInfo])
                             "download it again.",
                         )
                     found = image.find(GCOL_SIGNATURE, found + 1, gap_stop)
+
+
+# -- variable-length values ------------------------------------------------------------------------------------------
+_FILTER_DEFLATE, _FILTER_SHUFFLE, _FILTER_FLETCHER32 = 1, 2, 3
+
+
+def _vlen_base_size(dset: h5py.Dataset) -> int | None:
+    """Bytes per item of a variable-length dataset's values (1 for text), or ``None`` when it is not one."""
+    tid = dset.id.get_type()
+    if isinstance(tid, h5py.h5t.TypeStringID) and tid.is_variable_str():
+        return 1
+    if tid.get_class() == h5py.h5t.VLEN:
+        return max(1, tid.get_super().get_size())
+    return None
+
+
+def _unfilter(raw: bytes, filters: list[int], skipped: int, element: int, expected: int) -> bytes | None:
+    """Undo a chunk's deflate/shuffle/fletcher32 pipeline; ``None`` when it uses another filter or is damaged."""
+    import zlib
+
+    data = raw
+    for position in range(len(filters) - 1, -1, -1):
+        if skipped & (1 << position):
+            continue
+        code = filters[position]
+        if code == _FILTER_DEFLATE:
+            inflater = zlib.decompressobj()
+            try:
+                data = inflater.decompress(data, expected + 1)  # never more than a chunk's worth
+            except zlib.error:
+                return None
+        elif code == _FILTER_SHUFFLE:
+            if len(data) % element == 0:
+                data = np.frombuffer(data, dtype=np.uint8).reshape(element, -1).T.tobytes()
+        elif code == _FILTER_FLETCHER32:
+            data = data[:-4]
+        else:
+            return None
+    return data
+
+
+def _descriptor_problem(data: bytes, record: np.dtype, base_size: int, file_size: int) -> str | None:
+    values = np.frombuffer(data[: len(data) // record.itemsize * record.itemsize], dtype=record)
+    nbytes = values["length"].astype(np.uint64) * np.uint64(base_size)
+    bad = (nbytes > file_size) | ((values["length"] > 0) & (values["address"] >= file_size))
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    return f"value {i} of a block claiming {int(nbytes[i]):,} bytes at byte {int(values['address'][i]):,}"
+
+
+def _chunk_offsets(dset: h5py.Dataset) -> list[tuple[int, ...]]:
+    offsets: list[tuple[int, ...]] = []
+    dset.id.chunk_iter(lambda chunk: offsets.append(tuple(chunk.chunk_offset)))
+    return offsets
+
+
+def check_vlen_datasets(file: h5py.File, path: Path, datasets: list[DatasetInfo]) -> None:
+    """Refuse variable-length values (text) whose stored lengths or addresses lie beyond the end of the file.
+
+    HDF5 allocates and fills the memory a stored length claims before it finds the address invalid, so one damaged
+    length makes it spend gigabytes and many seconds per value. The stored descriptors of contiguous and chunked
+    (deflate, shuffle, fletcher32) datasets are checked here from the file's bytes; compact datasets and attributes
+    are small and left to HDF5.
+
+    Raises
+    ------
+    LoomFormatError
+        Naming the dataset and the first impossible value.
+    """
+    plist = file.id.get_create_plist()
+    sizeof_addr, _sizeof_size = plist.get_sizes()
+    base = plist.get_userblock()
+    record = np.dtype([("length", "<u4"), ("address", f"<u{sizeof_addr}"), ("index", "<u4")])
+    with open(path, "rb") as handle:
+        file_size = os.fstat(handle.fileno()).st_size
+        for info in datasets:
+            dset = info.dataset
+            base_size = _vlen_base_size(dset)
+            if base_size is None or dset.id.get_storage_size() == 0:
+                continue
+            dcpl = dset.id.get_create_plist()
+            layout = dcpl.get_layout()
+            blocks: list[bytes] = []
+            if layout == h5py.h5d.CONTIGUOUS:
+                offset = dset.id.get_offset()
+                if offset is not None:
+                    handle.seek(base + offset)
+                    blocks.append(handle.read(min(dset.id.get_storage_size(), file_size)))
+            elif layout == h5py.h5d.CHUNKED and hasattr(dset.id, "chunk_iter"):
+                filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
+                expected = _elements(dset.chunks) * record.itemsize
+                for chunk_offset in _chunk_offsets(dset):
+                    skipped, raw = dset.id.read_direct_chunk(chunk_offset)
+                    data = _unfilter(bytes(raw), filters, skipped, record.itemsize, expected)
+                    if data is not None:
+                        blocks.append(data[:expected])
+            for data in blocks:
+                problem = _descriptor_problem(data, record, base_size, file_size)
+                if problem:
+                    raise _error(
+                        path,
+                        info.name,
+                        f"variable-length data with an impossible length or address ({problem})",
+                        f"values stored inside the file ({file_size:,} bytes)",
+                        "HDF5 would allocate that much before failing. The file is damaged; copy or download it again.",
+                    )
 
 
 # -- this package's own record and codecs ---------------------------------------------------------------------------
@@ -758,7 +878,8 @@ def _matrix_costs(path: Path, info: DatasetInfo, *, sparse: bool, dtype: str | N
     if fill is not None and np.any(np.asarray(fill) != 0):
         # every element not stored reads as the fill value: a sparse result holding all of them
         per_value = dset.dtype.itemsize + 8
-        costs.append(Cost(info.name, elements * per_value, f"{elements:,} non-zeros (fill value {fill!r})"))
+        shown = fill.item() if isinstance(fill, np.generic) else fill
+        costs.append(Cost(info.name, elements * per_value, f"{elements:,} non-zeros (fill value {shown!r})"))
     if limit is not None and declared > limit:
         stored = stored_elements(dset)
         empty = (elements - stored) * dset.dtype.itemsize
@@ -862,7 +983,7 @@ def _hdf5_location(tb: TracebackType | None) -> str | None:
     frames = [frame for frame, _ in traceback.walk_tb(tb)]
     for frame in reversed(frames):
         local = frame.f_locals
-        for key in ("self", "elem", "dset", "dataset", "group", "obj", "g"):
+        for key in ("self", "elem", "dset", "dataset", "group", "obj", "g", "file"):
             obj = local.get(key)
             if key == "self" and not isinstance(obj, h5py.AttributeManager | h5py.Dataset | h5py.Group):
                 obj = getattr(obj, "dataset", None)  # the matrix engine's readers hold their dataset
