@@ -1,5 +1,6 @@
 """Sphinx configuration for the scanpy-loomio documentation."""
 
+import importlib
 import sys
 import tomllib
 import warnings
@@ -67,29 +68,24 @@ html_static_path: list[str] = []
 # -- Pages generated from the code ---------------------------------------------------------------------------------
 
 
-def _write_conventions_table(app) -> None:
-    """Write the convention table that conventions.md includes, from the registry the code uses."""
-    from scanpy_loomio.conventions import conventions_table
-
-    target = Path(app.srcdir) / "generated" / "conventions-table.md"
-    table = conventions_table()
-    if not target.is_file() or target.read_text(encoding="utf-8") != table:  # unchanged: no needless rebuild
-        target.parent.mkdir(exist_ok=True)
-        target.write_text(table, encoding="utf-8")
+# Markdown that pages include from `generated/`, each made by a function of the package, so the docs always show what
+# the code does. file name -> (module, function returning Markdown)
+GENERATED_PAGES = {
+    "conventions-table.md": ("scanpy_loomio.conventions", "conventions_table"),  # conventions.md
+    "cli-reference.md": ("scanpy_loomio.cli", "reference_markdown"),  # cli.md
+}
 
 
-def _write_cli_reference(app) -> None:
-    """Write the command-line reference that cli.md includes, from the command's own parser."""
-    from scanpy_loomio.cli import reference_markdown
-
-    target = Path(app.srcdir) / "generated" / "cli-reference.md"
-    text = reference_markdown()
-    if not target.is_file() or target.read_text(encoding="utf-8") != text:
-        target.parent.mkdir(exist_ok=True)
-        target.write_text(text, encoding="utf-8")
+def _write_generated_pages(app) -> None:
+    """Write each generated page; one left unchanged keeps its timestamp, so Sphinx does not rebuild its includers."""
+    for name, (module, function) in GENERATED_PAGES.items():
+        text = getattr(importlib.import_module(module), function)()
+        target = Path(app.srcdir) / "generated" / name
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            target.parent.mkdir(exist_ok=True)
+            target.write_text(text, encoding="utf-8")
 
 
 def setup(app) -> None:
     """Hook the generated pages into the build."""
-    app.connect("builder-inited", _write_conventions_table)
-    app.connect("builder-inited", _write_cli_reference)
+    app.connect("builder-inited", _write_generated_pages)
