@@ -4,7 +4,8 @@ The source of one program is given as a list of parts (a ``.py`` file is one par
 per code cell) because names imported in one notebook cell are used in later ones.
 Three passes run over the parts: find what the loom-related names are bound to, collect facts that need
 the whole program (which objects are written, which workaround lines exist), then rewrite.
-Name resolution is deliberately simple: it follows imports and ignores shadowing by local variables.
+Names are resolved through the imports; a name rebound in its scope (a parameter called ``sc``, a local function
+called ``read_loom``) is not the import and is left alone.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ WRITERS = frozenset({"anndata.io.write_loom"})
 MODULES = frozenset({"scanpy", "anndata", "anndata.io", "scanpy_loomio", "scvelo"})
 #: ``read(filename)`` functions that call anndata's ``read_loom`` for ``.loom`` files (scVelo's is scanpy's).
 GENERIC_READERS = frozenset({"scanpy.read", "scvelo.read"})
+#: Top-level packages whose imports are followed.
+ROOT_PACKAGES = frozenset(module.split(".")[0] for module in MODULES)
 NEW_NAMES = {"read_loom": "read_loom_full", "write_loom": "write_loom_full"}
 
 # keywords read_loom_full has no use for, and why they can go
@@ -104,7 +107,7 @@ def _string_value(node: cst.BaseExpression) -> str | None:
 
 
 class _BindingCollector(cst.CSTVisitor):
-    """Pass 1: what scanpy/anndata/scanpy_loomio names are imported as."""
+    """Pass 1: what scanpy, anndata, scVelo and scanpy_loomio names are imported as."""
 
     def __init__(self, program: _Program) -> None:
         self.program = program
@@ -124,12 +127,12 @@ class _BindingCollector(cst.CSTVisitor):
         return any(module.split(".")[0] in {"scanpy", "anndata"} for module in modules)
 
     def _bind(self, statement: cst.BaseSmallStatement) -> None:
-        """Record the names an import statement binds to scanpy, anndata or scanpy_loomio objects."""
+        """Record the names an import statement binds to objects of :data:`ROOT_PACKAGES`."""
         if isinstance(statement, cst.Import):
             for alias in statement.names:
                 module = _dotted(alias.name) or ""
                 root = module.split(".")[0]
-                if root not in {module.split(".")[0] for module in MODULES}:
+                if root not in ROOT_PACKAGES:
                     continue
                 if alias.asname is not None:
                     self.program.bindings[_dotted(alias.asname.name)] = module
@@ -304,7 +307,6 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
         if self.plan.first_part is None:
             self.plan.first_part = self.part
         if prefer_scanpy and scanpy_alias is not None:
-            self.plan.needs_side_effect_import = True
             return cst.parse_expression(scanpy_alias)
         self.plan.needs_module = True
         return cst.parse_expression(self.plan.module_alias)
@@ -529,9 +531,8 @@ class _ImportPlan:
     """Whether ``import scanpy_loomio`` is needed, and for what."""
 
     module_alias: str
-    needs_module: bool = False
-    needs_side_effect_import: bool = False
-    first_part: int | None = None  # the first part that needed it
+    needs_module: bool = False  # ``scanpy_loomio.`` is used, not only ``sc.*_full``
+    first_part: int | None = None  # the first part that needed the import
 
 
 def _removable_workarounds(program: _Program) -> set[int]:
