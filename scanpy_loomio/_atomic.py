@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import secrets
+import socket
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-#: Temporary files are named ``.<target>.<pid>.<token>.scanpy_loomio-tmp`` in the target's folder.
+#: Temporary files are named ``.<target>.<pid>.<token>.<host>.scanpy_loomio-tmp`` in the target's folder.
 TMP_SUFFIX = ".scanpy_loomio-tmp"
+_TMP_MIDDLE = re.compile(r"(?P<pid>[0-9]+)\.(?P<token>[0-9a-f]+)\.(?P<host>h[0-9a-f]{8})")
+#: What to suggest when writing fails with these errors.
+_HINTS = {
+    errno.EFBIG: "the file is larger than the file size limit (ulimit -f) or the file system allows",
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EACCES: "the folder is not writable",
+    errno.EPERM: "the folder does not allow new files (read-only or immutable)",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+def _host_tag() -> str:
+    """Short tag of this machine: a process id means nothing on another machine sharing the folder."""
+    return f"h{zlib.crc32(socket.gethostname().encode()):08x}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -25,18 +44,20 @@ def _pid_alive(pid: int) -> bool:
 def clean_stale_temporaries(target: Path) -> list[Path]:
     """Remove temporaries for ``target`` left by writers of this user that died; returns what was removed.
 
-    Only files whose name carries this package's marker, whose owner is the current user and whose writer process
-    is gone are removed, so another user's or a running writer's file is never touched.
+    Only files named exactly as this package names its temporaries, written on this machine, owned by the current
+    user and whose writer process is gone are removed, so another user's, another machine's or a running writer's
+    file is never touched.
     """
     removed = []
     prefix = f".{target.name}."
+    host = _host_tag()
     with contextlib.suppress(OSError):
         for entry in target.parent.iterdir():
             name = entry.name
             if not (name.startswith(prefix) and name.endswith(TMP_SUFFIX)):
                 continue
-            pid_text = name[len(prefix) :].split(".", 1)[0]
-            if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            match = _TMP_MIDDLE.fullmatch(name[len(prefix) : -len(TMP_SUFFIX)])
+            if match is None or match["host"] != host or _pid_alive(int(match["pid"])):
                 continue
             with contextlib.suppress(OSError):
                 if entry.lstat().st_uid == os.getuid() and entry.is_file():
@@ -53,23 +74,64 @@ def atomic_target(target: str | os.PathLike[str]) -> Iterator[Path]:
     already there.
     """
     target = Path(target)
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))  # replace the file the link points to, keep the link
     if target.is_dir():
         msg = f"{target}: is a directory; expected a file path to write the loom file to"
         raise IsADirectoryError(msg)
+    if not target.parent.is_dir():
+        raise FileNotFoundError(
+            errno.ENOENT, "no such folder to write the loom file in; create it first", str(target.parent)
+        )
     clean_stale_temporaries(target)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    existed = target.exists()
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.{_host_tag()}{TMP_SUFFIX}")
     try:
         yield tmp
-        if target.exists():
+        if existed:
             # keep the permission bits a user gave the file being replaced
             with contextlib.suppress(OSError):
                 os.chmod(tmp, target.stat().st_mode & 0o7777)
+        _fsync_file(tmp)  # the data reaches the disk before the name does
         os.replace(tmp, target)
         _fsync_dir(target.parent)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise
+        failure = _io_failure(err, target, tmp, existed=existed)
+        if failure is None:
+            raise
+        raise failure from err
+
+
+def _io_failure(err: BaseException, target: Path, tmp: Path, *, existed: bool) -> OSError | None:
+    """An :class:`OSError` naming the target for an I/O failure while writing (h5py reports some as RuntimeError)."""
+    if not isinstance(err, OSError | RuntimeError):
+        return None
+    if isinstance(err, OSError) and err.filename not in (None, str(tmp)) and tmp.name not in str(err):
+        return None  # about another file (a source being read): not a failure to write
+    code = err.errno if isinstance(err, OSError) else None
+    found = re.search(r"errno = (\d+)", str(err))
+    if found and int(found[1]):
+        code = int(found[1])
+    if not code:
+        return None
+    hint = _HINTS.get(code)
+    kept = "the existing file was left as it was" if existed else "no file was created"
+    reason = os.strerror(code) + (f": {hint}" if hint else "")
+    # OSError(errno, ...) picks the matching subclass (PermissionError, FileNotFoundError, ...)
+    return OSError(code, f"could not write the loom file ({reason}, while writing {tmp.name}); {kept}", str(target))
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP):  # file systems without fsync
+            raise
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,6 +83,28 @@ def _check_name(name: Any, key: str) -> str:
     return name
 
 
+def _check_nested_keys(value: Any, key: str) -> None:
+    """Keys of mappings stored in the sidecar become HDF5 names too (anndata would nest ``'a/b'`` silently)."""
+    if not isinstance(value, Mapping):
+        return
+    for name, item in value.items():
+        _check_name(name, f"{key}[{name!r}]")
+        _check_nested_keys(item, f"{key}[{name!r}]")
+
+
+def _sidecar_storable(value: Any) -> bool:
+    """Whether anndata's element encoding can store an ``obsm``/``varm``/``obsp``/``varp`` value kept in the sidecar.
+
+    Numeric arrays and sparse matrices always can; object arrays only when they hold text; anything else is tried in
+    memory.
+    """
+    if isinstance(value, np.ndarray):
+        return value.dtype != object or all(isinstance(v, str) for v in value.ravel())
+    if sparse.issparse(value):
+        return True
+    return can_encode(value)
+
+
 def _lossy(policy: LossyPolicy, msg: str) -> None:
     if policy == "raise":
         raise LossyWriteError(msg + " Pass lossy='warn' to write the file without it.")
@@ -146,7 +169,11 @@ def _plan_axis(
     multi = adata.obsm if axis == "obs" else adata.varm
     for key, value in multi.items():
         _check_name(key, f"{axis}m[{key!r}]")
-        plan.embeddings.append(plan_embedding(key, value, axis, convention, lambda name: names.claim(name, f"{axis}m")))
+        embedding = plan_embedding(key, value, axis, convention, lambda name: names.claim(name, f"{axis}m"))
+        if embedding.storage == "sidecar" and not _sidecar_storable(value):
+            _lossy(policy, f"{axis}m[{key!r}]: a {type(value).__name__} that anndata's element encoding cannot store.")
+            continue
+        plan.embeddings.append(embedding)
     pairwise = adata.obsp if axis == "obs" else adata.varp
     graph_names: set[str] = set()
     for key, value in pairwise.items():
@@ -155,6 +182,12 @@ def _plan_axis(
         if weights_exact_as_float(data):
             plan.graphs.append((key, key, value))
             graph_names.add(key)
+        elif not _sidecar_storable(value):
+            _lossy(
+                policy,
+                f"{axis}p[{key!r}]: a {type(value).__name__} of dtype {data.dtype} that anndata's element encoding "
+                "cannot store.",
+            )
         else:
             plan.sidecar_graphs.append((key, value))
     if not convention.sidecar:
@@ -175,6 +208,7 @@ def _plan_uns(adata: AnnData, convention: Convention, policy: LossyPolicy) -> tu
     in_sidecar: dict[str, Any] = {}
     for key, value in adata.uns.items():
         _check_name(key, f"uns[{key!r}]")
+        _check_nested_keys(value, f"uns[{key!r}]")
         tag = scalar_tag(value)
         if key in RESERVED_GLOBALS and tag is not None:
             # e.g. LOOM_SPEC_VERSION read from another tool's file: its global attribute is the writer's own,
