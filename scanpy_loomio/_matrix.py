@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from scipy import sparse
 
+from ._errors import LoomFormatError
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator
     from types import ModuleType
@@ -925,7 +927,7 @@ class _ChunkReader:
             f"{self.dataset.name} decodes to {got} bytes, expected {self.tile_bytes}; the file is damaged. "
             "Re-create it from its source."
         )
-        raise ValueError(msg)
+        raise LoomFormatError(msg)
 
     def _csr_task(self, units: tuple[int, int]) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         kernels = _kernels()
