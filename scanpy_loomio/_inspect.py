@@ -264,11 +264,27 @@ def _text_reader(datasets: dict[str, h5py.Dataset]) -> Callable[[str], np.ndarra
     return lambda name: decode_text(datasets[name][()])
 
 
-def _describe_names(attr: str | None, loom: str, frame_index: pd.Index, source: str) -> str:
+def _describe_names(attr: str | None, group: h5py.Group, frame_index: pd.Index, source: str) -> str:
+    loom = group.name.lstrip("/")
     if attr is None:
-        return "none found: 0, 1, 2, … (a range index)"
+        unique = _unique_text_attributes(group)
+        axis = "obs" if loom == "col_attrs" else "var"
+        hint = f"; unique text in {unique}: name it with {axis}_names= (--{axis}-names on the command line)"
+        hint = hint if unique else ""
+        return f"none found: 0, 1, 2, … (a range index){hint}"
     unique = "unique" if frame_index.is_unique else "made unique"
     return f"/{loom}/{attr} ({source}; {len(frame_index)} names, {unique})"
+
+
+def _unique_text_attributes(group: h5py.Group) -> list[str]:
+    """1-D text attributes whose values are all different: names under a name no convention knows."""
+    found = []
+    for name, dset in group.items():
+        if isinstance(dset, h5py.Dataset) and dset.ndim == 1 and is_text_dtype(dset.dtype):
+            values = dset[()]
+            if len(set(values.tolist())) == len(values):
+                found.append(name)
+    return found
 
 
 def _full_read(path: Path) -> tuple[AnnData, list[str]]:
@@ -506,8 +522,8 @@ def inspect_loom(filename: str | os.PathLike[str]) -> LoomSummary:
             convention=name,
             convention_reasons=reasons,
             other_conventions=others,
-            obs_names=_describe_names(index_attrs["obs"], "col_attrs", adata.obs_names, source),
-            var_names=_describe_names(index_attrs["var"], "row_attrs", adata.var_names, source),
+            obs_names=_describe_names(index_attrs["obs"], file["col_attrs"], adata.obs_names, source),
+            var_names=_describe_names(index_attrs["var"], file["row_attrs"], adata.var_names, source),
             matrix=Element("/matrix", _kind(matrix.dtype), tuple(matrix.shape), _storage(matrix)),
             layers=[
                 Element(f"/layers/{n}", _kind(d.dtype), tuple(d.shape), _storage(d))

@@ -78,7 +78,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise UsageError(msg)
     if kinds[0] == "loom":
         adata = scanpy_loomio.read_loom_full(
-            source, convention=args.from_convention, X_name=args.x_name, repair_bytes_text=args.repair_bytes_text
+            source,
+            convention=args.from_convention,
+            X_name=args.x_name,
+            obs_names=args.obs_names,
+            var_names=args.var_names,
+            repair_bytes_text=args.repair_bytes_text,
         )
     else:
         adata = anndata.read_h5ad(source)
@@ -329,6 +334,7 @@ def build_parser(*, width: int | None = None) -> argparse.ArgumentParser:
             f"{PROG} convert pbmc.loom pbmc.h5ad",
             f"{PROG} convert pbmc.h5ad pbmc_for_seurat.loom --convention seuratdisk",
             f"{PROG} convert velocyto.loom scvelo.loom --convention velocyto --fill-missing-layers",
+            f"{PROG} convert legacy.loom rewritten.loom --obs-names index --var-names index",
         ),
     )
     convert.add_argument("input", help="the file to read (.h5ad or .loom)")
@@ -343,6 +349,12 @@ def build_parser(*, width: int | None = None) -> argparse.ArgumentParser:
         "--from-convention", metavar="NAME", help="read the input .loom in this convention instead of detecting it"
     )
     convert.add_argument("--x-name", metavar="LAYER", help="read this layer of the input .loom as X")
+    convert.add_argument(
+        "--obs-names", metavar="ATTR", help="read the cell names of the input .loom from this attribute"
+    )
+    convert.add_argument(
+        "--var-names", metavar="ATTR", help="read the gene names of the input .loom from this attribute"
+    )
     convert.add_argument(
         "--fill-missing-layers",
         action="store_true",
