@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from ._detect import rank_conventions, summarize
+from ._detect import _attr_names, rank_conventions, summarize
 from ._errors import LoomFormatError
 from ._foreign import choose_index_attr, nested_datasets
 from ._globals import GLOBALS_GROUP, read_globals
@@ -181,17 +181,13 @@ def _attributes(group: h5py.Group | None, loom: str, coded: dict[str, str]) -> l
     if not isinstance(group, h5py.Group):
         return []
     out = []
-    for name, obj in group.items():
-        members = obj.items() if isinstance(obj, h5py.Group) else [("", obj)]
-        for sub, dset in members:
-            if not isinstance(dset, h5py.Dataset):
-                continue
-            full = f"{name}/{sub}" if sub else name
-            codec = load_codec(dset) or {}
-            note = coded.get(full, "")
-            if codec.get("type"):
-                note = f"{note} ({codec['type']})".strip()
-            out.append(Element(f"/{loom}_attrs/{full}", _kind(dset.dtype), tuple(dset.shape), note))
+    for full in sorted(_attr_names(group)[0]):  # datasets, and those in groups nested one level down
+        dset = group[full]
+        codec = load_codec(dset) or {}
+        note = coded.get(full, "")
+        if codec.get("type"):
+            note = f"{note} ({codec['type']})".strip()
+        out.append(Element(f"/{loom}_attrs/{full}", _kind(dset.dtype), tuple(dset.shape), note))
     return out
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import h5py
 import numpy as np
 
-from ._detect import rank_conventions, summarize
+from ._detect import _attr_names, rank_conventions, summarize
 from ._errors import LoomFormatError
 from ._globals import GLOBALS_GROUP, read_globals
 from ._metadata import METADATA_KEY, SIDECAR_GROUP, Metadata, load_codec
@@ -441,8 +441,7 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
     for axis, loom in (("obs", "col"), ("var", "row")):
         axis_record = getattr(record, axis)
         group = file.get(f"{loom}_attrs")
-        present = set(group.keys()) if isinstance(group, h5py.Group) else set()
-        present |= {f"{g}/{d}" for g in list(present) if isinstance(group.get(g), h5py.Group) for d in group[g]}
+        present = _attr_names(group)[0]
         if axis_record.index_attr is not None and axis_record.index_attr not in present:
             out.add(
                 "warning",
