@@ -594,8 +594,9 @@ _BUILTIN = (
         name="anndata",
         tool="anndata `write_loom` (legacy)",
         source="scverse/anndata src/anndata/_io/write.py, _io/read.py",
-        cell_names=("obs_names",),
-        gene_names=("var_names",),
+        # the writer names the attribute after the index's name when it has one; "index" is pandas' usual one
+        cell_names=("obs_names", "index"),
+        gene_names=("var_names", "index"),
         metadata_globals=_LOOMPY_METADATA,
         notes="The names go to `obs_names`/`var_names` (or the index's name), which anndata's own `read_loom` does "
         "not read back. `obsm`/`varm` only with `write_obsm_varm=True`; `obsp`, `varp`, `uns` and `raw` are dropped.",
