@@ -197,6 +197,9 @@ def decode_column(values: np.ndarray, codec: dict[str, Any] | None, aux: dict[st
         categories = pd.Index(plain_values(np.asarray(aux["categories"])))
         if str(categories.dtype) != codec.get("categories_dtype", str(categories.dtype)):
             categories = categories.astype(codec["categories_dtype"])
+        if not categories.is_unique:
+            msg = "the recorded categories are not unique"
+            raise CodecMismatch(msg)
         labels = plain_values(values)
         if categories.dtype == bool:
             labels = labels.astype(bool)

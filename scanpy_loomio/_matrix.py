@@ -729,7 +729,7 @@ class _RawChunkSource:
             h5file.flush()  # chunks still in HDF5's cache are not on disk yet
         path = h5file.filename
         if h5file.driver in ("sec2", "stdio") and os.path.isfile(path):
-            self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            self.fd = _same_file_descriptor(h5file, path)
             if not self._addresses_check_out(h5file):
                 os.close(self.fd)
                 self.fd = None
@@ -778,6 +778,16 @@ class _RawChunkSource:
             return [view[a : a + n] for a, n in zip(starts, lengths.tolist(), strict=True)]
         fd = self.fd
         return [_pread_exact(fd, n, a) for a, n in zip(addresses.tolist(), lengths.tolist(), strict=True)]
+
+
+def _same_file_descriptor(h5file: h5py.File, path: str) -> int:
+    """A descriptor on the file HDF5 has open: ``path`` may name another file by now (replaced by a writer)."""
+    if h5file.driver == "sec2":  # its handle is a POSIX file descriptor
+        try:
+            return os.dup(h5file.id.get_vfd_handle())
+        except (AttributeError, OSError, RuntimeError, TypeError, ValueError):
+            pass
+    return os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
 
 
 def _pread_exact(fd: int, size: int, offset: int) -> bytes:

@@ -109,7 +109,7 @@ class Metadata:
                 tool_globals=[str(k) for k in data.get("tool_globals", [])],
                 version=version,
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:
             msg = f"malformed record ({type(err).__name__}: {err})"
             raise ValueError(msg) from None
 

@@ -408,6 +408,22 @@ def check_file(file: h5py.File, path: Path, *, allow_external: bool = False) -> 
     return datasets
 
 
+# -- raw bytes -------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _raw_bytes(file: h5py.File, path: Path) -> Iterator[Any]:
+    """A binary file object on the very file HDF5 has open, even if ``path`` was replaced since it was opened."""
+    handle = None
+    if file.driver == "sec2":  # its handle is a POSIX file descriptor
+        with contextlib.suppress(AttributeError, ValueError, TypeError, OSError, RuntimeError):
+            handle = os.fdopen(os.dup(file.id.get_vfd_handle()), "rb")
+    if handle is None:
+        handle = open(path, "rb")
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
 # -- global heaps ----------------------------------------------------------------------------------------------------
 #: A global heap collection (where HDF5 keeps variable-length strings) starts with this signature and version 1.
 GCOL_SIGNATURE = b"GCOL\x01\x00\x00\x00"
@@ -496,7 +512,7 @@ def check_global_heaps(file: h5py.File, path: Path, datasets: list[DatasetInfo])
     plist = file.id.get_create_plist()
     _sizeof_addr, sizeof_size = plist.get_sizes()
     base = plist.get_userblock()
-    with open(path, "rb") as handle:
+    with _raw_bytes(file, path) as handle:
         file_size = os.fstat(handle.fileno()).st_size
         if file_size == 0:
             return
@@ -593,7 +609,7 @@ def check_vlen_datasets(file: h5py.File, path: Path, datasets: list[DatasetInfo]
     sizeof_addr, _sizeof_size = plist.get_sizes()
     base = plist.get_userblock()
     record = np.dtype([("length", "<u4"), ("address", f"<u{sizeof_addr}"), ("index", "<u4")])
-    with open(path, "rb") as handle:
+    with _raw_bytes(file, path) as handle:
         file_size = os.fstat(handle.fileno()).st_size
         for info in datasets:
             dset = info.dataset

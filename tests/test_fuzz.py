@@ -184,10 +184,10 @@ replacement_data = st.one_of(
 )
 
 h5py_mutation = st.one_of(
-    st.tuples(st.just("replace"), st.integers(0, 10**6), replacement_data),
-    st.tuples(st.just("delete"), st.integers(0, 10**6), st.just(None)),
-    st.tuples(st.just("attribute"), st.integers(0, 10**6), json_value.map(json.dumps) | st.binary(max_size=16)),
-    st.tuples(st.just("record"), st.integers(0, 10**6), json_value),
+    st.tuples(st.just("replace"), st.integers(0, 255), replacement_data),
+    st.tuples(st.just("delete"), st.integers(0, 255), st.just(None)),
+    st.tuples(st.just("attribute"), st.integers(0, 255), json_value.map(json.dumps) | st.binary(max_size=16)),
+    st.tuples(st.just("record"), st.integers(0, 255), json_value),
 )
 
 
@@ -227,6 +227,8 @@ def apply_h5py_mutation(path: Path, mutation: tuple) -> None:
 
 def apply_byte_mutation(data: bytearray, mutation: tuple) -> bytearray:
     kind, where_fraction, value = mutation
+    if not data:
+        return data
     position = int(where_fraction * len(data))
     if kind == "flip":
         data[position] ^= 1 << value
