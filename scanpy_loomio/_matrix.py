@@ -53,6 +53,8 @@ _FILTER_DEFLATE = 1
 _FILTER_SHUFFLE = 2
 _FAST_FILTERS = frozenset({_FILTER_DEFLATE, _FILTER_SHUFFLE})
 _INDEX32_MAX = np.iinfo(np.int32).max
+#: Chunks closer than this in the file are read with one call, the bytes between them read and dropped.
+_READ_GAP = 64 * 2**10
 
 
 # --------------------------------------------------------------------------------------------------
@@ -110,11 +112,10 @@ def _compressor(level: int) -> Callable[[object], bytes]:
     return lambda buffer: zlib.compress(buffer, level)
 
 
-def _inflater() -> Callable[[object, int], bytes]:
-    """A function inflating one zlib stream of known decompressed size."""
+def _inflater() -> Callable[[object, int, int], bytes]:
+    """``decompress(stream, wbits, expected_size)`` for zlib streams (ISA-L's when installed: about 2× zlib)."""
     fast = _fast_zlib()
-    decompress = fast.decompress if fast is not None else zlib.decompress
-    return lambda buffer, size: decompress(buffer, 15, max(size, 1))
+    return fast.decompress if fast is not None else zlib.decompress
 
 
 def _ordered_map(func: Callable, items: Iterable, n_threads: int) -> Iterator:
@@ -319,8 +320,6 @@ class _ChunkWriter:
             self.kind = "sparse"
             # CSC input (cells × genes) is CSR of the loom orientation: band over genes.
             self.by_cells = matrix.format == "csr"
-            if not matrix.has_canonical_format:
-                self.kind = "sparse-unsorted"  # duplicates must be summed band by band
         elif isinstance(matrix, np.ndarray):
             self.kind = "dense"
             self.by_cells = not (matrix.flags.f_contiguous and not matrix.flags.c_contiguous)
@@ -368,23 +367,31 @@ class _ChunkWriter:
             kernels.dense_to_tiles(band, self.by_cells, tiles, filled)
             return self._deflate(tiles, filled, start)
         indptr, indices, data = band
+        n_minor = self.n_genes if self.by_cells else self.n_cells
+        status = kernels.check_compressed(indptr, indices, data, n_minor)
+        if status == kernels.COMPRESSED_NOT_CANONICAL:  # sort and sum duplicates, this band only
+            block = self._canonical_block(lo, hi)
+            indptr, indices, data = self._sparse_arrays(block.indptr, block.indices, block.data)
+            status = kernels.check_compressed(indptr, indices, data, n_minor)
+        if status != kernels.COMPRESSED_OK:
+            msg = (
+                f"the sparse matrix written to {self.dset.name} is malformed in rows {lo}..{hi - 1} "
+                f"(indices outside 0..{n_minor - 1}, or indptr not matching indices/data); "
+                "repair it (e.g. rebuild it with scipy) before writing"
+            )
+            raise ValueError(msg)
         minor_block, minor_offset = self._minor_tables
         # A zeroed buffer per thread, kept zero by clearing exactly the positions written: cheaper than
         # zeroing (and page-faulting) a whole band of tiles for every task.
         tiles = self._zeroed_tiles(shape)
         try:
-            if not kernels.sparse_to_tiles(
-                indptr, indices, data, minor_block, minor_offset, self.by_cells, tiles, filled
-            ):
-                n_minor = self.n_genes if self.by_cells else self.n_cells
-                msg = (
-                    f"the sparse matrix written to {self.dset.name} is malformed in rows {lo}..{hi - 1} "
-                    f"(indices outside 0..{n_minor - 1}, or indptr not matching indices/data); "
-                    "repair it (e.g. rebuild it with scipy) before writing"
-                )
-                raise ValueError(msg)
+            kernels.sparse_to_tiles(
+                indptr, indices, data, minor_block, minor_offset, self.by_cells, False, tiles, filled
+            )
             chunks = self._deflate(tiles, filled, start)
-            kernels.clear_sparse_tiles(indptr, indices, minor_block, minor_offset, self.by_cells, tiles)
+            kernels.sparse_to_tiles(
+                indptr, indices, data, minor_block, minor_offset, self.by_cells, True, tiles, filled
+            )
         except BaseException:
             self._local.tiles = None  # possibly not zero any more
             raise
@@ -425,14 +432,18 @@ class _ChunkWriter:
         if self.kind == "dense":
             block = matrix[lo:hi] if self.by_cells else matrix[:, lo:hi].T
             return self._dense_view(block)
-        if self.kind == "sparse-unsorted":
-            block = matrix[lo:hi] if self.by_cells else matrix[:, lo:hi]
-            block = block.tocsr() if self.by_cells else block.tocsc()
-            block.sum_duplicates()
-            return self._sparse_arrays(block.indptr, block.indices, block.data)
         indptr = matrix.indptr[lo : hi + 1]
         first, last = int(indptr[0]), int(indptr[-1])
         return self._sparse_arrays(indptr, matrix.indices[first:last], matrix.data[first:last])
+
+    def _canonical_block(self, lo: int, hi: int) -> sparse.spmatrix:
+        """Rows (cells) or columns (genes) ``lo:hi`` of the input, sorted and with duplicates summed."""
+        if self.by_cells:
+            block = sparse.csr_matrix(self.matrix[lo:hi], copy=True)
+        else:
+            block = sparse.csc_matrix(self.matrix[:, lo:hi], copy=True)
+        block.sum_duplicates()
+        return block
 
     def _sparse_arrays(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> _SparseBand:
         if data.dtype != self.dtype:
@@ -695,7 +706,8 @@ class _ChunkLayout:
             offset = info.chunk_offset
             append((offset[0], offset[1], info.byte_offset, info.size, info.filter_mask))
 
-        dsid.chunk_iter(visit)
+        with _gc_paused():
+            dsid.chunk_iter(visit)
         byte_offsets = np.full(grid, -1, dtype=np.int64)
         sizes = np.zeros(grid, dtype=np.int64)
         masks = np.zeros(grid, dtype=np.int64)
@@ -768,16 +780,27 @@ class _RawChunkSource:
             ]
         addresses = self.layout.byte_offsets[block_rows, block_cols] + self.base
         lengths = self.layout.sizes[block_rows, block_cols]
-        first = int(addresses.min())
-        span = int((addresses + lengths).max()) - first
-        total = int(lengths.sum())
-        if span <= total + total // 4 + 65536:
-            # Mostly back to back (as this package writes them): one read, sliced.
-            view = memoryview(_pread_exact(self.fd, span, first))
-            starts = (addresses - first).tolist()
-            return [view[a : a + n] for a, n in zip(starts, lengths.tolist(), strict=True)]
+        # Read runs of nearby chunks with one call each (this package's files keep a band's chunks together;
+        # other files may spread them), then hand out slices in the order asked for.
+        order = np.argsort(addresses, kind="stable")
+        starts = addresses[order]
+        ends = starts + lengths[order]
+        reach = np.maximum.accumulate(ends)
+        breaks = np.flatnonzero(starts[1:] > reach[:-1] + _READ_GAP) + 1
+        run_first = np.concatenate([[0], breaks])
+        run_last = np.concatenate([breaks, [starts.shape[0]]])
+        pieces: list[memoryview | None] = [None] * starts.shape[0]
         fd = self.fd
-        return [_pread_exact(fd, n, a) for a, n in zip(addresses.tolist(), lengths.tolist(), strict=True)]
+        sorted_lengths = lengths[order]
+        for first, last in zip(run_first.tolist(), run_last.tolist(), strict=True):
+            run_start = int(starts[first])
+            view = memoryview(_pread_exact(fd, int(reach[last - 1]) - run_start, run_start))
+            offsets = (starts[first:last] - run_start).tolist()
+            for k, offset, length in zip(
+                order[first:last].tolist(), offsets, sorted_lengths[first:last].tolist(), strict=True
+            ):
+                pieces[k] = view[offset : offset + length]
+        return pieces
 
 
 def _same_file_descriptor(h5file: h5py.File, path: str) -> int:
@@ -895,7 +918,7 @@ class _ChunkReader:
         if self.plain_deflate and not masks.any():
             inflate = self.inflate
             for j, (k, buf) in enumerate(zip(targets, raw, strict=True)):
-                tile = inflate(buf, size)
+                tile = inflate(buf, 15, size)
                 if len(tile) != size:
                     self._damaged(block_rows[j], block_cols[j], len(tile))
                 scratch[k * size : (k + 1) * size] = tile
@@ -924,7 +947,7 @@ class _ChunkReader:
                 continue
             code = self.layout.filters[position]
             if code == _FILTER_DEFLATE:
-                payload = self.inflate(payload, self.tile_bytes)
+                payload = self.inflate(payload, 15, self.tile_bytes)
             elif code == _FILTER_SHUFFLE and self.itemsize > 1 and len(payload) == self.tile_bytes:
                 payload = np.frombuffer(payload, dtype=np.uint8).reshape(self.itemsize, -1).T.tobytes()
         if len(payload) != self.tile_bytes:
@@ -986,13 +1009,14 @@ def _tiles_to_nonzeros(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-output-row counts, indices and data (unsigned view) of one band of tiles."""
     counts = np.zeros(n_cols if by_column else n_rows, dtype=np.int64)
-    kernels.count_tile_nonzeros(tiles, slots, mask, n_rows, n_cols, by_column, counts)
+    bits = np.empty((tiles.shape[0], tiles.shape[1], _ceil_div(tiles.shape[2], 64)), dtype=np.uint64)
+    kernels.mark_tile_nonzeros(tiles, slots, mask, n_rows, n_cols, by_column, counts, bits)
     positions = np.zeros_like(counts)
     np.cumsum(counts[:-1], out=positions[1:])
     nnz = int(positions[-1] + counts[-1]) if counts.shape[0] else 0
     indices = np.empty(nnz, dtype=index_dtype)
     data = np.empty(nnz, dtype=tiles.dtype)
-    kernels.fill_tile_nonzeros(tiles, slots, mask, n_rows, n_cols, by_column, positions, indices, data)
+    kernels.emit_tile_nonzeros(tiles, slots, bits, n_rows, by_column, positions, indices, data)
     return counts, indices, data
 
 

@@ -13,70 +13,93 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+#: Return codes of :func:`check_compressed`.
+COMPRESSED_OK = 0
+COMPRESSED_MALFORMED = 1
+COMPRESSED_NOT_CANONICAL = 2
+
 
 @numba.njit(nogil=True, cache=True)
-def sparse_to_tiles(indptr, indices, data, minor_block, minor_offset, major_is_column, tiles, filled):
-    """Scatter one band of compressed rows into chunk tiles.
+def check_compressed(indptr, indices, data, n_minor):
+    """Check one band of compressed rows before scattering it.
 
-    ``indptr`` is the band's slice of the index pointer (``len(indptr) - 1`` major rows); ``indices`` and
-    ``data`` are the matching slices, starting at position ``indptr[0]``. ``tiles`` has shape
-    ``(row blocks, column blocks, chunk rows, chunk columns)`` in loom orientation (genes × cells), starts
-    zeroed and has its origin at the band's first major index. When ``major_is_column`` the major axis is
-    the loom column axis (cells: CSR input), otherwise the loom row axis (genes: CSC input).
-    ``minor_block[q]`` and ``minor_offset[q]`` are the chunk and the position inside it of minor index ``q``
-    (tables instead of a division per value). ``filled[bi, bj]`` is set for every tile that receives a
-    non-zero bit pattern.
-
-    Returns ``False`` (leaving the work undone) when the arrays are inconsistent: an index outside the
-    minor axis, a decreasing ``indptr``, or fewer indices or values than ``indptr`` promises.
+    ``indptr`` is the band's slice of the index pointer; ``indices`` and ``data`` the matching slices,
+    starting at position ``indptr[0]``. Returns :data:`COMPRESSED_MALFORMED` for arrays that would make the
+    scatter write out of bounds (a decreasing ``indptr``, fewer indices or values than it promises, an index
+    outside ``0..n_minor - 1``), :data:`COMPRESSED_NOT_CANONICAL` when indices do not increase strictly
+    within a row (unsorted, or duplicates that must be summed), else :data:`COMPRESSED_OK`.
     """
-    n_minor = minor_block.shape[0]
-    major_chunk = tiles.shape[3] if major_is_column else tiles.shape[2]
     base = indptr[0]
     for local in range(indptr.shape[0] - 1):
         if indptr[local + 1] < indptr[local]:
-            return False
+            return COMPRESSED_MALFORMED
     if indptr[indptr.shape[0] - 1] - base > min(indices.shape[0], data.shape[0]):
-        return False
+        return COMPRESSED_MALFORMED
     for p in range(indices.shape[0]):
         if indices[p] < 0 or indices[p] >= n_minor:
-            return False
+            return COMPRESSED_MALFORMED
     for local in range(indptr.shape[0] - 1):
-        major_block = local // major_chunk
-        major_offset = local - major_block * major_chunk
-        start = indptr[local] - base
-        stop = indptr[local + 1] - base
-        if major_is_column:
-            for p in range(start, stop):
-                q = indices[p]
-                value = data[p]
-                tiles[minor_block[q], major_block, minor_offset[q], major_offset] = value
-                if value != 0:
-                    filled[minor_block[q], major_block] = True
-        else:
-            for p in range(start, stop):
-                q = indices[p]
-                value = data[p]
-                tiles[major_block, minor_block[q], major_offset, minor_offset[q]] = value
-                if value != 0:
-                    filled[major_block, minor_block[q]] = True
-    return True
+        for p in range(indptr[local] - base + 1, indptr[local + 1] - base):
+            if indices[p] <= indices[p - 1]:
+                return COMPRESSED_NOT_CANONICAL
+    return COMPRESSED_OK
 
 
 @numba.njit(nogil=True, cache=True)
-def clear_sparse_tiles(indptr, indices, minor_block, minor_offset, major_is_column, tiles):
-    """Zero again exactly the positions :func:`sparse_to_tiles` wrote (same arguments, already validated)."""
-    major_chunk = tiles.shape[3] if major_is_column else tiles.shape[2]
+def sparse_to_tiles(indptr, indices, data, minor_block, minor_offset, major_is_column, clear, tiles, filled):
+    """Scatter one band of canonical compressed rows into chunk tiles (or zero those positions again).
+
+    The arguments are those of :func:`check_compressed`, which must have returned :data:`COMPRESSED_OK`.
+    ``tiles`` has shape ``(row blocks, column blocks, chunk rows, chunk columns)`` in loom orientation
+    (genes × cells), starts zeroed and has its origin at the band's first major index. When
+    ``major_is_column`` the major axis is the loom column axis (cells: CSR input), otherwise the loom row
+    axis (genes: CSC input). ``minor_block[q]`` and ``minor_offset[q]`` are the chunk of minor index ``q``
+    and its position in it (tables instead of a division per value). ``filled[bi, bj]`` is set for every
+    tile that receives a non-zero bit pattern. With ``clear``, the same positions are set back to zero.
+    """
     base = indptr[0]
-    for local in range(indptr.shape[0] - 1):
-        major_block = local // major_chunk
-        major_offset = local - major_block * major_chunk
-        for p in range(indptr[local] - base, indptr[local + 1] - base):
-            q = indices[p]
-            if major_is_column:
-                tiles[minor_block[q], major_block, minor_offset[q], major_offset] = 0
-            else:
-                tiles[major_block, minor_block[q], major_offset, minor_offset[q]] = 0
+    n_major = indptr.shape[0] - 1
+    if major_is_column:
+        # Rows are cells, and each cell's genes spread over every tile of the band: fill one row of tiles
+        # at a time (a cursor per cell) so the tile being written stays in cache.
+        th = tiles.shape[2]
+        tw = tiles.shape[3]
+        cursor = np.empty(n_major, dtype=np.int64)
+        for local in range(n_major):
+            cursor[local] = indptr[local] - base
+        for bi in range(tiles.shape[0]):
+            limit = (bi + 1) * th
+            for local in range(n_major):
+                bj = local // tw
+                j = local - bj * tw
+                p = cursor[local]
+                stop = indptr[local + 1] - base
+                while p < stop and indices[p] < limit:
+                    i = minor_offset[indices[p]]
+                    if clear:
+                        tiles[bi, bj, i, j] = 0
+                    else:
+                        value = data[p]
+                        tiles[bi, bj, i, j] = value
+                        if value != 0:
+                            filled[bi, bj] = True
+                    p += 1
+                cursor[local] = p
+    else:
+        # Rows are genes; consecutive cells of a gene land next to each other, tile after tile.
+        th = tiles.shape[2]
+        for local in range(n_major):
+            bi = local // th
+            i = local - bi * th
+            for p in range(indptr[local] - base, indptr[local + 1] - base):
+                q = indices[p]
+                if clear:
+                    tiles[bi, minor_block[q], i, minor_offset[q]] = 0
+                else:
+                    value = data[p]
+                    tiles[bi, minor_block[q], i, minor_offset[q]] = value
+                    if value != 0:
+                        filled[bi, minor_block[q]] = True
 
 
 @numba.njit(nogil=True, cache=True)
@@ -122,59 +145,100 @@ def dense_to_tiles(src, src_is_cells_by_genes, tiles, filled):
                     filled[bi, bj] = True
 
 
+#: Position of the lowest set bit, looked up from ``((x & -x) * DE_BRUIJN_64) >> 58``.
+DE_BRUIJN_64 = np.uint64(0x03F79D71B4CB0A89)
+LOWEST_BIT_POSITION = np.array(
+    [0, 1, 48, 2, 57, 49, 28, 3, 61, 58, 50, 42, 38, 29, 17, 4, 62, 55, 59, 36, 53, 51, 43, 22, 45, 39, 33, 30, 24, 18,
+     12, 5, 63, 47, 56, 27, 60, 41, 37, 16, 54, 35, 52, 21, 44, 32, 23, 11, 46, 26, 40, 15, 34, 20, 31, 10, 25, 14, 19,
+     9, 13, 8, 7, 6],
+    dtype=np.int64,
+)  # fmt: skip
+
+
 @numba.njit(nogil=True, cache=True)
-def count_tile_nonzeros(tiles, slots, mask, n_rows, n_cols, by_column, counts):
-    """Count non-zeros per output row of one band of tiles.
+def mark_tile_nonzeros(tiles, slots, mask, n_rows, n_cols, by_column, counts, bits):
+    """Count non-zeros per output row of one band of tiles and record where they are.
 
     The band is a run of tiles ``tiles[slots[t]]`` stacked along loom rows (``by_column``: a column of
     chunks, output rows are loom columns, i.e. cells) or along loom columns (a row of chunks, output rows
     are loom rows, i.e. genes). ``slots[t] < 0`` marks an absent tile of zeros. ``n_rows`` and ``n_cols``
     are the valid extents of the band in loom orientation; tile parts beyond them are padding.
+    ``bits[s, i, w]`` receives the non-zero positions of tile row ``i``, 64 columns per word ``w``.
     """
     th = tiles.shape[1]
     tw = tiles.shape[2]
     m = mask[0]
+    n_words = bits.shape[2]
     for t in range(slots.shape[0]):
         s = slots[t]
         if s < 0:
             continue
-        if by_column:
-            rows = min(th, n_rows - t * th)
-            for i in range(rows):
+        if by_column and n_words == 1:  # the usual case, chunks at most 64 cells wide: the simplest loop
+            for i in range(min(th, n_rows - t * th)):
+                word = np.uint64(0)
                 for j in range(n_cols):  # branch-free so the loop vectorises
-                    counts[j] += (tiles[s, i, j] & m) != 0
+                    nonzero = (tiles[s, i, j] & m) != 0
+                    counts[j] += nonzero
+                    word |= np.uint64(nonzero) << np.uint64(j)
+                bits[s, i, 0] = word
+        elif by_column:
+            for i in range(min(th, n_rows - t * th)):
+                for w in range(n_words):
+                    j0 = w * 64
+                    word = np.uint64(0)
+                    for j in range(j0, min(n_cols, j0 + 64)):  # branch-free so the loop vectorises
+                        nonzero = (tiles[s, i, j] & m) != 0
+                        counts[j] += nonzero
+                        word |= np.uint64(nonzero) << np.uint64(j - j0)
+                    bits[s, i, w] = word
+        elif n_words == 1:
+            cols = min(tw, n_cols - t * tw)
+            for i in range(n_rows):
+                row_count = 0
+                word = np.uint64(0)
+                for j in range(cols):
+                    nonzero = (tiles[s, i, j] & m) != 0
+                    row_count += nonzero
+                    word |= np.uint64(nonzero) << np.uint64(j)
+                bits[s, i, 0] = word
+                counts[i] += row_count
         else:
             cols = min(tw, n_cols - t * tw)
             for i in range(n_rows):
                 row_count = 0
-                for j in range(cols):
-                    row_count += (tiles[s, i, j] & m) != 0
+                for w in range(n_words):
+                    j0 = w * 64
+                    word = np.uint64(0)
+                    for j in range(j0, min(cols, j0 + 64)):
+                        nonzero = (tiles[s, i, j] & m) != 0
+                        row_count += nonzero
+                        word |= np.uint64(nonzero) << np.uint64(j - j0)
+                    bits[s, i, w] = word
                 counts[i] += row_count
 
 
 @numba.njit(nogil=True, cache=True)
-def fill_tile_nonzeros(tiles, slots, mask, n_rows, n_cols, by_column, positions, indices, data):
-    """Emit the non-zeros counted by :func:`count_tile_nonzeros`, sorted by index within each output row.
+def emit_tile_nonzeros(tiles, slots, bits, n_rows, by_column, positions, indices, data):
+    """Emit the non-zeros found by :func:`mark_tile_nonzeros`, sorted by index within each output row.
 
-    ``positions[r]`` is where output row ``r`` starts in ``indices``/``data``; it is advanced in place.
+    Visits only the set bits. ``positions[r]`` is where output row ``r`` starts in ``indices``/``data``; it is
+    advanced in place.
     """
     th = tiles.shape[1]
     tw = tiles.shape[2]
-    m = mask[0]
+    zero = np.uint64(0)
+    one = np.uint64(1)
     for t in range(slots.shape[0]):
         s = slots[t]
         if s < 0:
             continue
-        if by_column:
-            rows = min(th, n_rows - t * th)
-            cols = n_cols
-        else:
-            rows = n_rows
-            cols = min(tw, n_cols - t * tw)
+        rows = min(th, n_rows - t * th) if by_column else n_rows
         for i in range(rows):
-            for j in range(cols):
-                value = tiles[s, i, j]
-                if value & m:
+            for w in range(bits.shape[2]):
+                word = bits[s, i, w]
+                while word != zero:
+                    lowest = word & (~word + one)
+                    j = w * 64 + LOWEST_BIT_POSITION[(lowest * DE_BRUIJN_64) >> np.uint64(58)]
                     if by_column:
                         p = positions[j]
                         indices[p] = t * th + i
@@ -183,7 +247,8 @@ def fill_tile_nonzeros(tiles, slots, mask, n_rows, n_cols, by_column, positions,
                         p = positions[i]
                         indices[p] = t * tw + j
                         positions[i] = p + 1
-                    data[p] = value
+                    data[p] = tiles[s, i, j]
+                    word ^= lowest
 
 
 @numba.njit(nogil=True, cache=True)
