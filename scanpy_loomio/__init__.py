@@ -14,6 +14,7 @@ from ._migrate import MigrationResult, migrate_path, migrate_source
 from ._plugin import install as _install
 from ._read import read_loom_full
 from ._update import update_loom_full
+from ._upgrade import UpgradeResult, upgrade_loom
 from ._validate import Problem, ValidationReport, validate_loom
 from ._write import write_loom_full
 
@@ -32,6 +33,7 @@ __all__ = [
     "LossyWriteWarning",
     "MigrationResult",
     "Problem",
+    "UpgradeResult",
     "ValidationReport",
     "conventions",
     "inspect_loom",
@@ -40,6 +42,7 @@ __all__ = [
     "read_loom_full",
     "restore_defaults",
     "update_loom_full",
+    "upgrade_loom",
     "use_as_default",
     "validate_loom",
     "write_loom_full",

@@ -89,12 +89,15 @@ def _matches(stored: _Stored, value: Any) -> bool:
 class _Target:
     """The file being updated, as far as the update needs to know it (read once, read-only)."""
 
-    def __init__(self, file: h5py.File, path: Path, convention: Convention | None) -> None:
+    def __init__(
+        self, file: h5py.File, path: Path, convention: Convention | None, names: tuple[str | None, str | None]
+    ) -> None:
         self.file = file
         self.path = path
         with converted_read_errors(path):
             check_file(file, path)
-            reader = LoomReader(file, path, ReadOptions(convention=convention, matrices=False))
+            options = ReadOptions(convention=convention, obs_names=names[0], var_names=names[1], matrices=False)
+            reader = LoomReader(file, path, options)
             self.n_obs, self.n_vars = reader.shape
             self.convention = reader.convention
             with warnings.catch_warnings():
@@ -248,10 +251,30 @@ def update_loom_full(
     if adata.isbacked:
         adata = adata.to_memory()
     asked = get_convention(convention) if convention is not None else None
-    with atomic_target(path) as tmp, open_read_only(path) as src:
-        target = _Target(src, path, asked)
+    _update(path, adata, convention=asked, lossy=lossy, fill_missing_layers=fill_missing_layers)
+
+
+def _update(
+    path: Path,
+    adata: AnnData,
+    *,
+    convention: Convention | None,
+    lossy: LossyPolicy,
+    fill_missing_layers: bool,
+    names: tuple[str | None, str | None] = (None, None),
+    output: Path | None = None,
+) -> None:
+    """:func:`update_loom_full` once its arguments are checked.
+
+    ``names`` are the attributes holding the cell and gene names of a file without this package's record, as
+    :func:`~scanpy_loomio.read_loom_full`'s ``obs_names``/``var_names`` (``None``: found as it finds them), so that a
+    file read with them is compared with the same names. ``output`` writes the result there instead of replacing
+    ``path``.
+    """
+    with atomic_target(output or path) as tmp, open_read_only(path) as src:
+        target = _Target(src, path, convention, names)
         target.check(adata)
-        conv = asked or target.convention
+        conv = convention or target.convention
         # layers filled in by an earlier write stay filled
         missing = {name for name in conv.required_layers if name not in adata.layers}
         fill = fill_missing_layers or missing <= {name for name, stored in target.layers.items() if stored.filled}
