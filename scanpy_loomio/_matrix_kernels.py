@@ -112,19 +112,19 @@ def dense_to_tiles(src, src_is_cells_by_genes, tiles, filled):
     th = tiles.shape[2]
     tw = tiles.shape[3]
     if src_is_cells_by_genes:
+        # One tile at a time (it stays in cache), reading a short run of each source row into its columns.
         n_cells, n_genes = src.shape
-        for col in range(n_cells):
-            bj = col // tw
-            j = col - bj * tw
-            for bi in range(tiles.shape[0]):
-                row0 = bi * th
-                row1 = min(row0 + th, n_genes)
+        for bi in range(tiles.shape[0]):
+            row0 = bi * th
+            row1 = min(row0 + th, n_genes)
+            for col in range(n_cells):
+                bj = col // tw
+                j = col - bj * tw
                 any_set = False
                 for row in range(row0, row1):
                     value = src[col, row]
                     tiles[bi, bj, row - row0, j] = value
-                    if value != 0:
-                        any_set = True
+                    any_set |= value != 0
                 if any_set:
                     filled[bi, bj] = True
     else:
