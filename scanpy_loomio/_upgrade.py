@@ -8,11 +8,15 @@ chunk by chunk without being decompressed, and the file is replaced atomically.
 
 What comes back, and the rule for each:
 
-- **names**: from the attribute :func:`~scanpy_loomio.read_loom_full` finds them in (or the one named with
-  ``obs_names``/``var_names``). They stay in that attribute; the record only says where they are.
-- **index names**: anndata's writer stores the names under the index's name when the index has one, so in a file
-  of the ``anndata`` convention without an ``obs_names`` (``var_names``) attribute, the index is given the name of
-  the attribute the names are in (scanpy's datasets call theirs ``index``).
+- **names**: where anndata's writer puts them when the index has no name, ``obs_names``/``var_names``, even
+  when the reader would prefer another attribute (a unique ``CellID`` column beside names that are only
+  positions); else the attribute :func:`~scanpy_loomio.read_loom_full` finds them in; or the one named with
+  ``obs_names``/``var_names``. They stay in that attribute; the record only says where they are.
+- **index names**: anndata's writer stores the names under the index's name when the index has one (scanpy's
+  datasets call theirs ``index``). So in a file of anndata's (the ``anndata`` convention, or an ``obs_names`` or
+  ``var_names`` attribute) without an ``obs_names`` (``var_names``) attribute, the index is given the name of the
+  attribute the names are in. Which attribute that is, the file does not say: one found by the reader other than
+  ``index`` is a guess, and a :class:`~scanpy_loomio.LoomReadWarning` says so; name it to be sure.
 - **categoricals**: anndata's own rule, :meth:`anndata.AnnData.strings_to_categoricals`, which ``write_h5ad``
   applies before writing: a text column with fewer distinct values than rows becomes a categorical, its
   categories in natural sort order. The result is what ``write_h5ad`` would have stored. Categoricals whose every
@@ -141,6 +145,30 @@ def _forced_names(path: Path, axis: Axis, asked: str, facts: _FileFacts) -> str:
     raise ValueError(msg)
 
 
+def _holds_names(facts: _FileFacts, axis: Axis, attr: str) -> bool:
+    n = facts.shape[0] if axis == "obs" else facts.shape[1]
+    return facts.attributes[axis].get(attr) == (n,) and attr in facts.text[axis]
+
+
+def _warn_names_guessed(path: Path, axis: Axis, attr: str | None, facts: _FileFacts) -> None:
+    """The names are not where anndata's writer puts them by default: say what was taken, and how to choose."""
+    loom = f"{AXES[axis]}_attrs"
+    if attr is None:
+        found = f"no {axis} names found in /{loom}; they will be 0, 1, 2, …"
+    else:
+        found = (
+            f"/{loom} has no {axis}_names, so anndata's writer stored the {axis} names under the index's name, "
+            f"which the file does not record; taking /{loom}/{attr}"
+        )
+    candidates = ", ".join(facts.text[axis]) or "none"
+    warnings.warn(
+        f"{path}: {found}. Name the attribute holding them with {axis}_names= (--{axis}-names on the command "
+        f"line) if that is not it; text attributes: {candidates}.",
+        LoomReadWarning,
+        stacklevel=3,
+    )
+
+
 def _placeholders(path: Path, adata: AnnData) -> None:
     """Give ``adata`` an ``X`` and layers of the stored kinds, without reading them.
 
@@ -191,11 +219,13 @@ def upgrade_loom(
 
     Rules, applied to files without this package's record:
 
-    - the names stay in the attribute they are in, which is found as :func:`~scanpy_loomio.read_loom_full` finds
-      it (``obs_names``/``var_names``, ``index``, ``CellID``/``Gene``, …) or named with ``obs_names``/``var_names``;
-    - anndata's writer stores the names under the index's name when the index has one, so in a file of the
-      ``anndata`` convention without an ``obs_names`` (``var_names``) attribute the index gets the name of the
-      attribute holding the names;
+    - the names are taken from the ``obs_names``/``var_names`` attribute, where anndata's writer puts them when the
+      index has no name; else from the attribute :func:`~scanpy_loomio.read_loom_full` finds (``index``,
+      ``CellID``/``Gene``, …); or from the one named with ``obs_names``/``var_names``. They stay in it;
+    - anndata's writer puts the names under the index's name when the index has one, so in a file of anndata's
+      without an ``obs_names`` (``var_names``) attribute, the index gets the name of the attribute holding the
+      names. That name is not recorded in the file: an attribute other than ``index`` found by the reader is a
+      guess, and a :class:`~scanpy_loomio.LoomReadWarning` says which one was taken;
     - with ``categoricals="auto"``, anndata's own rule (:meth:`anndata.AnnData.strings_to_categoricals`, which
       ``write_h5ad`` applies too): a text column with fewer distinct values than rows becomes a categorical,
       categories in natural sort order. A categorical whose values were all different, whose categories were in
@@ -262,17 +292,15 @@ def upgrade_loom(
             with atomic_target(target) as tmp:
                 shutil.copyfile(path, tmp)
         return UpgradeResult(target or path, upgraded=False, convention=convention.name)
+    # anndata's writer puts the names under obs_names/var_names, or under the index's name when it has one
+    legacy = convention.name == LEGACY_CONVENTION or any(_holds_names(facts, axis, f"{axis}_names") for axis in AXES)
     for axis, asked in (("obs", obs_names), ("var", var_names)):
         if asked is not None:
             names[axis] = _forced_names(path, axis, asked, facts)
-        elif names[axis] is None:
-            candidates = ", ".join(facts.text[axis]) or "none"
-            warnings.warn(
-                f"{path}: no {axis} names found in /{AXES[axis]}_attrs; they will be 0, 1, 2, …. Name the attribute "
-                f"holding them with {axis}_names= (--{axis}-names on the command line); text attributes: {candidates}.",
-                LoomReadWarning,
-                stacklevel=2,
-            )
+        elif _holds_names(facts, axis, f"{axis}_names"):
+            names[axis] = f"{axis}_names"  # even when the reader would prefer another attribute
+        elif names[axis] is None or (legacy and names[axis] != "index"):
+            _warn_names_guessed(path, axis, names[axis], facts)
     adata = read_loom_full(path, obs_names=names["obs"], var_names=names["var"], matrices=False)
     # the file's own bookkeeping (creation date, spec version), which the update writes itself, is not uns
     for key in RESERVED_GLOBALS & set(adata.uns):
@@ -280,9 +308,9 @@ def upgrade_loom(
     index_names: dict[str, str | None] = {}
     for axis in AXES:
         attr = names[axis]
-        legacy_default = f"{axis}_names"
-        named = convention.name == LEGACY_CONVENTION and attr not in (None, legacy_default)
-        index_names[axis] = attr if named and legacy_default not in facts.attributes[axis] else None
+        # the writer named the attribute after the index only when the index had a name
+        named = legacy and attr not in (None, f"{axis}_names") and f"{axis}_names" not in facts.attributes[axis]
+        index_names[axis] = attr if named else None
         getattr(adata, axis).index.name = index_names[axis]
     converted = _to_categoricals(adata) if categoricals == "auto" else {"obs": (), "var": ()}
     _placeholders(path, adata)

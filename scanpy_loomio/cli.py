@@ -128,6 +128,26 @@ def cmd_update(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    """Add this package's record to a loom file written by anndata's write_loom, keeping its matrices."""
+    import scanpy_loomio
+
+    source = _input_file(args.file)
+    if args.output is not None and Path(args.output).exists() and not args.force:
+        msg = f"{args.output}: exists; pass --force to replace it"
+        raise UsageError(msg)
+    result = scanpy_loomio.upgrade_loom(
+        source,
+        obs_names=args.obs_names,
+        var_names=args.var_names,
+        categoricals=False if args.no_categoricals else "auto",
+        output=args.output,
+    )
+    if not args.quiet:
+        print(result.render())
+    return OK
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Summarize a loom file."""
     import scanpy_loomio
@@ -314,6 +334,7 @@ def build_parser(*, width: int | None = None) -> argparse.ArgumentParser:
             f"{PROG} inspect pbmc.loom",
             f"{PROG} validate pbmc.loom --conventions velocyto",
             f"{PROG} migrate analysis/ --write",
+            f"{PROG} upgrade legacy.loom",
         )
         + f"\n\nRun `{PROG} COMMAND --help` for each command's options.",
         formatter_class=_formatter(width),
@@ -393,6 +414,27 @@ def build_parser(*, width: int | None = None) -> argparse.ArgumentParser:
         "--allow-lossy", action="store_true", help="leave out what cannot be stored exactly, with a warning"
     )
     update.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+    upgrade = _add_command(
+        commands,
+        "upgrade",
+        cmd_upgrade,
+        "Make a loom file written by anndata's write_loom read back with its cell and gene names and its "
+        "categoricals: adds this package's record, keeping the matrices as stored; atomically. Text columns with "
+        "fewer distinct values than cells (genes) become categoricals, as write_h5ad makes them.",
+        _examples(
+            f"{PROG} upgrade legacy.loom",
+            f"{PROG} upgrade legacy.loom -o upgraded.loom",
+            f"{PROG} upgrade legacy.loom --obs-names cell_id --no-categoricals",
+        ),
+    )
+    upgrade.add_argument("file", help="the .loom file to upgrade (replaced, unless -o is given)")
+    upgrade.add_argument("--obs-names", metavar="ATTR", help="the column attribute holding the cell names")
+    upgrade.add_argument("--var-names", metavar="ATTR", help="the row attribute holding the gene names")
+    upgrade.add_argument("--no-categoricals", action="store_true", help="keep text columns as text")
+    upgrade.add_argument("-o", "--output", metavar="OUT", help="write the upgraded file here, leaving FILE as it is")
+    upgrade.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    upgrade.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
     inspect = _add_command(
         commands,
