@@ -177,14 +177,14 @@ def _short(value: Any) -> str:
 # -- pieces --------------------------------------------------------------------------------------------------------
 
 
-def _attributes(group: h5py.Group | None, loom: str, coded: dict[str, str]) -> list[Element]:
+def _attributes(group: h5py.Group | None, loom: str, coded: dict[tuple[str, str], str]) -> list[Element]:
     if not isinstance(group, h5py.Group):
         return []
     out = []
     for full in sorted(_attr_names(group)[0]):  # datasets, and those in groups nested one level down
         dset = group[full]
         codec = load_codec(dset) or {}
-        note = coded.get(full, "")
+        note = coded.get((loom, full), "")
         if codec.get("type"):
             note = f"{note} ({codec['type']})".strip()
         out.append(Element(f"/{loom}_attrs/{full}", _kind(dset.dtype), tuple(dset.shape), note))
@@ -504,8 +504,9 @@ def inspect_loom(filename: str | os.PathLike[str]) -> LoomSummary:
         coded = {}
         if record is not None:
             for axis in ("obs", "var"):
+                loom_axis = "col" if axis == "obs" else "row"
                 for key, attr in getattr(record, axis).columns:
-                    coded[attr] = f"→ {axis}[{key!r}]"
+                    coded[loom_axis, attr] = f"→ {axis}[{key!r}]"
         layers = file.get("layers")
         n_genes, n_cells = matrix.shape
         return LoomSummary(

@@ -350,3 +350,15 @@ def test_inspect_refuses_what_is_not_loom(tmp_path: Path) -> None:
         f["data"] = np.zeros(3)
     with pytest.raises(scanpy_loomio.LoomFormatError, match=r"other\.h5: /: found no 2-D /matrix"):
         scanpy_loomio.inspect_loom(path)
+
+
+def test_inspect_names_the_axis_of_each_attribute(tmp_path: Path) -> None:
+    """A column and a row attribute of the same name are each shown with their own axis."""
+    adata = small_adata()
+    adata.obs["n_counts"] = np.arange(adata.n_obs, dtype=np.float32)
+    adata.var["n_counts"] = np.arange(adata.n_vars, dtype=np.float32)
+    scanpy_loomio.write_loom_full(tmp_path / "a.loom", adata)
+    summary = scanpy_loomio.inspect_loom(tmp_path / "a.loom")
+    notes = {e.path: e.note for e in [*summary.col_attrs, *summary.row_attrs]}
+    assert notes["/col_attrs/n_counts"] == "→ obs['n_counts']"
+    assert notes["/row_attrs/n_counts"] == "→ var['n_counts']"
