@@ -607,7 +607,7 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in _BUILTIN}
 """All known conventions by name, in the order detection prefers them on a tie."""
 
 DEFAULT_CONVENTION = "loompy"
-"""The convention written by default: ``CellID``/``Gene`` are what most real readers look for."""
+"""The convention written by default, because ``CellID``/``Gene`` are what most real readers look for."""
 
 
 def register_convention(convention: Convention, *, overwrite: bool = False) -> None:
