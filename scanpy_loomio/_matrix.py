@@ -712,7 +712,7 @@ class _ChunkLayout:
         sizes = np.zeros(grid, dtype=np.int64)
         masks = np.zeros(grid, dtype=np.int64)
         if records:
-            table = np.array(records, dtype=np.int64)
+            table = _checked_chunk_table(dataset, records, chunk_rows * chunk_cols)
             del records
             bi = table[:, 0] // chunk_rows
             bj = table[:, 1] // chunk_cols
@@ -722,6 +722,30 @@ class _ChunkLayout:
             sizes[bi, bj] = table[:, 3]
             masks[bi, bj] = table[:, 4]
         return cls(chunk_rows, chunk_cols, filters, byte_offsets, sizes, masks)
+
+
+def _checked_chunk_table(dataset: h5py.Dataset, records: list[tuple[int, ...]], chunk_size: int) -> np.ndarray:
+    """The chunk index as an array, refusing entries outside the file or far larger than a chunk.
+
+    The fast path reads these bytes itself, so a damaged index must neither send it past the end of the file nor make
+    it allocate gigabytes for one chunk.
+    """
+    file_size = dataset.file.id.get_filesize()
+    largest = 2 * chunk_size * dataset.dtype.itemsize + 4096  # compressed data is never much larger than a chunk
+    try:
+        table = np.array(records, dtype=np.int64)
+        bad = (table[:, 2] < 0) | (table[:, 3] > largest) | (table[:, 2] > file_size - table[:, 3])
+    except OverflowError:  # an address beyond any file
+        table, bad = None, None
+    if table is not None and not bad.any():
+        return table
+    row = records[int(np.argmax(bad))] if bad is not None else max(records, key=lambda r: r[2])
+    msg = (
+        f"{dataset.file.filename}: {dataset.name}: found a chunk index entry at {(row[0], row[1])} of {row[3]} bytes "
+        f"at byte {row[2]}; expected chunks inside the file ({file_size} bytes) of at most {largest} bytes. The file "
+        "is damaged; copy or download it again."
+    )
+    raise LoomFormatError(msg)
 
 
 class _RawChunkSource:

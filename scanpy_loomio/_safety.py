@@ -401,7 +401,7 @@ def check_layout(file: h5py.File, path: Path) -> None:
 def check_file(file: h5py.File, path: Path, *, allow_external: bool = False) -> list[DatasetInfo]:
     """Everything checked before reading: structure, global heaps, layout and codecs."""
     datasets = check_structure(file, path, allow_external=allow_external)
-    check_global_heaps(file, path, datasets)
+    check_global_heaps(file, path)
     check_vlen_datasets(file, path, datasets)
     check_layout(file, path)
     check_codecs(file, path)
@@ -427,41 +427,9 @@ def _raw_bytes(file: h5py.File, path: Path) -> Iterator[Any]:
 # -- global heaps ----------------------------------------------------------------------------------------------------
 #: A global heap collection (where HDF5 keeps variable-length strings) starts with this signature and version 1.
 GCOL_SIGNATURE = b"GCOL\x01\x00\x00\x00"
-#: Files up to this size are scanned whole for collections; larger ones skip the bytes of stored chunks.
-WHOLE_SCAN_BYTES = 64 * 2**20
-
-
-def _stored_ranges(datasets: list[DatasetInfo], base: int) -> np.ndarray:
-    """``(start, stop)`` file offsets of the stored data of large datasets (chunks and contiguous blocks)."""
-    starts: list[int] = []
-    sizes: list[int] = []
-    for info in datasets:
-        dsid = info.dataset.id
-        if dsid.get_storage_size() < 2**16:
-            continue  # small: scanning its bytes costs less than listing them
-        if info.dataset.chunks is None:
-            offset = dsid.get_offset()
-            if offset is not None:
-                starts.append(offset)
-                sizes.append(dsid.get_storage_size())
-        elif hasattr(dsid, "chunk_iter"):
-            dsid.chunk_iter(lambda chunk: (starts.append(chunk.byte_offset), sizes.append(chunk.size)))
-    if not starts:
-        return np.zeros((0, 2), dtype=np.int64)
-    begin = np.asarray(starts, dtype=np.int64) + base
-    return np.stack([begin, begin + np.asarray(sizes, dtype=np.int64)], axis=1)
-
-
-def _gaps(ranges: np.ndarray, file_size: int) -> list[tuple[int, int]]:
-    """The parts of ``[0, file_size)`` not covered by ``ranges``."""
-    if ranges.shape[0] == 0:
-        return [(0, file_size)]
-    ranges = ranges[np.argsort(ranges[:, 0], kind="stable")]
-    covered_until = np.maximum.accumulate(ranges[:, 1])
-    gap_starts = np.concatenate([[0], covered_until])
-    gap_stops = np.concatenate([ranges[:, 0], [file_size]])
-    keep = gap_stops - gap_starts >= len(GCOL_SIGNATURE) + 8
-    return list(zip(gap_starts[keep].tolist(), gap_stops[keep].tolist(), strict=True))
+#: Files up to this size are searched whole for collections (about a second per 2 GB); in larger ones only the
+#: collections that datasets' text points to are checked.
+WHOLE_SCAN_BYTES = 512 * 2**20
 
 
 def _heap_problem(image: Any, start: int, sizeof_size: int, file_size: int) -> str | None:
@@ -472,8 +440,8 @@ def _heap_problem(image: Any, start: int, sizeof_size: int, file_size: int) -> s
     """
     header = len(GCOL_SIGNATURE) + sizeof_size
     object_header = 8 + sizeof_size
-    if start + header > file_size:
-        return None
+    if start + header > file_size or bytes(image[start : start + len(GCOL_SIGNATURE)]) != GCOL_SIGNATURE:
+        return None  # not a collection: HDF5 reports that itself
     size = int.from_bytes(image[start + 8 : start + header], "little")
     end = start + size
     if size < header or end > file_size:
@@ -495,12 +463,23 @@ def _heap_problem(image: Any, start: int, sizeof_size: int, file_size: int) -> s
     return None
 
 
-def check_global_heaps(file: h5py.File, path: Path, datasets: list[DatasetInfo]) -> None:
+def _heap_error(path: Path, address: int, problem: str) -> LoomFormatError:
+    return _error(
+        path,
+        f"global heap at byte {address}",
+        f"a damaged collection of text values ({problem})",
+        "objects that fill the collection exactly",
+        "HDF5 would hang or read past it, so it is not read. The file is damaged; copy or download it again.",
+    )
+
+
+def check_global_heaps(file: h5py.File, path: Path) -> None:
     """Refuse global heap collections that would make HDF5 loop forever or read past them.
 
     HDF5 itself hangs on a collection whose object sizes are damaged (an object taking no room is walked over
-    forever), so collections are checked here, from the file's bytes, before HDF5 reads any text. Large files skip
-    the bytes of stored chunks, which cannot hold a collection.
+    forever), so collections are checked here, from the file's bytes, before HDF5 reads any text. Files up to
+    :data:`WHOLE_SCAN_BYTES` are searched whole, which covers text in attributes too; :func:`check_vlen_datasets`
+    checks the collections datasets point to in files of any size.
 
     Raises
     ------
@@ -509,32 +488,34 @@ def check_global_heaps(file: h5py.File, path: Path, datasets: list[DatasetInfo])
     """
     import mmap
 
-    plist = file.id.get_create_plist()
-    _sizeof_addr, sizeof_size = plist.get_sizes()
-    base = plist.get_userblock()
+    _sizeof_addr, sizeof_size = file.id.get_create_plist().get_sizes()
     with _raw_bytes(file, path) as handle:
         file_size = os.fstat(handle.fileno()).st_size
-        if file_size == 0:
+        if file_size == 0 or file_size > WHOLE_SCAN_BYTES:
             return
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as image:
-            if file_size <= WHOLE_SCAN_BYTES:
-                gaps = [(0, file_size)]
-            else:
-                gaps = _gaps(_stored_ranges(datasets, base), file_size)
-            for gap_start, gap_stop in gaps:
-                found = image.find(GCOL_SIGNATURE, gap_start, gap_stop)
-                while found >= 0:
-                    problem = _heap_problem(image, found, sizeof_size, file_size)
-                    if problem:
-                        raise _error(
-                            path,
-                            f"global heap at byte {found}",
-                            f"a damaged collection of text values ({problem})",
-                            "objects that fill the collection exactly",
-                            "HDF5 would hang or read past it, so it is not read. The file is damaged; copy or "
-                            "download it again.",
-                        )
-                    found = image.find(GCOL_SIGNATURE, found + 1, gap_stop)
+            found = image.find(GCOL_SIGNATURE)
+            while found >= 0:
+                problem = _heap_problem(image, found, sizeof_size, file_size)
+                if problem:
+                    raise _heap_error(path, found, problem)
+                found = image.find(GCOL_SIGNATURE, found + 1)
+
+
+def _check_heaps_at(handle: Any, path: Path, addresses: set[int], base: int, sizeof_size: int, file_size: int) -> None:
+    """Check the collections at these addresses (relative to the superblock at ``base``)."""
+    for address in sorted(addresses):
+        start = base + address
+        handle.seek(start)
+        header = handle.read(len(GCOL_SIGNATURE) + sizeof_size)
+        if len(header) < len(GCOL_SIGNATURE) + sizeof_size or not header.startswith(GCOL_SIGNATURE):
+            continue  # HDF5 reports a missing collection itself
+        size = int.from_bytes(header[len(GCOL_SIGNATURE) :], "little")
+        handle.seek(start)
+        image = handle.read(min(size, file_size - start))
+        problem = _heap_problem(image, 0, sizeof_size, len(image))
+        if problem:
+            raise _heap_error(path, start, problem)
 
 
 # -- variable-length values ------------------------------------------------------------------------------------------
@@ -576,8 +557,7 @@ def _unfilter(raw: bytes, filters: list[int], skipped: int, element: int, expect
     return data
 
 
-def _descriptor_problem(data: bytes, record: np.dtype, base_size: int, file_size: int) -> str | None:
-    values = np.frombuffer(data[: len(data) // record.itemsize * record.itemsize], dtype=record)
+def _descriptor_problem(values: np.ndarray, base_size: int, file_size: int) -> str | None:
     nbytes = values["length"].astype(np.uint64) * np.uint64(base_size)
     bad = (nbytes > file_size) | ((values["length"] > 0) & (values["address"] >= file_size))
     if not bad.any():
@@ -606,9 +586,10 @@ def check_vlen_datasets(file: h5py.File, path: Path, datasets: list[DatasetInfo]
         Naming the dataset and the first impossible value.
     """
     plist = file.id.get_create_plist()
-    sizeof_addr, _sizeof_size = plist.get_sizes()
+    sizeof_addr, sizeof_size = plist.get_sizes()
     base = plist.get_userblock()
     record = np.dtype([("length", "<u4"), ("address", f"<u{sizeof_addr}"), ("index", "<u4")])
+    heaps: set[int] = set()
     with _raw_bytes(file, path) as handle:
         file_size = os.fstat(handle.fileno()).st_size
         for info in datasets:
@@ -633,7 +614,9 @@ def check_vlen_datasets(file: h5py.File, path: Path, datasets: list[DatasetInfo]
                     if data is not None:
                         blocks.append(data[:expected])
             for data in blocks:
-                problem = _descriptor_problem(data, record, base_size, file_size)
+                values = np.frombuffer(data[: len(data) // record.itemsize * record.itemsize], dtype=record)
+                problem = _descriptor_problem(values, base_size, file_size)
+                heaps.update(np.unique(values["address"][values["length"] > 0]).tolist())
                 if problem:
                     raise _error(
                         path,
@@ -642,6 +625,8 @@ def check_vlen_datasets(file: h5py.File, path: Path, datasets: list[DatasetInfo]
                         f"values stored inside the file ({file_size:,} bytes)",
                         "HDF5 would allocate that much before failing. The file is damaged; copy or download it again.",
                     )
+        # the collections that text points to (in large files the only ones checked)
+        _check_heaps_at(handle, path, heaps, base, sizeof_size, file_size)
 
 
 # -- this package's own record and codecs ---------------------------------------------------------------------------
@@ -833,32 +818,6 @@ class Cost:
     what: str
 
 
-def _check_chunk_index(path: Path, info: DatasetInfo) -> None:
-    """Stored chunks must lie inside the file and be of a plausible size (the fast reader reads them directly)."""
-    dset = info.dataset
-    dsid = dset.id
-    if dset.chunks is None or not hasattr(dsid, "chunk_iter"):
-        return
-    file_size = dset.file.id.get_filesize()
-    largest = 2 * _elements(dset.chunks) * dset.dtype.itemsize + 4096  # compressed data is never much larger
-    bad: list[Any] = []
-
-    def visit(chunk: Any) -> None:
-        if not bad and (chunk.byte_offset + chunk.size > file_size or chunk.size > largest):
-            bad.append(chunk)
-
-    dsid.chunk_iter(visit)
-    if bad:
-        chunk = bad[0]
-        raise _error(
-            path,
-            info.name,
-            f"a chunk index entry at {tuple(chunk.chunk_offset)} of {chunk.size} bytes at byte {chunk.byte_offset}",
-            f"chunks inside the file ({file_size} bytes) of at most {largest} bytes",
-            "The file is damaged; copy or download it again.",
-        )
-
-
 def _matrix_costs(path: Path, info: DatasetInfo, *, sparse: bool, dtype: str | None, limit: int | None) -> list[Cost]:
     dset = info.dataset
     if dset.ndim != 2 or dset.dtype.kind not in NUMERIC_KINDS:
@@ -943,8 +902,6 @@ def check_read_size(
             if info.name == "/matrix" or matrices:
                 found = _matrix_costs(path, info, sparse=sparse, dtype=dtype, limit=limit)
                 costs.extend(found if matrices else [])
-                if matrices:
-                    _check_chunk_index(path, info)
             continue
         nbytes = _elements(info.shape) * _value_bytes(info.dataset.dtype)
         costs.append(Cost(info.name, nbytes, f"{info.shape} {info.dataset.dtype}"))

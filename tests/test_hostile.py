@@ -28,7 +28,7 @@ from anndata import AnnData
 from anndata.tests.helpers import assert_adata_equal
 from scipy import sparse
 
-from scanpy_loomio import LoomFormatError, LoomReadWarning, read_loom_full, write_loom_full
+from scanpy_loomio import LoomFormatError, LoomReadWarning, _safety, read_loom_full, write_loom_full
 from scanpy_loomio._safety import MAX_DEPTH, UnreadableFileError
 
 N_OBS, N_VARS = 30, 12
@@ -763,6 +763,24 @@ def test_global_heap_that_would_hang_hdf5(tmp_path: Path, valid_file: Path) -> N
         read_unchanged(path)
 
 
+def test_heap_behind_text_in_a_large_file(tmp_path: Path, valid_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files too large to search whole: the heaps that datasets' text points to are still checked."""
+    monkeypatch.setattr(_safety, "WHOLE_SCAN_BYTES", 0)  # as for a file larger than the whole-file search
+    with h5py.File(valid_file, "r") as f:
+        label = f["col_attrs/label"]
+        assert label.chunks and not label.compression
+        _, raw = label.id.read_direct_chunk((0,))
+    heap = int.from_bytes(raw[4:12], "little")  # the first value: length (4 bytes), collection address (8), index
+    data = bytearray(valid_file.read_bytes())
+    assert data[heap : heap + 8] == b"GCOL\x01\x00\x00\x00"
+    size = int.from_bytes(data[heap + 24 : heap + 32], "little")
+    data[heap + 24 : heap + 32] = (size + 64).to_bytes(8, "little")
+    path = tmp_path / "large.loom"
+    path.write_bytes(data)
+    with pytest.raises(LoomFormatError, match=re.escape(f"{path}: global heap at byte {heap}: found a damaged")):
+        read_unchanged(path)
+
+
 def test_text_claiming_gigabytes(tmp_path: Path, valid_file: Path) -> None:
     """A damaged length in a text descriptor makes HDF5 allocate and fill gigabytes; refused from the bytes."""
     path = tmp_path / "vlen.loom"
@@ -776,6 +794,36 @@ def test_text_claiming_gigabytes(tmp_path: Path, valid_file: Path) -> None:
     message = r"found variable-length data with an impossible length or address \(value 0 of a block claiming 3,221,225,472 bytes"
     with pytest.raises(LoomFormatError, match=where(path, "/col_attrs/label") + message):
         read_unchanged(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "found"),
+    [
+        ("address", 2**62, r"of \d+ bytes at byte 4611686018427387904"),
+        ("size", 2**31, r"of 2147483648 bytes at byte \d+"),
+    ],
+)
+def test_damaged_chunk_index(tmp_path: Path, field: str, value: int, found: str) -> None:
+    """The matrix engine reads chunks itself: an index entry outside the file or of gigabytes is refused first."""
+    path = tmp_path / "chunks.loom"
+    write_loom_full(path, AnnData(np.random.default_rng(0).random((100, 80), dtype=np.float32)))
+    with h5py.File(path, "r") as f:
+        first = f["matrix"].id.get_chunk_info(0)
+    data = bytearray(path.read_bytes())
+    # a v1 B-tree entry: chunk size (4 bytes), filter mask (4), offsets (8 per dimension + 1), then the address
+    pointer = data.find(first.byte_offset.to_bytes(8, "little"))
+    key = pointer - 8 * 3 - 8
+    assert int.from_bytes(data[key : key + 4], "little") == first.size
+    if field == "address":
+        data[pointer : pointer + 8] = value.to_bytes(8, "little")
+    else:
+        data[key : key + 4] = value.to_bytes(4, "little")
+    path.write_bytes(data)
+    message = r"found a chunk index entry at \(0, 0\) " + found + r"; expected chunks inside the file"
+    with pytest.raises(LoomFormatError, match=re.escape(f"{path}: /matrix: ") + message):
+        read_unchanged(path)
+    # names and annotations are still readable
+    assert read_unchanged(path, matrices=False).shape == (100, 80)
 
 
 # -- not a regular file ----------------------------------------------------------------------------------------------
