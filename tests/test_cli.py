@@ -22,7 +22,7 @@ from scanpy_loomio.conventions import CONVENTIONS, conventions_table
 
 #: The console script installed beside this Python, if the package is installed.
 SCRIPT = shutil.which("scanpy-loomio", path=str(Path(sys.executable).parent))
-COMMANDS = ["convert", "update", "inspect", "validate", "conventions", "migrate"]
+COMMANDS = ["convert", "update", "upgrade", "inspect", "validate", "conventions", "migrate"]
 
 
 def run(*args: str | Path, cwd: Path | None = None, script: bool = False) -> subprocess.CompletedProcess[str]:
