@@ -185,6 +185,27 @@ def test_keeping_text_as_text(tmp_path: Path):
         upgrade_loom(path, categoricals="yes")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name", ["fgp_anndata_velocity_simulation_20.loom", "kb_python_anndata_genes.loom"])
+def test_real_files_anndata_wrote(real_fixtures: Path, tmp_path: Path, name: str):
+    """Files other projects wrote with anndata's write_loom: the same AnnData, now with the record, chunks kept."""
+    path = Path(shutil.copy(real_fixtures / name, tmp_path / name))
+    before = read_loom_full(path)
+    chunks = chunk_digests(path)
+
+    result = upgrade_loom(path)
+
+    assert result.names == {"obs": "obs_names", "var": "var_names"}
+    after = read_loom_full(path)
+    assert after.obs_names.equals(before.obs_names) and after.var_names.equals(before.var_names)
+    pd.testing.assert_frame_equal(after.obs, before.obs)
+    for key, layer in before.layers.items():
+        assert after.layers[key].dtype == layer.dtype
+        assert (after.layers[key] != layer).nnz == 0
+    assert chunk_digests(path) == chunks
+    with h5py.File(path, "r") as f:
+        assert "scanpy_loomio" in f["attrs"]
+
+
 # -- names that need naming --------------------------------------------------------------------------------------------
 
 
