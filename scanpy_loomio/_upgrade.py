@@ -225,7 +225,8 @@ def upgrade_loom(
     - anndata's writer puts the names under the index's name when the index has one, so in a file of anndata's
       without an ``obs_names`` (``var_names``) attribute, the index gets the name of the attribute holding the
       names. That name is not recorded in the file: an attribute other than ``index`` found by the reader is a
-      guess, and a :class:`~scanpy_loomio.LoomReadWarning` says which one was taken;
+      guess, and a :class:`~scanpy_loomio.LoomReadWarning` says which one was taken. Names that repeat are made
+      unique as :func:`~scanpy_loomio.read_loom_full` makes them (the originals kept in a column) and stored so;
     - with ``categoricals="auto"``, anndata's own rule (:meth:`anndata.AnnData.strings_to_categoricals`, which
       ``write_h5ad`` applies too): a text column with fewer distinct values than rows becomes a categorical,
       categories in natural sort order. A categorical whose values were all different, whose categories were in
