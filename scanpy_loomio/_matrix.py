@@ -118,6 +118,82 @@ def _inflater() -> Callable[[object, int, int], bytes]:
     return fast.decompress if fast is not None else zlib.decompress
 
 
+@dataclass(frozen=True)
+class _Libdeflate:
+    """libdeflate's whole-buffer zlib decompressor, called from compiled code (no GIL, no copies)."""
+
+    alloc: Callable[[], int]
+    free: Callable[[int], None]
+    zlib_decompress: Callable
+
+
+@cache
+def _libdeflate() -> _Libdeflate | None:
+    """Libdeflate from the system or the environment, when present and working; ``None`` otherwise.
+
+    Optional: it inflates about 25 % faster than ISA-L and straight into the tile buffer. Set the environment
+    variable ``SCANPY_LOOMIO_LIBDEFLATE=0`` to read without it.
+    """
+    if os.environ.get("SCANPY_LOOMIO_LIBDEFLATE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    import ctypes
+    import ctypes.util
+    import sys
+
+    candidates = [ctypes.util.find_library("deflate")]
+    for prefix in dict.fromkeys((sys.prefix, os.environ.get("CONDA_PREFIX", ""))):
+        if prefix:
+            candidates += [os.path.join(prefix, "lib", name) for name in ("libdeflate.so", "libdeflate.dylib")]
+            candidates.append(os.path.join(prefix, "Library", "bin", "deflate.dll"))
+    for candidate in candidates:
+        if not candidate:
+            continue
+        try:
+            lib = ctypes.CDLL(candidate)
+            alloc = lib.libdeflate_alloc_decompressor
+            free = lib.libdeflate_free_decompressor
+            decompress = lib.libdeflate_zlib_decompress
+        except (OSError, AttributeError):
+            continue
+        alloc.argtypes, alloc.restype = [], ctypes.c_void_p
+        free.argtypes, free.restype = [ctypes.c_void_p], None
+        decompress.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        decompress.argtypes += [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        decompress.restype = ctypes.c_int
+        found = _Libdeflate(alloc, free, decompress)
+        if _libdeflate_works(found):
+            return found
+    return None
+
+
+def _libdeflate_works(lib: _Libdeflate) -> bool:
+    """Inflate a known stream with ``lib`` and compare (guards against an incompatible library)."""
+    import ctypes
+
+    expected = bytes(range(256)) * 64
+    stream = zlib.compress(expected, 6)
+    out = ctypes.create_string_buffer(len(expected))
+    actual = ctypes.c_size_t(0)
+    handle = lib.alloc()
+    if not handle:
+        return False
+    try:
+        status = lib.zlib_decompress(handle, stream, len(stream), out, len(expected), ctypes.byref(actual))
+    finally:
+        lib.free(handle)
+    return status == 0 and actual.value == len(expected) and out.raw == expected
+
+
+@cache
+def _inflate_errors() -> tuple[type[Exception], ...]:
+    """Exceptions the inflate functions raise for damaged streams."""
+    errors: tuple[type[Exception], ...] = (zlib.error,)
+    fast = _fast_zlib()
+    if fast is not None:
+        errors += (fast.error,)
+    return errors
+
+
 def _ordered_map(func: Callable, items: Iterable, n_threads: int) -> Iterator:
     """``map(func, items)`` on ``n_threads`` worker threads, yielding results in order.
 
@@ -764,7 +840,7 @@ class _RawChunkSource:
         if h5file.mode != "r":
             h5file.flush()  # chunks still in HDF5's cache are not on disk yet
         path = h5file.filename
-        if h5file.driver in ("sec2", "stdio") and os.path.isfile(path):
+        if h5file.driver in ("sec2", "stdio") and os.path.isfile(path) and hasattr(os, "pread"):
             self.fd = _same_file_descriptor(h5file, path)
             if not self._addresses_check_out(h5file):
                 os.close(self.fd)
@@ -791,6 +867,34 @@ class _RawChunkSource:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+    def fetch_packed(self, block_rows: np.ndarray, block_cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Encoded bytes of the chunks at ``(block_rows[k], block_cols[k])`` packed into one array.
+
+        Returns ``(packed, offsets, lengths)``: chunk ``k`` is ``packed[offsets[k]:offsets[k] + lengths[k]]``.
+        Needs a file descriptor (``self.fd``). Runs of nearby chunks are read with one call each.
+        """
+        addresses = self.layout.byte_offsets[block_rows, block_cols] + self.base
+        lengths = self.layout.sizes[block_rows, block_cols]
+        if addresses.shape[0] == 0:
+            return np.zeros(0, dtype=np.uint8), addresses, lengths
+        order = np.argsort(addresses, kind="stable")
+        starts = addresses[order]
+        reach = np.maximum.accumulate(starts + lengths[order])
+        breaks = np.flatnonzero(starts[1:] > reach[:-1] + _READ_GAP) + 1
+        run_first = np.concatenate([[0], breaks])
+        run_last = np.concatenate([breaks, [starts.shape[0]]])
+        run_starts = starts[run_first]
+        run_sizes = reach[run_last - 1] - run_starts
+        run_positions = np.concatenate([[0], np.cumsum(run_sizes)[:-1]])
+        packed = bytearray(int(run_sizes.sum()))
+        view = memoryview(packed)
+        for position, start, size in zip(run_positions.tolist(), run_starts.tolist(), run_sizes.tolist(), strict=True):
+            _preadv_exact(self.fd, view[position : position + size], start)
+        run_of = np.repeat(np.arange(run_first.shape[0]), run_last - run_first)
+        offsets = np.empty_like(addresses)
+        offsets[order] = starts - run_starts[run_of] + run_positions[run_of]
+        return np.frombuffer(packed, dtype=np.uint8), offsets, lengths
 
     def fetch(self, block_rows: np.ndarray, block_cols: np.ndarray) -> list[bytes | memoryview]:
         """Encoded bytes of the stored chunks at grid positions ``(block_rows[k], block_cols[k])``, in order."""
@@ -837,20 +941,30 @@ def _same_file_descriptor(h5file: h5py.File, path: str) -> int:
     return os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
 
 
-def _pread_exact(fd: int, size: int, offset: int) -> bytes:
-    data = os.pread(fd, size, offset)
-    if len(data) == size:
-        return data
-    buffer = bytearray(size)
-    view = memoryview(buffer)
+def _preadv_exact(fd: int, into: memoryview, offset: int) -> None:
+    """Fill ``into`` with the file's bytes from ``offset`` on."""
+    if not hasattr(os, "preadv"):
+        into[:] = _pread_exact(fd, len(into), offset)
+        return
     done = 0
+    size = len(into)
     while done < size:
-        n = os.preadv(fd, [view[done:]], offset + done)
+        n = os.preadv(fd, [into[done:]], offset + done)
         if n <= 0:
             msg = f"unexpected end of file reading {size} bytes at offset {offset}"
             raise OSError(msg)
         done += n
-    return bytes(buffer)
+
+
+def _pread_exact(fd: int, size: int, offset: int) -> bytes:
+    data = os.pread(fd, size, offset)
+    while len(data) < size:  # a short read: ask for the rest
+        more = os.pread(fd, size - len(data), offset + len(data))
+        if not more:
+            msg = f"unexpected end of file reading {size} bytes at offset {offset}"
+            raise OSError(msg)
+        data += more
+    return data
 
 
 class _ChunkReader:
@@ -870,6 +984,7 @@ class _ChunkReader:
         self.mask = _nonzero_mask(self.dtype)
         self.tile_bytes = self.th * self.tw * self.itemsize
         self.inflate = _inflater()
+        self.libdeflate = _libdeflate()
         self._local = threading.local()
         self.plain_deflate = layout.filters == (_FILTER_DEFLATE,)
         fill = np.zeros((), dtype=file_dtype)
@@ -923,7 +1038,6 @@ class _ChunkReader:
             offsets = layout.byte_offsets[index, :]
             present = np.flatnonzero(offsets >= 0)
             block_rows, block_cols = np.full(present.shape[0], index), present
-        raw = self.source.fetch(block_rows, block_cols)
         masks = layout.filter_masks[block_rows, block_cols]
         size = self.tile_bytes
         n_tiles = offsets.shape[0]
@@ -939,23 +1053,60 @@ class _ChunkReader:
             slots = np.full(n_tiles, -1, dtype=np.int64)
             slots[present] = np.arange(present.shape[0])
             targets = range(present.shape[0])
-        if self.plain_deflate and not masks.any():
+        plain = self.plain_deflate and not masks.any()
+        if plain and self.libdeflate is not None and self.source.fd is not None:
+            packed, starts, lengths = self.source.fetch_packed(block_rows, block_cols)
+            self._inflate_packed(
+                packed, starts, lengths, np.asarray(targets, dtype=np.int64), scratch, block_rows, block_cols
+            )
+        elif plain:
+            raw = self.source.fetch(block_rows, block_cols)
             inflate = self.inflate
-            for j, (k, buf) in enumerate(zip(targets, raw, strict=True)):
-                tile = inflate(buf, 15, size)
-                if len(tile) != size:
-                    self._damaged(block_rows[j], block_cols[j], len(tile))
-                scratch[k * size : (k + 1) * size] = tile
+            j = 0
+            try:
+                for j, (k, buf) in enumerate(zip(targets, raw, strict=True)):
+                    tile = inflate(buf, 15, size)
+                    if len(tile) != size:
+                        self._damaged(block_rows[j], block_cols[j], len(tile))
+                    scratch[k * size : (k + 1) * size] = tile
+            except _inflate_errors() as err:
+                self._damaged(block_rows[j], block_cols[j], None, err)
         else:
+            raw = self.source.fetch(block_rows, block_cols)
             rows, cols = block_rows.tolist(), block_cols.tolist()
             for j, (k, buf, skipped) in enumerate(zip(targets, raw, masks.tolist(), strict=True)):
                 scratch[k * size : (k + 1) * size] = self._decode(buf, skipped, rows[j], cols[j])
-        del raw
         tiles = np.frombuffer(scratch, dtype=self.unsigned, count=n_slots * self.th * self.tw)
         tiles = tiles.reshape(n_slots, self.th, self.tw)
         if self.swap:
             tiles.byteswap(inplace=True)
         return tiles, slots
+
+    def _inflate_packed(
+        self,
+        packed: np.ndarray,
+        starts: np.ndarray,
+        lengths: np.ndarray,
+        targets: np.ndarray,
+        scratch: memoryview,
+        block_rows: np.ndarray,
+        block_cols: np.ndarray,
+    ) -> None:
+        """Inflate packed chunks into their tile slots of ``scratch`` with libdeflate, in compiled code."""
+        lib = self.libdeflate
+        handle = lib.alloc()
+        if not handle:
+            raise MemoryError("libdeflate could not allocate a decompressor")
+        try:
+            out = np.frombuffer(scratch, dtype=np.uint8)
+            actual = np.zeros(1, dtype=np.uint64)
+            bad = _kernels().inflate_chunks(
+                lib.zlib_decompress, handle, packed, starts, lengths, targets, out, self.tile_bytes, actual
+            )
+        finally:
+            lib.free(handle)
+        if bad >= 0:
+            self._damaged(block_rows[bad], block_cols[bad], None)
 
     def _scratch(self, nbytes: int) -> memoryview:
         """A reusable buffer for decoded tiles, one per thread (reuse avoids page faults on every band)."""
@@ -971,20 +1122,26 @@ class _ChunkReader:
                 continue
             code = self.layout.filters[position]
             if code == _FILTER_DEFLATE:
-                payload = self.inflate(payload, 15, self.tile_bytes)
+                try:
+                    payload = self.inflate(payload, 15, self.tile_bytes)
+                except _inflate_errors() as err:
+                    self._damaged(bi, bj, None, err)
             elif code == _FILTER_SHUFFLE and self.itemsize > 1 and len(payload) == self.tile_bytes:
                 payload = np.frombuffer(payload, dtype=np.uint8).reshape(self.itemsize, -1).T.tobytes()
         if len(payload) != self.tile_bytes:
             self._damaged(bi, bj, len(payload))
         return payload
 
-    def _damaged(self, bi: int, bj: int, got: int) -> None:
+    def _damaged(self, bi: int, bj: int, got: int | None, cause: Exception | None = None) -> None:
+        found = "a damaged deflate stream" if got is None else f"{got} bytes"
+        if cause is not None:
+            found += f" ({cause})"
         msg = (
             f"{self.dataset.file.filename}: the chunk at {(int(bi) * self.th, int(bj) * self.tw)} of "
-            f"{self.dataset.name} decodes to {got} bytes, expected {self.tile_bytes}; the file is damaged. "
+            f"{self.dataset.name} decodes to {found}, expected {self.tile_bytes} bytes; the file is damaged. "
             "Re-create it from its source."
         )
-        raise LoomFormatError(msg)
+        raise LoomFormatError(msg) from cause
 
     def _csr_task(self, units: tuple[int, int]) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         kernels = _kernels()

@@ -252,6 +252,30 @@ def emit_tile_nonzeros(tiles, slots, bits, n_rows, by_column, positions, indices
 
 
 @numba.njit(nogil=True, cache=True)
+def inflate_chunks(decompress, decompressor, src, offsets, lengths, targets, out, tile_bytes, actual):
+    """Inflate zlib streams ``src[offsets[k]:offsets[k] + lengths[k]]`` into ``out`` at tile slot ``targets[k]``.
+
+    ``decompress`` is libdeflate's ``libdeflate_zlib_decompress`` (a ctypes function) and ``decompressor`` a
+    handle from ``libdeflate_alloc_decompressor``. Returns the index of the first stream that is damaged or does
+    not inflate to exactly ``tile_bytes`` bytes, or -1 when all are fine.
+    """
+    for k in range(offsets.shape[0]):
+        start = offsets[k]
+        target = targets[k] * tile_bytes
+        status = decompress(
+            decompressor,
+            src[start:].ctypes.data,
+            lengths[k],
+            out[target:].ctypes.data,
+            tile_bytes,
+            actual.ctypes.data,
+        )
+        if status != 0 or actual[0] != tile_bytes:
+            return k
+    return -1
+
+
+@numba.njit(nogil=True, cache=True)
 def tiles_to_dense(tiles, slots, n_genes, n_cells, out):
     """Write one column of chunks (cells ``0:n_cells`` of the band) into ``out`` (cells × genes), transposed.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import zlib
 from pathlib import Path
 
 import h5py
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from scanpy_loomio import _matrix
+from scanpy_loomio import LoomFormatError, _matrix
 from scanpy_loomio._matrix import read_matrix, write_matrix
 
 FIXTURES = Path(__file__).parents[1].parent / "shared/fixtures/real"
@@ -18,6 +19,16 @@ FIXTURES = Path(__file__).parents[1].parent / "shared/fixtures/real"
 INT_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 FLOAT_DTYPES = ["float16", "float32", "float64"]
 SHAPES = [(0, 7), (7, 0), (1, 1), (1, 150), (150, 1), (70, 130), (64, 64), (129, 65)]
+
+
+@pytest.fixture(autouse=True, params=["libdeflate", "isal-or-zlib"])
+def inflate_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run every test with both ways of inflating chunks: libdeflate from compiled code, and the Python modules."""
+    if request.param == "isal-or-zlib":
+        monkeypatch.setattr(_matrix, "_libdeflate", lambda: None)
+    elif _matrix._libdeflate() is None:
+        pytest.skip("libdeflate is not installed here")
+    return request.param
 
 
 def random_values(rng: np.random.Generator, shape: tuple[int, int], dtype: str, density: float = 0.2) -> np.ndarray:
@@ -358,13 +369,25 @@ def test_userblock_in_memory_and_open_for_writing(tmp_path: Path) -> None:
         check_all_formats(f["matrix"])
 
 
-def test_damaged_chunk_is_reported(tmp_path: Path) -> None:
-    values = np.ones((64, 64), dtype=np.float32)
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"x\x9c" + b"\x03\x00" + b"\x00\x00\x00\x01",  # a valid stream of nothing
+        b"x\x9c" + b"\xff" * 40,  # not deflate at all
+        zlib.compress(b"\x00" * 64 * 64 * 4)[:-4] + b"\x00\x00\x00\x00",  # wrong checksum
+    ],
+)
+def test_damaged_chunk_is_reported(tmp_path: Path, stream: bytes, inflate_path: str) -> None:
+    values = np.ones((64, 130), dtype=np.float32)
     with h5py.File(tmp_path / "m.loom", "w") as f:
         dset = write_matrix(f, "matrix", values, chunks=(64, 64))
-        dset.id.write_direct_chunk((0, 0), b"x\x9c" + b"\x03\x00" + b"\x00\x00\x00\x01")  # a valid, empty stream
-    with h5py.File(tmp_path / "m.loom", "r") as f, pytest.raises(ValueError, match="damaged"):
-        read_matrix(f["matrix"])
+        dset.id.write_direct_chunk((64, 0), stream)
+    with h5py.File(tmp_path / "m.loom", "r") as f:
+        reader = _matrix._ChunkReader(f["matrix"], _matrix._ChunkLayout.inspect(f["matrix"]))
+        assert (reader.libdeflate is not None) == (inflate_path == "libdeflate")
+        for fmt in ("csr", "csc", "dense"):
+            with pytest.raises(LoomFormatError, match=r"chunk at \(64, 0\) of /matrix .* damaged"):
+                read_matrix(f["matrix"], format=fmt)
 
 
 def test_non_numeric_dataset_uses_simple_path(tmp_path: Path) -> None:
