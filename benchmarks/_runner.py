@@ -107,7 +107,14 @@ def _load_input(path: str) -> Any:
     return ad.read_h5ad(path)
 
 
-def run(operation: str, source: str, output: str, threads: int | None) -> dict[str, Any]:
+def run(
+    operation: str,
+    source: str,
+    output: str,
+    threads: int | None,
+    chunks: tuple[int, int] | None = None,
+    level: int | None = None,
+) -> dict[str, Any]:
     """Load what ``operation`` needs, then time it and measure its memory."""
     import warnings
 
@@ -116,6 +123,11 @@ def run(operation: str, source: str, output: str, threads: int | None) -> dict[s
 
     import scanpy_loomio
 
+    matrix_options: dict[str, Any] = {}
+    if chunks is not None:
+        matrix_options["chunks"] = chunks
+    if level is not None:
+        matrix_options["compression_level"] = level
     adata = None
     write_ops = {"loomio-write", "anndata-write-loom", "h5ad-gzip-write", "engine-write"}
     if operation in write_ops:
@@ -130,7 +142,7 @@ def run(operation: str, source: str, output: str, threads: int | None) -> dict[s
     start = time.perf_counter()
     result = None
     if operation == "loomio-write":
-        scanpy_loomio.write_loom_full(output, adata, n_threads=threads, progress=False)
+        scanpy_loomio.write_loom_full(output, adata, n_threads=threads, progress=False, **matrix_options)
     elif operation == "loomio-read":
         result = scanpy_loomio.read_loom_full(source, n_threads=threads, progress=False)
     elif operation == "loomio-read-meta":
@@ -151,8 +163,10 @@ def run(operation: str, source: str, output: str, threads: int | None) -> dict[s
         from scanpy_loomio._matrix import write_matrix
 
         with h5py.File(output, "w") as f:
-            write_matrix(f, "matrix", adata.X, n_threads=threads)
-            write_matrix(f.create_group("layers"), "counts", adata.layers["counts"], n_threads=threads)
+            write_matrix(f, "matrix", adata.X, n_threads=threads, **matrix_options)
+            write_matrix(
+                f.create_group("layers"), "counts", adata.layers["counts"], n_threads=threads, **matrix_options
+            )
     elif operation == "engine-read":
         import h5py
 
@@ -190,8 +204,11 @@ def main() -> None:
     parser.add_argument("source", help="input .h5ad for writes, the file to read for reads")
     parser.add_argument("output", help="file to write (ignored by reads)")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--chunks", help="chunk shape of written matrices, as ROWS,COLUMNS (genes, cells)")
+    parser.add_argument("--level", type=int, default=None, help="gzip level of written matrices")
     args = parser.parse_args()
-    print(json.dumps(run(args.operation, args.source, args.output, args.threads)))
+    chunks = tuple(int(c) for c in args.chunks.split(",")) if args.chunks else None
+    print(json.dumps(run(args.operation, args.source, args.output, args.threads, chunks, args.level)))
 
 
 if __name__ == "__main__":

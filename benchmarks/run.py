@@ -156,9 +156,16 @@ def ensure_dataset(dataset: Dataset, data_dir: Path) -> Path:
     return path
 
 
-def run_operation(operation: str, source: Path, output: Path, threads: int | None, timeout: float) -> dict[str, Any]:
+def run_operation(
+    operation: str,
+    source: Path,
+    output: Path,
+    threads: int | None,
+    timeout: float,
+    extra: list[str] | None = None,
+) -> dict[str, Any]:
     """One operation in a fresh process; returns its measurements (or the error)."""
-    command = [sys.executable, str(HERE / "_runner.py"), operation, str(source), str(output)]
+    command = [sys.executable, str(HERE / "_runner.py"), operation, str(source), str(output), *(extra or [])]
     if threads is not None:
         command.append(f"--threads={threads}")
     try:
@@ -382,6 +389,63 @@ def plot_scaling(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+#: (gzip level, chunk shape) pairs of the --sweep mode: levels at loompy's chunk shape, then chunk shapes at level 2.
+SWEEP = [
+    *((level, (64, 64)) for level in (0, 1, 2, 3, 4, 6, 9)),
+    *((2, chunks) for chunks in ((32, 32), (128, 128), (256, 256), (512, 64), (64, 512))),
+]
+
+
+def sweep(args: argparse.Namespace) -> None:
+    """What the gzip level and the chunk shape cost: time and file size of the matrix engine (X + counts)."""
+    dataset = select_dataset(args) if (args.size or args.cells) else Dataset(*SIZES["S"], DEFAULT_DENSITY, "S")
+    source = ensure_dataset(dataset, args.data_dir)
+    out_dir = args.data_dir / "out" / dataset.tag
+    out_dir.mkdir(parents=True, exist_ok=True)
+    output = out_dir / OUTPUT_NAME["engine-write"]
+    rows = []
+    for round_number in range(1, args.rounds + 1):
+        for level, chunks in SWEEP:
+            extra = [f"--level={level}", f"--chunks={chunks[0]},{chunks[1]}"]
+            written = run_operation("engine-write", source, output, args.threads, args.timeout, extra)
+            read = run_operation("engine-read", output, output, args.threads, args.timeout)
+            for record in (written, read):
+                record.update(level=level, chunks=f"{chunks[0]}×{chunks[1]}", round=round_number)
+                rows.append(record)
+            print(
+                f"  round {round_number}  level {level} chunks {chunks}: write {written.get('seconds', float('nan')):.2f} s, "
+                f"read {read.get('seconds', float('nan')):.2f} s, {written.get('file_bytes', 0) / MiB:.0f} MiB",
+                flush=True,
+            )
+    output.unlink(missing_ok=True)
+    lines = [
+        "| gzip level | chunks (genes × cells) | write s | write CPU s | read s | read CPU s | file size |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for level, chunks in SWEEP:
+        label = f"{chunks[0]}×{chunks[1]}"
+
+        def median(operation: str, key: str, level: int = level, label: str = label) -> float:
+            values = [
+                r[key]
+                for r in rows
+                if r["operation"] == operation and r["level"] == level and r["chunks"] == label and key in r
+            ]
+            return statistics.median(values) if values else float("nan")
+
+        lines.append(
+            f"| {level} | {label} | {median('engine-write', 'seconds'):.2f} | {median('engine-write', 'cpu_seconds'):.2f} | "
+            f"{median('engine-read', 'seconds'):.2f} | {median('engine-read', 'cpu_seconds'):.2f} | "
+            f"{median('engine-write', 'file_bytes') / MiB:.0f} MiB |"
+        )
+    table = "\n".join(lines)
+    print(f"\n{dataset.tag}, threads {args.threads or 'all'}; {machine_description()}\n\n{table}\n")
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    out = args.results_dir / f"sweep-{dataset.tag}.json"
+    out.write_text(json.dumps({"records": rows, "table": table}, indent=1))
+    print(f"raw results: {out}")
+
+
 def _cleanup_outputs(data_dir: Path, dataset: Dataset) -> None:
     out_dir = data_dir / "out" / dataset.tag
     for name in OUTPUT_NAME.values():
@@ -414,6 +478,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--without-anndata-loom", action="store_true", help="skip anndata's loom functions")
     parser.add_argument("--scaling", action="store_true", help="measure how time and memory grow; writes a CSV")
     parser.add_argument("--quick", action="store_true", help="smaller sizes in --scaling mode")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="time and file size for several gzip levels and chunk shapes (default size S)",
+    )
     parser.add_argument("--plot", action="store_true", help="with --scaling: also draw a PNG (matplotlib)")
     parser.add_argument("--plot-path", type=Path, help="where to save the --plot PNG")
     parser.add_argument("--data-dir", type=Path, default=HERE / "data", help="generated inputs and outputs")
@@ -469,6 +538,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.scaling:
         scaling(args)
+        return
+    if args.sweep:
+        sweep(args)
         return
     dataset = select_dataset(args)
     operations = select_operations(args, dataset)
