@@ -26,7 +26,8 @@ from ._strings import decode_text
 #: dtype kinds a loom attribute may hold as they are (the loom validator's list).
 NATIVE_KINDS = frozenset("iuf")
 NATIVE_DTYPES = frozenset(
-    np.dtype(t) for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64")
+    np.dtype(t)
+    for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64")
 )
 
 
@@ -214,8 +215,10 @@ def decode_column(values: np.ndarray, codec: dict[str, Any] | None, aux: dict[st
         return pd.Categorical.from_codes(codes, categories=categories, ordered=codec.get("ordered", False))
     if kind == "nullable-integer":
         dtype = pd.api.types.pandas_dtype(codec["dtype"])
-        return pd.array(values.astype(dtype.numpy_dtype), dtype=dtype) if mask is None else pd.arrays.IntegerArray(
-            values.astype(dtype.numpy_dtype), mask
+        return (
+            pd.array(values.astype(dtype.numpy_dtype), dtype=dtype)
+            if mask is None
+            else pd.arrays.IntegerArray(values.astype(dtype.numpy_dtype), mask)
         )
     if kind == "nullable-boolean":
         return pd.arrays.BooleanArray(values.astype(bool), mask if mask is not None else np.zeros(len(values), bool))

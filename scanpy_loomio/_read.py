@@ -118,7 +118,9 @@ class LoomReader:
             raise self.error("/matrix", "no such dataset", "the main matrix of a loom file", "Is this a loom file?")
         matrix = self.file["matrix"]
         if not isinstance(matrix, h5py.Dataset) or matrix.ndim != 2:
-            raise self.error("/matrix", f"a {type(matrix).__name__} of {getattr(matrix, 'ndim', '?')} dimensions", "a 2-D dataset")
+            raise self.error(
+                "/matrix", f"a {type(matrix).__name__} of {getattr(matrix, 'ndim', '?')} dimensions", "a 2-D dataset"
+            )
         if matrix.dtype.kind not in "iufb":
             raise self.error("/matrix", f"values of dtype {matrix.dtype}", "numbers (integers, floats or bool)")
         n_genes, n_cells = matrix.shape
@@ -131,9 +133,7 @@ class LoomReader:
         if codec.get("type") == "absent":
             return None
         fmt = codec.get("format") or ("csr" if self.options.sparse else "dense")
-        value = _matrix.read_matrix(
-            dset, format=fmt, n_threads=self.options.n_threads, progress=self.options.progress
-        )
+        value = _matrix.read_matrix(dset, format=fmt, n_threads=self.options.n_threads, progress=self.options.progress)
         dtype = dtype or codec.get("dtype")
         if dtype is not None and value.dtype != np.dtype(dtype):
             value = value.astype(dtype)
@@ -214,7 +214,9 @@ class LoomReader:
                 try:
                     values_cache[name] = plain_values(datasets[name][()], where=f"{self.path}:/{group_path}/{name}")
                 except UnicodeDecodeError as err:
-                    raise self.error(f"/{group_path}/{name}", f"text that is not UTF-8 ({err.reason})", "UTF-8 text") from None
+                    raise self.error(
+                        f"/{group_path}/{name}", f"text that is not UTF-8 ({err.reason})", "UTF-8 text"
+                    ) from None
             return values_cache[name]
 
         # index
@@ -256,7 +258,9 @@ class LoomReader:
         for key, attrs in mapping.items():
             missing = [a for a in attrs if a not in datasets]
             if missing:
-                raise self.error(f"/{group_path}", f"no attributes {missing}", f"the attributes named in {axis}m_mapping[{key!r}]")
+                raise self.error(
+                    f"/{group_path}", f"no attributes {missing}", f"the attributes named in {axis}m_mapping[{key!r}]"
+                )
             multi[key] = np.stack([datasets[a][()] for a in attrs], axis=1)
             used.update(attrs)
 
@@ -389,7 +393,9 @@ class LoomReader:
             raise self.error(where, f"no {', '.join(missing)}", "datasets a, b and w (an edge list)")
         a, b, w = (g[x][()] for x in "abw")
         if not (a.shape == b.shape == w.shape) or a.ndim != 1:
-            raise self.error(where, f"a, b, w of shapes {a.shape}, {b.shape}, {w.shape}", "three 1-D datasets of one length")
+            raise self.error(
+                where, f"a, b, w of shapes {a.shape}, {b.shape}, {w.shape}", "three 1-D datasets of one length"
+            )
         codec = load_codec(g)
         bases = recorded_index_base(codec)
         if codec is None:  # another tool's graph: the convention's base, unless the values rule it out
@@ -397,7 +403,9 @@ class LoomReader:
                 bases[i], note = graph_index_base(values, n, self.convention.graph_index_base[i], f"{where}/{name}")
                 if note:
                     warnings.warn(f"{self.path}: {note}", LoomReadWarning, stacklevel=6)
-        a, b = (self._graph_index(where, x, name, n, base) for x, name, base in ((a, "a", bases[0]), (b, "b", bases[1])))
+        a, b = (
+            self._graph_index(where, x, name, n, base) for x, name, base in ((a, "a", bases[0]), (b, "b", bases[1]))
+        )
         if codec is None and w.dtype.kind not in "f":
             w = w.astype(np.float32)
         return build_matrix(a, b, w, n, codec)

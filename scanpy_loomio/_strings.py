@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 def vlen_str_dtype():
     """HDF5 variable-length UTF-8 string dtype."""
     import h5py

@@ -75,7 +75,9 @@ class WritePlan:
 
 def _check_name(name: Any, key: str) -> str:
     if not isinstance(name, str):
-        msg = f"{key}: the key {name!r} is a {type(name).__name__}; loom names must be strings. Rename it with a str key."
+        msg = (
+            f"{key}: the key {name!r} is a {type(name).__name__}; loom names must be strings. Rename it with a str key."
+        )
         raise LossyWriteError(msg)
     if "/" in name or name in ("", ".") or "\x00" in name:
         msg = f"{key}: the key {name!r} cannot be an HDF5 name (it is empty, '.', or contains '/' or NUL). Rename it."
@@ -127,9 +129,7 @@ class _Names:
         return name
 
 
-def _plan_axis(
-    adata: AnnData, axis: Literal["obs", "var"], convention: Convention, policy: LossyPolicy
-) -> AxisPlan:
+def _plan_axis(adata: AnnData, axis: Literal["obs", "var"], convention: Convention, policy: LossyPolicy) -> AxisPlan:
     frame: pd.DataFrame = getattr(adata, axis)
     index_attr = convention.cell_names_attr if axis == "obs" else convention.gene_names_attr
     renames = convention.obs_renames if axis == "obs" else convention.var_renames
@@ -193,10 +193,16 @@ def _plan_axis(
     if not convention.sidecar:
         for e in plan.embeddings:
             if e.storage == "sidecar":
-                _lossy(policy, f"{axis}m[{e.key!r}]: a {type(e.values).__name__} has no loom attribute form and convention {convention.name!r} allows no extra group.")
+                _lossy(
+                    policy,
+                    f"{axis}m[{e.key!r}]: a {type(e.values).__name__} has no loom attribute form and convention {convention.name!r} allows no extra group.",
+                )
         plan.embeddings = [e for e in plan.embeddings if e.storage != "sidecar"]
         for key, _ in plan.sidecar_graphs:
-            _lossy(policy, f"{axis}p[{key!r}]: weights of this dtype are not exact as float and convention {convention.name!r} allows no extra group.")
+            _lossy(
+                policy,
+                f"{axis}p[{key!r}]: weights of this dtype are not exact as float and convention {convention.name!r} allows no extra group.",
+            )
         plan.sidecar_graphs = []
     return plan
 
@@ -221,7 +227,10 @@ def _plan_uns(adata: AnnData, convention: Convention, policy: LossyPolicy) -> tu
         elif key not in RESERVED_GLOBALS and json_tag(value):
             in_globals[key] = ("json", value)
         else:
-            _lossy(policy, f"uns[{key!r}]: a {type(value).__name__} that neither anndata's element encoding nor JSON can store here.")
+            _lossy(
+                policy,
+                f"uns[{key!r}]: a {type(value).__name__} that neither anndata's element encoding nor JSON can store here.",
+            )
     return in_globals, in_record, in_sidecar
 
 
@@ -246,7 +255,9 @@ def plan_write(
             raise LossyWriteError(msg)
     filled_layers = _missing_layers(adata, convention, fill=fill_missing_layers)
     uns_globals, uns_record, uns_sidecar = _plan_uns(adata, convention, policy)
-    tool_globals = registry_globals([("col_attrs", e) for e in obs.embeddings] + [("row_attrs", e) for e in var.embeddings])
+    tool_globals = registry_globals(
+        [("col_attrs", e) for e in obs.embeddings] + [("row_attrs", e) for e in var.embeddings]
+    )
     if adata.raw is not None and not convention.sidecar:
         _lossy(policy, f"raw: convention {convention.name!r} allows no extra group to keep it.")
     metadata = Metadata(
@@ -345,9 +356,7 @@ def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, side
         sidecar_put(file, f"{plan.name}p/{key}", value)
 
 
-def _write_layer(
-    group: h5py.Group, name: str, value: Any, shape: tuple[int, int], options: dict[str, Any]
-) -> None:
+def _write_layer(group: h5py.Group, name: str, value: Any, shape: tuple[int, int], options: dict[str, Any]) -> None:
     if value is None:
         dset = _matrix.write_matrix(group, name, None, shape=shape, dtype=np.dtype(np.float32), **options)
         dset.attrs[CODEC_ATTR] = dump_codec({"type": "absent"})
@@ -478,7 +487,9 @@ def write_loom_full(
         msg = "write_loom_full(filename, adata): the first argument is an AnnData; pass the file name first, like sc.write."
         raise TypeError(msg)
     if not isinstance(adata, AnnData):
-        msg = f"write_loom_full(filename, adata): expected an AnnData as the second argument, got {type(adata).__name__}."
+        msg = (
+            f"write_loom_full(filename, adata): expected an AnnData as the second argument, got {type(adata).__name__}."
+        )
         raise TypeError(msg)
     if not isinstance(filename, str | os.PathLike):
         msg = f"write_loom_full(filename, adata): expected a path as the first argument, got {type(filename).__name__}."
@@ -500,7 +511,9 @@ def write_loom_full(
     with atomic_target(path) as tmp, h5py.File(tmp, "w") as file:
         execute_plan(file, plan, options)
         if session_info and conv.sidecar:
-            file.require_group(SIDECAR_GROUP).create_dataset("session_info", data=session_report(), dtype=vlen_str_dtype())
+            file.require_group(SIDECAR_GROUP).create_dataset(
+                "session_info", data=session_report(), dtype=vlen_str_dtype()
+            )
 
 
 def _progress_default(progress: bool | None) -> bool:

@@ -41,12 +41,17 @@ def same(expected: Any, actual: Any) -> bool:
     if actual is MISSING:
         return False
     if isinstance(expected, pd.Index):
-        return isinstance(actual, pd.Index) and expected.equals(actual) and expected.dtype == actual.dtype and (
-            expected.name == actual.name
+        return (
+            isinstance(actual, pd.Index)
+            and expected.equals(actual)
+            and expected.dtype == actual.dtype
+            and (expected.name == actual.name)
         )
     if isinstance(expected, pd.Series):
         try:
-            pd.testing.assert_series_equal(expected, actual, check_exact=True, check_index=False)  # names are their own row
+            pd.testing.assert_series_equal(
+                expected, actual, check_exact=True, check_index=False
+            )  # names are their own row
         except (AssertionError, TypeError):
             return False
         return True
