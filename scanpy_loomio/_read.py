@@ -74,7 +74,7 @@ class LoomReader:
         self.path = path
         self.options = options
         self.globals = read_globals(file)
-        self.metadata = usable_metadata(self._metadata(), path)
+        self.metadata = usable_metadata(self._metadata(), path, file)
         self.convention = self._convention()
 
     # -- helpers ---------------------------------------------------------------------------------------------

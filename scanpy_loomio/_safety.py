@@ -231,6 +231,10 @@ def _check_dataset(path: Path, name: str, dset: h5py.Dataset, allow_external: bo
             "data stored in this file",
             _EXTERNAL_FIX,
         )
+    problem = _type_problem(dset.id.get_type())
+    if problem:
+        # HDF5 accepts these when it opens the dataset and crashes (segmentation fault) when it converts the values
+        raise _error(path, name, f"a damaged datatype ({problem})", "a datatype HDF5 can read", "The file is damaged.")
     plist = dset.id.get_create_plist()
     try:
         plist.fill_value_defined()
@@ -255,6 +259,50 @@ def _check_dataset(path: Path, name: str, dset: h5py.Dataset, allow_external: bo
                 "gzip, lzf or another filter HDF5 has",
                 "Install and import the plugin first (e.g. `pip install hdf5plugin` and `import hdf5plugin`).",
             )
+
+
+_STRING, _VLEN = 3, 9  # HDF5 datatype classes
+
+
+def _type_problem(tid: Any) -> str | None:
+    """A datatype field HDF5 does not check when it reads the file but crashes on later, or ``None``.
+
+    Read from HDF5's own serialization of the type: the class and its bit fields as stored in the file.
+    """
+    try:
+        raw = tid.encode()
+    except (AttributeError, ValueError, RuntimeError, TypeError):
+        return None
+    if len(raw) < 5:
+        return None
+    kind, flags = raw[2] & 0x0F, raw[3]
+    if kind == _VLEN:
+        if flags & 0x0F not in (0, 1):  # 0: a sequence, 1: a string
+            return f"a variable-length type of unknown kind {flags & 0x0F}"
+        if flags & 0x0F == 1 and raw[4] & 0x0F > 1:
+            return f"variable-length text in unknown character set {raw[4] & 0x0F}"
+        return _type_problem(tid.get_super()) if flags & 0x0F == 0 else None
+    if kind == _STRING and (flags & 0x0F > 2 or flags >> 4 > 1):
+        return f"text with unknown padding {flags & 0x0F} or character set {flags >> 4}"
+    if isinstance(tid, h5py.h5t.TypeCompoundID):
+        for i in range(tid.get_nmembers()):
+            problem = _type_problem(tid.get_member_type(i))
+            if problem:
+                return problem
+    if isinstance(tid, h5py.h5t.TypeArrayID):
+        return _type_problem(tid.get_super())
+    return None
+
+
+def _check_attributes(path: Path, where: str, obj: Any) -> None:
+    """Attribute names must be text and their datatypes well-formed (HDF5 crashes on some damaged ones)."""
+    for name in obj.attrs:
+        label = f"{where} (attribute {name!r})"
+        if not isinstance(name, str):  # h5py gives bytes for names that are not UTF-8
+            raise _error(path, label, "an attribute name that is not UTF-8 text", "UTF-8 names")
+        problem = _type_problem(obj.attrs.get_id(name).get_type())
+        if problem:
+            raise _error(path, label, f"a damaged datatype ({problem})", "a datatype HDF5 can read")
 
 
 def _check_soft_link(path: Path, group: h5py.Group, name: str, link: h5py.SoftLink, ancestors: dict[int, str]) -> None:
@@ -289,9 +337,7 @@ def check_structure(file: h5py.File, path: Path, *, allow_external: bool = False
         soft links that do not resolve or loop, groups linked inside themselves, nesting deeper than
         :data:`MAX_DEPTH`, and filters this installation cannot decode. The message names the link or dataset.
     """
-    for name in file.attrs:
-        if not isinstance(name, str):
-            raise _error(path, f"/ (attribute {name!r})", "an attribute name that is not UTF-8 text", "UTF-8 names")
+    _check_attributes(path, "/", file)
     datasets: list[DatasetInfo] = []
     visited: set[int] = set()
     # depth-first with an explicit stack (hostile files can nest deeper than Python's recursion limit);
@@ -341,6 +387,7 @@ def check_structure(file: h5py.File, path: Path, *, allow_external: bool = False
             obj = group.get(name)
             if isinstance(obj, h5py.Datatype) or obj is None:
                 raise _error(path, where, f"a {type(obj).__name__}", "datasets and groups only (no named datatypes)")
+            _check_attributes(path, where, obj)
             if isinstance(obj, h5py.Dataset):
                 _check_dataset(path, where, obj, allow_external)
                 datasets.append(DatasetInfo(where, obj))
@@ -662,11 +709,46 @@ def _record_problem(metadata: Metadata) -> str | None:
     return None
 
 
-def usable_metadata(metadata: Metadata | None, path: Path) -> Metadata | None:
-    """The record when its entries make sense; otherwise ``None`` (read as plain loom) with a warning."""
+def _file_problem(metadata: Metadata, file: h5py.File) -> str | None:
+    """Where the record points, the file must still hold what it says (another tool may have replaced it)."""
+    for axis, group in (("obs", "col_attrs"), ("var", "row_attrs")):
+        record = getattr(metadata, axis)
+
+        def found(attr: str | None, *, ndim: set[int], text_or_numbers: bool = True, group: str = group) -> str | None:
+            dset = file.get(f"{group}/{attr}") if attr else None
+            if not isinstance(dset, h5py.Dataset):
+                return None  # deleted by another tool: the reader goes without it
+            if dset.ndim in ndim and (not text_or_numbers or _text_or_numbers(dset.dtype)):
+                return None
+            return f"/{group}/{attr}, a {dset.ndim}-D dataset of dtype {dset.dtype}"
+
+        problem = found(record.index_attr, ndim={1})
+        if problem:
+            return f"{axis} names are recorded in {problem}"
+        for key, attr in record.columns:
+            problem = found(attr, ndim={1}, text_or_numbers=False)
+            if problem:
+                return f"{axis}[{key!r}] is recorded in {problem}"
+        for key, entry in record.multi.items():
+            dims = {1} if entry.get("storage") == "columns" else {2, 3, 4}
+            for attr in entry.get("attrs", []):
+                problem = found(attr, ndim=dims)
+                if problem:
+                    return f"{axis}m[{key!r}] is recorded in {problem}"
+    return None
+
+
+def _text_or_numbers(dtype: np.dtype) -> bool:
+    from ._strings import is_text_dtype
+
+    return dtype.kind in NUMERIC_KINDS or is_text_dtype(dtype)
+
+
+def usable_metadata(metadata: Metadata | None, path: Path, file: h5py.File | None = None) -> Metadata | None:
+    """The record when its entries make sense (and fit ``file``); otherwise ``None`` (plain loom) with a warning."""
     if metadata is None:
         return None
-    problem = _record_problem(metadata)
+    problem = _record_problem(metadata) or (_file_problem(metadata, file) if file is not None else None)
     if problem is None:
         return metadata
     warnings.warn(

@@ -45,7 +45,7 @@ import json, sys, warnings
 warnings.simplefilter("ignore")
 from scanpy_loomio import LoomFormatError, read_loom_full
 
-for line in sys.stdin:
+for line in open(sys.argv[1], encoding="utf-8"):
     path = line.rstrip("\n")
     print(json.dumps({"start": path}), flush=True)
     try:
@@ -74,12 +74,13 @@ def read_in_child(paths: list[Path]) -> dict[str, tuple[str, str]]:
     )
     results: dict[str, tuple[str, str]] = {}
     pending = [str(p) for p in paths]
+    listing = Path(paths[0]).parent / "files-to-read.txt" if paths else None
     while pending:
+        # the list goes through a file: through a pipe, a long list would fill it while the child's answers fill another
+        listing.write_text("".join(f"{p}\n" for p in pending), encoding="utf-8")
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+            [sys.executable, "-c", CHILD, str(listing)], stdout=subprocess.PIPE, text=True, env=env
         )
-        child.stdin.write("".join(f"{p}\n" for p in pending))
-        child.stdin.close()
         current = None
         while True:
             ready, _, _ = select.select([child.stdout], [], [], HANG_SECONDS if current else START_SECONDS)
@@ -212,8 +213,13 @@ def apply_h5py_mutation(path: Path, mutation: tuple) -> None:
             target = f[names[pick % len(names)]]
             key = ["scanpy_loomio_codec", "encoding-type", "encoding-version", "LOOM_SPEC_VERSION"][pick % 4]
             target.attrs[key] = np.bytes_(value) if isinstance(value, bytes) else value
-        elif kind == "record" and "attrs/scanpy_loomio" in f:
-            record = json.loads(f["attrs/scanpy_loomio"][()])
+        elif kind == "record" and isinstance(f.get("attrs/scanpy_loomio"), h5py.Dataset):
+            try:
+                record = json.loads(f["attrs/scanpy_loomio"][()])
+            except (TypeError, ValueError):
+                return  # an earlier mutation replaced it
+            if not isinstance(record, dict) or not record:
+                return
             keys = sorted(record)
             section = keys[pick % len(keys)]
             if isinstance(record[section], dict) and record[section]:
@@ -276,10 +282,44 @@ def test_mutated_files_give_data_or_documented_errors(
 
 
 # -- crash and hang check in a separate process ----------------------------------------------------------------------
-def test_seeded_byte_mutations_in_a_separate_process(tmp_path: Path, base_files: list[Path]) -> None:
+REPLACEMENTS = [
+    lambda n: np.arange(n),
+    lambda n: np.full(n, np.nan),
+    lambda n: np.ones((n, 3), np.float32),
+    lambda n: np.full(n, b"\xff\xfe"),
+    lambda n: np.array(["x"] * n, dtype=object),
+    lambda n: np.array([f"v{i % 3}" for i in range(n)], dtype=object),
+    lambda n: np.zeros(n, dtype=[("_X", "f4"), ("_Y", "i1")]),
+    lambda n: np.float64(1.5),
+]
+
+
+def random_h5py_mutation(rng: np.random.Generator) -> tuple:
+    """A mutation for :func:`apply_h5py_mutation`, drawn with numpy (broad and cheap, unlike hypothesis' shrinking)."""
+    kind = str(rng.choice(["replace", "delete", "attribute", "record"], p=[0.5, 0.15, 0.2, 0.15]))
+    pick = int(rng.integers(0, 256))
+    if kind == "replace":
+        n = int(rng.choice([0, 1, 3, 25, 40, 41, 160]))
+        return kind, pick, REPLACEMENTS[int(rng.integers(0, len(REPLACEMENTS)))](max(n, 1))
+    if kind == "attribute":
+        values = ['{"type": "categorical"}', '{"type": "matrix", "format": "csc"}', "[1, 2]", "{", "dict", "99.0"]
+        return kind, pick, values[int(rng.integers(0, len(values)))]
+    if kind == "record":
+        return kind, pick, [None, 7, "x", [], {}, [["a", "b"]], {"storage": "matrix"}][int(rng.integers(0, 7))]
+    return kind, pick, None
+
+
+def test_seeded_mutations_in_a_separate_process(tmp_path: Path, base_files: list[Path]) -> None:
     rng = np.random.default_rng(int(os.environ.get("SCANPY_LOOMIO_FUZZ_SEED", "20240601")))
     per_base = int(os.environ.get("SCANPY_LOOMIO_FUZZ_FILES", "120"))
     paths = []
+    for base in base_files:
+        for i in range(per_base // 2):
+            path = tmp_path / f"{base.stem}-h5py-{i:03d}.loom"
+            shutil.copyfile(base, path)
+            for _ in range(int(rng.integers(1, 3))):
+                apply_h5py_mutation(path, random_h5py_mutation(rng))
+            paths.append(path)
     for base in base_files:
         original = base.read_bytes()
         for i in range(per_base):
@@ -322,7 +362,11 @@ def _damage_global_heap(data: bytearray) -> None:
 
 
 def test_damage_that_crashed_or_hung_hdf5(tmp_path: Path, base_files: list[Path]) -> None:
-    """Each once crashed (segmentation fault) or hung HDF5; read in a separate process, each is a LoomFormatError."""
+    """Each once crashed (segmentation fault) or hung HDF5; read in a separate process, each is a LoomFormatError.
+
+    Damaged fill value sizes and variable-length kinds crashed HDF5, a damaged global heap made it loop forever, and
+    a damaged text length made it allocate gigabytes.
+    """
     ours = base_files[0]
     cases = {}
     data = bytearray(ours.read_bytes())
@@ -337,6 +381,14 @@ def test_damage_that_crashed_or_hung_hdf5(tmp_path: Path, base_files: list[Path]
     data = bytearray(ours.read_bytes())
     data[offset : offset + 4] = (3 * 2**30).to_bytes(4, "little")
     cases["text-length"] = (data, r"found variable-length data with an impossible length")
+    data = bytearray(ours.read_bytes())
+    # datatype messages of variable-length UTF-8 text: class 9 (version 1), kind 1 (text); kind 9 does not exist
+    text_type = b"\x19\x01\x01\x00\x10\x00\x00\x00"
+    assert data.count(text_type) > 0
+    cases["variable-length-kind"] = (
+        data.replace(text_type, b"\x19\x09\x01\x00\x10\x00\x00\x00"),
+        r"found a damaged datatype \(a variable-length type of unknown kind 9\)",
+    )
     paths = {}
     for name, (content, _) in cases.items():
         paths[name] = tmp_path / f"{name}.loom"

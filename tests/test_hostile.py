@@ -527,6 +527,19 @@ def test_damaged_record_reads_as_plain_loom(
     assert_plain_values(back, adata)
 
 
+def test_names_replaced_by_records_read_as_plain_loom(tmp_path: Path, valid_file: Path, adata: AnnData) -> None:
+    """The record says obs names are in CellID, but another tool replaced it with compound records."""
+    path = edited(
+        tmp_path, valid_file, replace("col_attrs/CellID", np.zeros(N_OBS, dtype=[("_X", "f4"), ("_Y", "i1")]))
+    )
+    warning = r"inconsistent \(obs names are recorded in /col_attrs/CellID, a 1-D dataset of dtype \[\('_X'"
+    with pytest.warns(LoomReadWarning, match=warning):
+        back = read_unchanged(path)
+    np.testing.assert_array_equal(sparse.csr_matrix(back.X).toarray(), adata.X.toarray())
+    assert list(back.var_names) == list(adata.var_names)
+    assert back.obsm["CellID"].shape == (N_OBS, 2)
+
+
 @pytest.mark.parametrize(
     ("hdf5_path", "codec", "message"),
     [
