@@ -26,6 +26,7 @@ import errno
 import os
 import re
 import stat
+import struct
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -448,8 +449,9 @@ def check_layout(file: h5py.File, path: Path) -> None:
 def check_file(file: h5py.File, path: Path, *, allow_external: bool = False) -> list[DatasetInfo]:
     """Everything checked before reading: structure, global heaps, layout and codecs."""
     datasets = check_structure(file, path, allow_external=allow_external)
-    check_global_heaps(file, path)
-    check_vlen_datasets(file, path, datasets)
+    checked: set[int] = set()  # global heaps already checked
+    check_global_heaps(file, path, checked)
+    check_vlen_datasets(file, path, datasets, checked)
     check_layout(file, path)
     check_codecs(file, path)
     return datasets
@@ -494,12 +496,12 @@ def _heap_problem(image: Any, start: int, sizeof_size: int, file_size: int) -> s
     if size < header or end > file_size:
         return None  # HDF5 reports these itself
     position = start + header
+    unpack = struct.Struct("<H6x" + {2: "H", 4: "I", 8: "Q"}[sizeof_size]).unpack_from  # index, …, size
     while position < end:
         if position + object_header > end:
             break  # a tail too small for an object header is free space
-        index = int.from_bytes(image[position : position + 2], "little")
-        length = int.from_bytes(image[position + 8 : position + object_header], "little")
-        need = object_header + -(-length // 8) * 8 if index > 0 else length
+        index, length = unpack(image, position)
+        need = object_header + ((length + 7) & ~7) if index else length
         if need < object_header or need > end - position:
             return (
                 f"object {index} at byte {position - start} of {need} bytes in a collection of {size} bytes"
@@ -520,7 +522,7 @@ def _heap_error(path: Path, address: int, problem: str) -> LoomFormatError:
     )
 
 
-def check_global_heaps(file: h5py.File, path: Path) -> None:
+def check_global_heaps(file: h5py.File, path: Path, checked: set[int] | None = None) -> None:
     """Refuse global heap collections that would make HDF5 loop forever or read past them.
 
     HDF5 itself hangs on a collection whose object sizes are damaged (an object taking no room is walked over
@@ -546,13 +548,19 @@ def check_global_heaps(file: h5py.File, path: Path) -> None:
                 problem = _heap_problem(image, found, sizeof_size, file_size)
                 if problem:
                     raise _heap_error(path, found, problem)
+                if checked is not None:
+                    checked.add(found)
                 found = image.find(GCOL_SIGNATURE, found + 1)
 
 
-def _check_heaps_at(handle: Any, path: Path, addresses: set[int], base: int, sizeof_size: int, file_size: int) -> None:
-    """Check the collections at these addresses (relative to the superblock at ``base``)."""
+def _check_heaps_at(
+    handle: Any, path: Path, addresses: set[int], base: int, sizeof_size: int, file_size: int, checked: set[int]
+) -> None:
+    """Check the collections at these addresses (relative to the superblock at ``base``) not ``checked`` yet."""
     for address in sorted(addresses):
         start = base + address
+        if start in checked:
+            continue
         handle.seek(start)
         header = handle.read(len(GCOL_SIGNATURE) + sizeof_size)
         if len(header) < len(GCOL_SIGNATURE) + sizeof_size or not header.startswith(GCOL_SIGNATURE):
@@ -619,7 +627,9 @@ def _chunk_offsets(dset: h5py.Dataset) -> list[tuple[int, ...]]:
     return offsets
 
 
-def check_vlen_datasets(file: h5py.File, path: Path, datasets: list[DatasetInfo]) -> None:
+def check_vlen_datasets(
+    file: h5py.File, path: Path, datasets: list[DatasetInfo], checked: set[int] | None = None
+) -> None:
     """Refuse variable-length values (text) whose stored lengths or addresses lie beyond the end of the file.
 
     HDF5 allocates and fills the memory a stored length claims before it finds the address invalid, so one damaged
@@ -673,7 +683,7 @@ def check_vlen_datasets(file: h5py.File, path: Path, datasets: list[DatasetInfo]
                         "HDF5 would allocate that much before failing. The file is damaged; copy or download it again.",
                     )
         # the collections that text points to (in large files the only ones checked)
-        _check_heaps_at(handle, path, heaps, base, sizeof_size, file_size)
+        _check_heaps_at(handle, path, heaps, base, sizeof_size, file_size, checked if checked is not None else set())
 
 
 # -- this package's own record and codecs ---------------------------------------------------------------------------
