@@ -8,8 +8,13 @@ what is stored. Before anything is read, this module
   (:func:`open_read_only`);
 - walks the whole HDF5 tree once without following any link (:func:`check_structure`): external links, soft links that
   do not resolve or form a loop, hard-link cycles, virtual datasets backed by other files, datasets stored in external
-  raw files and filters this installation cannot decode are refused;
-- checks that this package's own record and codec attributes are well-formed (:func:`usable_metadata`,
+  raw files, filters this installation cannot decode, names that are not UTF-8, and damaged datatypes and fill values
+  (on which HDF5 crashes) are refused;
+- checks, from the file's own bytes, the global heaps holding text and the stored lengths of text values, which HDF5
+  trusts and hangs or allocates gigabytes on when they are damaged (:func:`check_global_heaps`,
+  :func:`check_vlen_datasets`);
+- checks that the loom objects are of the kinds the reader expects, and that this package's own record and codec
+  attributes are well-formed and still fit the file (:func:`check_layout`, :func:`usable_metadata`,
   :func:`check_codecs`);
 - estimates the memory the read needs from shapes, dtypes and the chunk index, and refuses files that would need more
   than is available, or that declare far more matrix data than they store (:func:`check_read_size`).

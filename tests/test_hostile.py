@@ -394,6 +394,15 @@ def test_tiny_chunks_over_a_large_matrix(tmp_path: Path, valid_file: Path) -> No
         read_unchanged(path, memory_limit=8 * 2**30)
 
 
+def test_chunk_larger_than_the_limit(tmp_path: Path, valid_file: Path) -> None:
+    """HDF5 decompresses whole chunks: one chunk over the limit is refused, however small the matrix's result."""
+    matrix = sparse.random(N_VARS, N_OBS, density=0.3, random_state=0).toarray().astype(np.float32)
+    path = edited(tmp_path, valid_file, replace("matrix", matrix, chunks=(N_VARS, N_OBS), compression="gzip"))
+    message = rf"found chunks of \({N_VARS}, {N_OBS}\) \(1\.4 KiB each, decompressed whole\); expected chunks that fit"
+    with pytest.raises(LoomFormatError, match=where(path, "/matrix") + message):
+        read_unchanged(path, memory_limit=1000)
+
+
 def test_nonzero_fill_value_counts_every_element(tmp_path: Path, valid_file: Path) -> None:
     """Unstored chunks read as the fill value; with a fill of 1.5 the sparse result holds every element."""
 
