@@ -140,6 +140,9 @@ def open_read_only(path: Path) -> h5py.File:
     ------
     FileNotFoundError, IsADirectoryError, PermissionError, OSError
         When the path does not exist, is a folder, cannot be read or is not a regular file.
+    BlockingIOError
+        When ``HDF5_USE_FILE_LOCKING=TRUE`` asks for a lock another process holds (HDF5 lets it override the
+        reader's choice).
     UnreadableFileError
         When the file is empty, has no HDF5 signature, or HDF5 cannot open it (truncated or damaged).
     """
@@ -169,23 +172,38 @@ def open_read_only(path: Path) -> h5py.File:
         raise UnreadableFileError(msg)
     try:
         return _h5py_open(path)
-    except (OSError, RuntimeError, ValueError, KeyError) as err:
-        msg = (
-            f"{path}: /: found {_open_error_reason(err, st.st_size)}; expected a complete HDF5 file. "
-            "Copy or download it again."
+    except OSError as err:
+        if "unable to lock file" not in str(err).lower():
+            raise UnreadableFileError(_open_error_message(path, err, st.st_size)) from None
+        reason = (
+            "is open for writing in another process, which holds HDF5's file lock, and HDF5_USE_FILE_LOCKING="
+            f"{os.environ.get('HDF5_USE_FILE_LOCKING', '')!r} makes readers take the lock too (HDF5 lets it override "
+            "the reader); set HDF5_USE_FILE_LOCKING=FALSE or leave it unset to read the file anyway"
         )
-        raise UnreadableFileError(msg) from None
+        raise BlockingIOError(errno.EAGAIN, reason, str(path)) from None
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise UnreadableFileError(_open_error_message(path, err, st.st_size)) from None
+
+
+def _open_error_message(path: Path, err: BaseException, size: int) -> str:
+    return (
+        f"{path}: /: found {_open_error_reason(err, size)}; expected a complete HDF5 file. Copy or download it again."
+    )
 
 
 def _h5py_open(path: Path) -> h5py.File:
     try:
         # readers never need a lock; without this, HDF5 refuses to open a file another process has open for writing
         return h5py.File(path, "r", locking=False)
-    except (TypeError, ValueError, OSError) as err:
+    except (TypeError, ValueError) as err:
         if "lock" not in str(err):
             raise
-        # h5py or HDF5 too old for the option, or this process already has the file open with locking on
-        return h5py.File(path, "r")
+        # h5py or HDF5 too old for the option
+    except OSError as err:
+        if "flag values don't match" not in str(err):
+            raise
+        # this process already has the file open with locking on, and HDF5 opens a file only one way at a time
+    return h5py.File(path, "r")
 
 
 # -- structure -------------------------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -18,6 +20,7 @@ import pytest
 from anndata import AnnData
 from anndata.tests.helpers import assert_adata_equal
 
+import scanpy_loomio
 from scanpy_loomio import read_loom_full, write_loom_full
 
 FORK = multiprocessing.get_context("fork")
@@ -86,6 +89,10 @@ def _h5py_open_with_locking(path: str, queue: multiprocessing.Queue) -> None:
         queue.put(f"OSError: {err}")
 
 
+@pytest.mark.skipif(
+    os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() == "TRUE",
+    reason="HDF5_USE_FILE_LOCKING=TRUE makes HDF5 lock for readers too",
+)
 def test_readers_at_once_even_while_a_writer_holds_the_file(tmp_path: Path) -> None:
     target = tmp_path / "shared.loom"
     write_loom_full(target, adata_for(1))
@@ -114,27 +121,40 @@ def test_readers_at_once_even_while_a_writer_holds_the_file(tmp_path: Path) -> N
     assert holder.exitcode == 0
 
 
-@pytest.mark.parametrize("setting", ["FALSE", "TRUE"])
-def test_reading_ignores_the_locking_environment_variable(tmp_path: Path, setting: str) -> None:
-    """Readers never lock, whatever HDF5_USE_FILE_LOCKING says; the variable still governs other HDF5 users."""
+def test_locking_asked_for_by_the_environment(tmp_path: Path) -> None:
+    """HDF5_USE_FILE_LOCKING=TRUE overrides the reader's choice in HDF5; the reader then says so clearly.
+
+    HDF5 reads the variable once, when it starts, so the reader runs in a new process.
+    """
     target = tmp_path / "shared.loom"
     write_loom_full(target, adata_for(1))
-    queue = FORK.Queue()
-
-    def read_with_setting() -> None:
-        os.environ["HDF5_USE_FILE_LOCKING"] = setting
-        _read_many(str(target), 2, queue)
-
     opened, release = FORK.Event(), FORK.Event()
     holder = FORK.Process(target=_hold_open_for_writing, args=(str(target), opened, release))
     holder.start()
+    code = (
+        "import sys\n"
+        "from scanpy_loomio import read_loom_full\n"
+        "try:\n"
+        "    read_loom_full(sys.argv[1])\n"
+        "except BlockingIOError as err:\n"
+        "    print('BlockingIOError', err)\n"
+        "else:\n"
+        "    print('read')\n"
+    )
+    package = str(Path(scanpy_loomio.__file__).parents[1])
+    env = dict(
+        os.environ,
+        HDF5_USE_FILE_LOCKING="TRUE",
+        PYTHONPATH=os.pathsep.join([package, os.environ.get("PYTHONPATH", "")]),
+    )
     try:
         assert opened.wait(timeout=120)
-        reader = FORK.Process(target=read_with_setting)
-        reader.start()
-        result = queue.get(timeout=300)
-        reader.join(timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-c", code, str(target)], capture_output=True, text=True, env=env, timeout=300, check=True
+        )
     finally:
         release.set()
         holder.join(timeout=60)
-    assert result == "ok"
+    assert result.stdout.startswith("BlockingIOError"), result.stdout + result.stderr
+    assert "HDF5_USE_FILE_LOCKING='TRUE' makes readers take the lock too" in result.stdout
+    assert str(target) in result.stdout
