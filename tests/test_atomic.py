@@ -34,7 +34,8 @@ from scipy import sparse
 from scanpy_loomio import LossyWriteError, read_loom_full, write_loom_full
 from scanpy_loomio._atomic import TMP_SUFFIX, clean_stale_temporaries
 
-FORK = multiprocessing.get_context("fork")
+FORK = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+needs_fork = pytest.mark.skipif(FORK is None, reason="the writer processes are forked (POSIX)")
 
 
 def digest(path: Path) -> str:
@@ -91,6 +92,7 @@ def run_in_child(func: Callable[[], object], timeout: float = 120) -> tuple[str,
 
 
 # -- killed writers --------------------------------------------------------------------------------------------------
+@needs_fork
 def test_writer_killed_at_random_moments(tmp_path: Path) -> None:
     """SIGKILL at any moment: the target is the old file, byte for byte, or the complete new one."""
     old, new = adata_for(1, n_obs=4000, n_vars=600), adata_for(2, n_obs=4000, n_vars=600)
@@ -130,6 +132,7 @@ def test_writer_killed_at_random_moments(tmp_path: Path) -> None:
     assert_adata_equal(new, read_loom_full(target), exact=True)
 
 
+@needs_fork
 def test_interrupted_write_removes_its_temporary(tmp_path: Path) -> None:
     """An exception in the middle of writing (here KeyboardInterrupt from a timer) leaves the old file."""
     target = tmp_path / "data.loom"
@@ -243,6 +246,7 @@ def test_missing_folder(tmp_path: Path) -> None:
     assert not target.parent.exists()
 
 
+@needs_fork
 def test_file_size_limit(tmp_path: Path) -> None:
     """A full disk, simulated with RLIMIT_FSIZE in a child process: a clear error, the old file intact."""
     resource = pytest.importorskip("resource")

@@ -23,7 +23,10 @@ from anndata.tests.helpers import assert_adata_equal
 import scanpy_loomio
 from scanpy_loomio import read_loom_full, write_loom_full
 
-FORK = multiprocessing.get_context("fork")
+pytestmark = pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="the writer and reader processes are forked (POSIX)"
+)
+FORK = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
 
 
 def adata_for(seed: int) -> AnnData:

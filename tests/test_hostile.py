@@ -879,6 +879,10 @@ def _read_as_nobody(path: str, queue: multiprocessing.Queue) -> None:
         queue.put(("read", False, ""))
 
 
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or (os.geteuid() == 0 and "fork" not in multiprocessing.get_all_start_methods()),
+    reason="needs POSIX users (and fork, as root, who reads every file)",
+)
 def test_permission_denied(tmp_path: Path, valid_file: Path) -> None:
     path = tmp_path / "private.loom"
     shutil.copyfile(valid_file, path)
