@@ -77,6 +77,11 @@ READING_LIBRARIES = frozenset({"h5py", "anndata"})
 DECODER_MODULES = frozenset({"zlib", "igzip_lib", "isal"})
 #: Bytes per chunk position of the fast matrix reader's chunk table (offset, size and filter mask, int64 each).
 CHUNK_TABLE_BYTES = 24
+#: Chunk positions per matrix beyond which reading takes too long to be worth trying without being asked
+#: (2**27 positions of loompy's 64 × 64 chunks: 5.6e11 elements, ten million cells × 56,000 genes).
+MAX_CHUNK_POSITIONS = 2**27
+#: A matrix declaring more empty space than the memory limit must store at least this fraction of its chunks.
+MIN_STORED_FRACTION = 0.01
 PACKAGE = __name__.split(".", 1)[0]
 
 MemoryLimit = int | Literal["available"] | None
@@ -952,6 +957,15 @@ def _matrix_costs(path: Path, info: DatasetInfo, *, sparse: bool, dtype: str | N
     costs: list[Cost] = []
     if dset.chunks is not None:
         grid = _elements(tuple(-(-n // c) for n, c in zip(dset.shape, dset.chunks, strict=True)))
+        if limit is not None and grid > MAX_CHUNK_POSITIONS:
+            raise _error(
+                path,
+                info.name,
+                f"a {dset.shape} {dset.dtype} dataset in chunks of {dset.chunks}: {grid:,} chunk positions",
+                f"at most {MAX_CHUNK_POSITIONS:,} chunk positions",
+                "Reading would visit every one of them; the file may be damaged or crafted. Pass memory_limit=None "
+                "to read it anyway.",
+            )
         costs.append(Cost(info.name, grid * CHUNK_TABLE_BYTES, f"a table of {grid:,} chunk positions {dset.chunks}"))
         chunk_bytes = _elements(dset.chunks) * dset.dtype.itemsize
         if limit is not None and chunk_bytes > limit:
@@ -971,18 +985,19 @@ def _matrix_costs(path: Path, info: DatasetInfo, *, sparse: bool, dtype: str | N
         shown = fill.item() if isinstance(fill, np.generic) else fill
         costs.append(Cost(info.name, elements * per_value, f"{elements:,} non-zeros (fill value {shown!r})"))
     if limit is not None and declared > limit:
+        # a real sparse matrix leaves chunks of zeros unstored, but not nearly all of them
         stored = stored_elements(dset)
         empty = (elements - stored) * dset.dtype.itemsize
-        if empty > limit:
+        if empty > limit and stored < MIN_STORED_FRACTION * elements:
             raise _error(
                 path,
                 info.name,
                 f"a {dset.shape} {dset.dtype} dataset declaring {elements:,} elements ({format_bytes(declared)}) "
                 f"with data stored for at most {stored:,} of them",
-                "a matrix whose declared size is backed by stored data",
+                f"a matrix whose declared size is backed by stored data (at least {MIN_STORED_FRACTION:.0%} of it)",
                 f"Reading it would scan {format_bytes(empty)} of empty space, more than the memory limit of "
-                f"{format_bytes(limit)}; a real matrix this size stores its chunks. The file may be damaged or "
-                "crafted. Pass memory_limit=None to read it anyway.",
+                f"{format_bytes(limit)}; a real matrix this size stores more of its chunks. The file may be damaged "
+                "or crafted. Pass memory_limit=None to read it anyway.",
             )
     return costs
 

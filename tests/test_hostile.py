@@ -359,39 +359,77 @@ def _declare_huge(f: h5py.File, *, chunks: tuple[int, int] | None = (64, 64)) ->
     f.create_dataset("matrix", shape=(10**6, 10**6), dtype=np.float32, chunks=chunks)
 
 
-@pytest.mark.parametrize("chunks", [(64, 64), None], ids=["chunked", "contiguous"])
-def test_matrix_claiming_10_to_the_12_elements(tmp_path: Path, valid_file: Path, chunks: tuple | None) -> None:
+EMPTY_MATRIX = (
+    r"found a \(1000000, 1000000\) float32 dataset declaring 1,000,000,000,000 elements \(3\.6 TiB\) with data "
+    r"stored for at most 0 of them; expected a matrix whose declared size is backed by stored data \(at least 1% of "
+    r"it\)\. .*Pass memory_limit=None to read it anyway"
+)
+TOO_MANY_CHUNKS = (
+    r"found a \(1000000, 1000000\) float32 dataset in chunks of \(64, 64\): 244,140,625 chunk positions; expected "
+    r"at most 134,217,728 chunk positions\. .*Pass memory_limit=None to read it anyway"
+)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "message"),
+    [((64, 64), TOO_MANY_CHUNKS), ((1024, 1024), EMPTY_MATRIX), (None, EMPTY_MATRIX)],
+    ids=["loompy-chunks", "large-chunks", "contiguous"],
+)
+def test_matrix_claiming_10_to_the_12_elements(
+    tmp_path: Path, valid_file: Path, chunks: tuple | None, message: str
+) -> None:
     path = edited(tmp_path, valid_file, lambda f: _declare_huge(f, chunks=chunks))
     assert path.stat().st_size < 2**20
-    message = (
-        r"found a \(1000000, 1000000\) float32 dataset declaring 1,000,000,000,000 elements \(3\.6 TiB\) with data "
-        r"stored for at most 0 of them; expected a matrix whose declared size is backed by stored data\. "
-        r".*Pass memory_limit=None to read it anyway"
-    )
     with pytest.raises(LoomFormatError, match=where(path, "/matrix") + message):
         read_unchanged(path, memory_limit=2**34)
 
 
 def test_huge_matrix_read_dense(tmp_path: Path, valid_file: Path) -> None:
-    path = edited(tmp_path, valid_file, _declare_huge)
+    path = edited(tmp_path, valid_file, lambda f: _declare_huge(f, chunks=None))
     message = r"found a file whose reading needs about 3\.6 TiB of memory \(largest parts: /matrix: a dense"
     with pytest.raises(LoomFormatError, match=where(path, "/") + message):
         read_unchanged(path, sparse=False, memory_limit=2**34)
 
 
-def test_tiny_chunks_over_a_large_matrix(tmp_path: Path, valid_file: Path) -> None:
-    """A chunk per element makes a chunk table larger than the matrix; refused before it is built."""
-
-    def tiny_chunks(f: h5py.File) -> None:
+def _tiny_chunks(n: int) -> Callable[[h5py.File], None]:
+    def edit(f: h5py.File) -> None:
         del f["matrix"]
         del f["layers"]
         f.create_group("layers")
-        f.create_dataset("matrix", shape=(30_000, 30_000), dtype=np.float32, chunks=(1, 1))
+        f.create_dataset("matrix", shape=(n, n), dtype=np.float32, chunks=(1, 1))
 
-    path = edited(tmp_path, valid_file, tiny_chunks)
-    with pytest.raises(LoomFormatError, match=r"/matrix: a table of 900,000,000 chunk positions \(1, 1\)"):
-        # the matrix declares 3.4 GiB (under the limit); its table of chunk positions would take 20 GiB
-        read_unchanged(path, memory_limit=8 * 2**30)
+    return edit
+
+
+def test_tiny_chunks_over_a_large_matrix(tmp_path: Path, valid_file: Path) -> None:
+    """A chunk per element makes a chunk table larger than the matrix; refused before it is built."""
+    path = edited(tmp_path, valid_file, _tiny_chunks(10_000))
+    # the matrix declares 381 MiB (under the limit); its table of chunk positions would take 2.2 GiB
+    with pytest.raises(LoomFormatError, match=r"/matrix: a table of 100,000,000 chunk positions \(1, 1\), 2\.2 GiB"):
+        read_unchanged(path, memory_limit=2**30)
+
+
+def test_too_many_chunk_positions(tmp_path: Path, valid_file: Path) -> None:
+    """However much memory there is, visiting 900 million chunk positions is not tried unless asked for."""
+    path = edited(tmp_path, valid_file, _tiny_chunks(30_000))
+    message = r"found a \(30000, 30000\) float32 dataset in chunks of \(1, 1\): 900,000,000 chunk positions"
+    with pytest.raises(LoomFormatError, match=where(path, "/matrix") + message):
+        read_unchanged(path, memory_limit=2**50)
+
+
+def test_sparse_matrix_with_most_chunks_empty_is_read(tmp_path: Path) -> None:
+    """A legitimately sparse matrix leaves chunks of zeros unstored; above 1 % stored it reads under a small limit."""
+    n_obs, n_vars = 6400, 640
+    X = sparse.random(640, n_vars, density=0.2, format="csr", dtype=np.float32, random_state=0)
+    adata = AnnData(sparse.vstack([X, sparse.csr_matrix((n_obs - 640, n_vars), dtype=np.float32)], format="csr"))
+    path = tmp_path / "mostly-empty.loom"
+    write_loom_full(path, adata)
+    with h5py.File(path, "r") as f:
+        stored, grid = f["matrix"].id.get_num_chunks(), 10 * 100
+    assert stored == grid // 10  # only the chunks of the first 640 cells hold values
+    # 15.6 MiB declared, 14 MiB of it empty: more than the limit, but 10 % of the chunks are stored
+    back = read_unchanged(path, memory_limit=4 * 2**20)
+    assert (back.X != adata.X).nnz == 0
 
 
 def test_chunk_larger_than_the_limit(tmp_path: Path, valid_file: Path) -> None:
