@@ -47,7 +47,7 @@ DEFAULT_COMPRESSION_LEVEL = 2
 BAND_BYTES = 32 * 2**20
 #: Uncompressed bytes of chunk tiles one worker task handles; bounds memory per task in flight.
 TASK_BYTES = 8 * 2**20
-#: Elements per growth segment of a sparse result (large enough that freeing one returns memory to the OS).
+#: Elements per segment of a sparse result when the system refuses to reserve room for all of it at once.
 SEGMENT_ELEMENTS = 2**24
 
 _FILTER_DEFLATE = 1
@@ -348,20 +348,22 @@ def write_matrix(
             matrix = matrix.tocsr()
         shape = tuple(matrix.shape)
         dtype = matrix.dtype if dtype is None else dtype
+    where = f"{group.file.filename}: {group.name.rstrip('/')}/{name}"
     if shape is None or dtype is None:
-        msg = "write_matrix needs `shape` and `dtype` when `matrix` is None"
+        msg = f"{where}: write_matrix got no matrix and no `shape`/`dtype`; pass both to write an all-zero layer"
         raise TypeError(msg)
     if len(shape) != 2:
-        msg = f"write_matrix needs a 2-dimensional matrix (cells × genes), got shape {shape} for {name!r}"
+        msg = f"{where}: got a matrix of shape {shape}; a loom layer needs a 2-dimensional (cells × genes) matrix"
         raise ValueError(msg)
-    if isinstance(compression_level, bool) or not isinstance(compression_level, int | np.integer):
-        msg = f"compression_level must be an integer from 0 to 9, got {compression_level!r}"
-        raise ValueError(msg)
-    if not 0 <= compression_level <= 9:
-        msg = f"compression_level must be from 0 to 9, got {compression_level}"
+    if (
+        isinstance(compression_level, bool)
+        or not isinstance(compression_level, int | np.integer)
+        or not 0 <= compression_level <= 9
+    ):
+        msg = f"{where}: got compression_level={compression_level!r}; pass an integer gzip level from 0 to 9"
         raise ValueError(msg)
     if len(chunks) != 2 or any(int(c) < 1 for c in chunks):
-        msg = f"chunks must be two positive integers (genes, cells), got {chunks!r}"
+        msg = f"{where}: got chunks={chunks!r}; pass two positive integers (genes, cells), e.g. (64, 64)"
         raise ValueError(msg)
     threads = _resolve_threads(n_threads)
     dtype = _native(np.dtype(dtype))
@@ -458,10 +460,12 @@ class _ChunkWriter:
             indptr, indices, data = self._sparse_arrays(block.indptr, block.indices, block.data)
             status = kernels.check_compressed(indptr, indices, data, n_minor)
         if status != kernels.COMPRESSED_OK:
+            axis = "rows (cells)" if self.by_cells else "columns (genes)"
             msg = (
-                f"the sparse matrix written to {self.dset.name} is malformed in rows {lo}..{hi - 1} "
-                f"(indices outside 0..{n_minor - 1}, or indptr not matching indices/data); "
-                "repair it (e.g. rebuild it with scipy) before writing"
+                f"{self.dset.file.filename}: {self.dset.name}: the sparse matrix is malformed in {axis} "
+                f"{lo}..{hi - 1}: indices outside 0..{n_minor - 1}, or an indptr that does not match indices "
+                "and data. Rebuild the matrix (e.g. with scipy.sparse.csr_matrix((data, indices, indptr))) and "
+                "check it with its check_format() before writing."
             )
             raise ValueError(msg)
         minor_block, minor_offset = self._minor_tables
@@ -614,7 +618,7 @@ def read_matrix(
     ((100, 300), dtype('float32'), 0)
     """
     if format not in ("csr", "csc", "dense"):
-        msg = f"format must be 'csr', 'csc' or 'dense', got {format!r}"
+        msg = f"{dataset.file.filename}: {dataset.name}: got format={format!r}; pass 'csr', 'csc' or 'dense'"
         raise ValueError(msg)
     threads = _resolve_threads(n_threads)
     if dataset.ndim != 2:
