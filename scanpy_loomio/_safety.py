@@ -768,9 +768,10 @@ def _file_problem(metadata: Metadata, file: h5py.File) -> str | None:
             if problem:
                 return f"{axis}[{key!r}] is recorded in {problem}"
         for key, entry in record.multi.items():
-            dims = {1} if entry.get("storage") == "columns" else {2, 3, 4}
+            if entry.get("storage") != "columns":
+                continue  # one attribute: a matrix, or records with a field per component (SCope)
             for attr in entry.get("attrs", []):
-                problem = found(attr, ndim=dims)
+                problem = found(attr, ndim={1})
                 if problem:
                     return f"{axis}m[{key!r}] is recorded in {problem}"
     return None
