@@ -304,6 +304,9 @@ def versions() -> str:
 # scaling
 
 
+SCALING_QUANTITIES = ("cells", "genes", "density", "threads")
+
+
 def scaling_configs(quick: bool) -> list[tuple[str, Dataset, int | None]]:
     """(varied quantity, dataset, threads): cells, genes, density and thread count, one at a time."""
     base_cells, base_genes = (5_000, 10_000) if quick else (10_000, 20_000)
@@ -314,39 +317,62 @@ def scaling_configs(quick: bool) -> list[tuple[str, Dataset, int | None]]:
         configs.append(("genes", Dataset(base_cells, genes, DEFAULT_DENSITY), None))
     for density in (0.02, DEFAULT_DENSITY, 0.15):
         configs.append(("density", Dataset(base_cells, base_genes, density), None))
-    for threads in (1, 2):
-        configs.append(("threads", Dataset(base_cells, base_genes, DEFAULT_DENSITY), threads))
+    for threads in (1, 2):  # on the largest of the sizes above, so that start-up costs do not hide the threads
+        configs.append(("threads", Dataset(base_cells * 4, base_genes, DEFAULT_DENSITY), threads))
     return configs
 
 
 def scaling(args: argparse.Namespace) -> None:
-    """Time and memory of this package's write and read while one quantity varies; writes a CSV."""
+    """Time and memory of this package's write and read while one quantity varies; writes a CSV.
+
+    Within each varied quantity the rounds are interleaved across its values (round 1 of every value, then
+    round 2, …), so a busy moment of a shared machine does not fall on one value alone. Re-measuring some
+    quantities (``--vary``) replaces their rows in an existing CSV and keeps the others.
+    """
     operations = ["loomio-write", "loomio-read"]
+    configs = [c for c in scaling_configs(args.quick) if c[0] in args.vary]
     rows = []
-    for varied, dataset, threads in scaling_configs(args.quick):
-        threads = threads if threads is not None else args.threads
-        print(f"{varied}: {dataset.tag}, threads={threads or 'all'}", flush=True)
-        results = benchmark(dataset, operations, args.rounds, threads, args.data_dir, args.timeout)
-        for operation in operations:
-            rows.append(
-                {
-                    "varied": varied,
-                    "cells": dataset.cells,
-                    "genes": dataset.genes,
-                    "density": dataset.density,
-                    "threads": threads or len(os.sched_getaffinity(0)),
-                    "operation": operation,
-                    "seconds": results.median(operation),
-                    "extra_mib": (results.median(operation, "extra_bytes") or 0) / MiB,
-                    "file_mib": (results.median("loomio-write", "file_bytes") or 0) / MiB,
-                    "nnz_millions": dataset.cells * dataset.genes * dataset.density / 1e6,
-                }
-            )
-        _cleanup_outputs(args.data_dir, dataset)
+    for varied in dict.fromkeys(c[0] for c in configs):
+        group = [c for c in configs if c[0] == varied]
+        results = [Results() for _ in group]
+        for round_number in range(1, args.rounds + 1):
+            for (_, dataset, threads), collected in zip(group, results, strict=True):
+                threads = threads if threads is not None else args.threads
+                print(f"{varied}: {dataset.tag}, threads={threads or 'all'}, round {round_number}", flush=True)
+                done = benchmark(dataset, operations, 1, threads, args.data_dir, args.timeout)
+                collected.records += [{**r, "round": round_number} for r in done.records]
+        for (_, dataset, threads), collected in zip(group, results, strict=True):
+            threads = threads if threads is not None else args.threads
+            for operation in operations:
+                rows.append(
+                    {
+                        "varied": varied,
+                        "cells": dataset.cells,
+                        "genes": dataset.genes,
+                        "density": dataset.density,
+                        "threads": threads or len(os.sched_getaffinity(0)),
+                        "operation": operation,
+                        "seconds": collected.median(operation),
+                        "cpu_seconds": collected.median(operation, "cpu_seconds"),
+                        "extra_mib": (collected.median(operation, "extra_bytes") or 0) / MiB,
+                        "file_mib": (collected.median("loomio-write", "file_bytes") or 0) / MiB,
+                        "nnz_millions": dataset.cells * dataset.genes * dataset.density / 1e6,
+                    }
+                )
+            _cleanup_outputs(args.data_dir, dataset)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     csv_path = args.results_dir / "scaling.csv"
+    if csv_path.exists():  # keep the rows of quantities not measured this time
+        with open(csv_path, newline="") as handle:
+            kept = [r for r in csv.DictReader(handle) if r["varied"] not in args.vary]
+        for row in kept:
+            for key in ("cells", "genes", "threads"):
+                row[key] = int(row[key])
+            for key in ("density", "seconds", "cpu_seconds", "extra_mib", "file_mib", "nnz_millions"):
+                row[key] = float(row[key]) if row.get(key) not in (None, "") else None
+        rows = kept + rows
     with open(csv_path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=list(rows[-1]))
         writer.writeheader()
         writer.writerows(rows)
     print(f"wrote {csv_path}")
@@ -478,6 +504,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--without-anndata-loom", action="store_true", help="skip anndata's loom functions")
     parser.add_argument("--scaling", action="store_true", help="measure how time and memory grow; writes a CSV")
     parser.add_argument("--quick", action="store_true", help="smaller sizes in --scaling mode")
+    parser.add_argument(
+        "--vary",
+        nargs="+",
+        choices=SCALING_QUANTITIES,
+        default=list(SCALING_QUANTITIES),
+        help="with --scaling: the quantities to vary (default: all); other rows of an existing CSV are kept",
+    )
     parser.add_argument(
         "--sweep",
         action="store_true",
