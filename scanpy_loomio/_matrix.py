@@ -677,9 +677,10 @@ class _CompressedAssembler:
 
     The first segment reserves address space for every non-zero that could come (at most the physical memory
     size). Untouched pages of a reservation cost no memory, and shrinking it to the final size at the end
-    copies nothing, so the non-zeros are written exactly once and the peak is the size of the result. When
-    the system refuses the reservation, fixed-size segments are used and copied into the final arrays at the
-    end, each released as soon as it has been copied.
+    copies nothing, so the non-zeros are written exactly once and the peak is the size of the result. Where
+    the system refuses the reservation or counts reserved space as used (Linux's strict overcommit mode),
+    fixed-size segments are used instead and copied into the final arrays at the end, each released as soon
+    as it has been copied.
     """
 
     def __init__(self, n_major: int, n_minor: int, dtype: np.dtype, index_dtype: np.dtype) -> None:
@@ -695,7 +696,7 @@ class _CompressedAssembler:
 
     def _new_segment(self) -> None:
         size = max(1, min(SEGMENT_ELEMENTS, self.remaining_capacity))
-        if not self.segments:
+        if not self.segments and _overcommit_allowed():
             per_element = self.dtype.itemsize + self.index_dtype.itemsize
             reserve = max(1, min(self.remaining_capacity, _physical_memory() // per_element))
             try:
@@ -753,6 +754,16 @@ class _CompressedAssembler:
         result.has_sorted_indices = True
         result.has_canonical_format = True
         return result
+
+
+@cache
+def _overcommit_allowed() -> bool:
+    """Whether reserving address space costs nothing until it is touched (not Linux's strict accounting mode)."""
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as setting:
+            return setting.read().strip() != "2"
+    except OSError:
+        return True
 
 
 @cache

@@ -465,3 +465,18 @@ def test_many_small_tasks_reuse_buffers_correctly(
         ("dense", values),
     ]:
         write_and_check(tmp_path / f"{kind}.loom", matrix, chunks=(16, 10), n_threads=n_threads)
+
+
+@pytest.mark.parametrize("segment", [1, 7, 1000])
+def test_sparse_results_assembled_from_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, segment: int) -> None:
+    """Where address space cannot be reserved up front, non-zeros go through fixed-size segments."""
+    monkeypatch.setattr(_matrix, "_overcommit_allowed", lambda: False)
+    monkeypatch.setattr(_matrix, "SEGMENT_ELEMENTS", segment)
+    rng = np.random.default_rng(segment)
+    values = random_values(rng, (150, 97), "int16", density=0.1)
+    write_and_check(tmp_path / "m.loom", sparse.csr_matrix(values), chunks=(16, 16), n_threads=2)
+    with h5py.File(tmp_path / "m.loom", "r") as f:
+        assembler = _matrix._CompressedAssembler(150, 97, np.dtype(np.int16), np.dtype(np.int32))
+        assembler.append(0, np.array([2]), np.array([3, 5], np.int32), np.array([1, 2], np.int16))
+        assert len(assembler.segments) == (2 if segment == 1 else 1)
+        assert read_matrix(f["matrix"]).nnz == np.count_nonzero(values)
