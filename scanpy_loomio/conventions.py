@@ -666,7 +666,7 @@ def name_candidates(axis: Axis, first: Convention | None = None) -> tuple[str, .
     --------
     >>> from scanpy_loomio.conventions import get_convention, name_candidates
     >>> name_candidates("obs", get_convention("anndata"))[:3]
-    ('obs_names', 'CellID', 'cell_names')
+    ('obs_names', 'index', 'CellID')
     """
     out: dict[str, None] = {}
     for convention in (first, *CONVENTIONS.values()):

@@ -331,16 +331,16 @@ def test_inspect_explains_a_detected_convention(real_fixtures: Path, tmp_path: P
 def test_inspect_points_at_names_under_an_unknown_attribute(tmp_path: Path) -> None:
     pytest.importorskip("loompy", reason="anndata's write_loom needs loompy")
     adata = small_adata()
-    adata.obs.index.name = "index"  # anndata's write_loom stores the names under the index's name
+    adata.obs.index.name = "barcode_seq"  # anndata's write_loom stores the names under the index's name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         adata.write_loom(tmp_path / "legacy.loom")
     summary = scanpy_loomio.inspect_loom(tmp_path / "legacy.loom")
     assert summary.obs_names == (
-        "none found: 0, 1, 2, … (a range index); unique text in ['index']: name it with obs_names= "
+        "none found: 0, 1, 2, … (a range index); unique text in ['barcode_seq']: name it with obs_names= "
         "(--obs-names on the command line)"
     )
-    back = scanpy_loomio.read_loom_full(tmp_path / "legacy.loom", obs_names="index")
+    back = scanpy_loomio.read_loom_full(tmp_path / "legacy.loom", obs_names="barcode_seq")
     assert back.obs_names.equals(adata.obs_names)
 
 
