@@ -406,6 +406,9 @@ def plot_scaling(rows: list[dict[str, Any]], path: Path) -> None:
             axes[1, column].plot(xs, extra, marker, label=label)
         axes[0, column].set_title(f"varying {varied}")
         axes[1, column].set_xlabel(varied)
+        if varied == "threads":
+            thread_counts = sorted({int(r["threads"]) for r in rows if r["varied"] == "threads"})
+            axes[1, column].set_xticks(thread_counts)
     axes[0, 0].set_ylabel("seconds (median)")
     axes[1, 0].set_ylabel("peak extra memory (MiB)")
     axes[0, 0].legend()
