@@ -8,9 +8,12 @@ in worker threads and hands the finished chunks to HDF5 (``write_direct_chunk``)
 that hold only zeros are not stored: HDF5 returns the fill value, 0, for them.
 
 Reading asks HDF5 once where every chunk lies, reads the compressed bytes itself, inflates them in worker
-threads and turns each band of tiles straight into sorted sparse non-zeros with a compiled kernel, then
-assembles CSR (band of cells) or CSC (band of genes). Datasets the fast path cannot decode (other filters,
-contiguous or compact layout, unusual dtypes) are read through h5py band by band.
+threads (with libdeflate from compiled code when it is installed) and turns each band of tiles straight into
+sorted sparse non-zeros with compiled kernels, which go once into the final CSR (bands of cells) or CSC
+(bands of genes) arrays. Datasets the fast path cannot decode (other filters, contiguous or compact layout,
+unusual dtypes) are read through h5py band by band.
+
+The compiled kernels live in :mod:`scanpy_loomio._matrix_kernels`.
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ version serves all dtypes of that width, float16 included. A value counts as non
 differ from zero after masking: for floats the mask drops the sign bit, so ``-0.0`` is a zero, as in
 numpy's ``!= 0``. All kernels release the GIL so worker threads run them in parallel.
 
+Writing scatters the non-zeros of a band of rows into zeroed 64 × 64 tiles (:func:`sparse_to_tiles`, which
+also sets them back to zero after deflating) or copies a dense band (:func:`dense_to_tiles`). Reading marks
+the non-zeros of each tile row in a 64-bit word (:func:`mark_tile_nonzeros`, a branch-free loop that
+vectorises), then visits only the set bits to emit sorted indices and values (:func:`emit_tile_nonzeros`).
+
 This module imports numba; :mod:`scanpy_loomio._matrix` imports it only when a kernel is first needed.
 """
 
@@ -294,8 +299,3 @@ def tiles_to_dense(tiles, slots, n_genes, n_cells, out):
             for j in range(n_cells):
                 for i in range(rows):
                     out[j, row0 + i] = tiles[s, i, j]
-
-
-def unsigned_view_dtype(itemsize: int) -> np.dtype:
-    """The unsigned integer dtype the kernels use for elements of ``itemsize`` bytes."""
-    return np.dtype(f"u{itemsize}")
