@@ -141,11 +141,11 @@ def encode_column(series: pd.Series, key: str) -> EncodedColumn:
         return _encode_categorical(series, key)
     if isinstance(dtype, pd.BooleanDtype | pd.core.arrays.integer.IntegerDtype):
         return _encode_nullable(series, key)
-    if isinstance(dtype, pd.StringDtype) or dtype == object:
+    if isinstance(dtype, pd.StringDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "O"):
         return _encode_text(series, key)
     if isinstance(dtype, np.dtype):
         values = series.to_numpy()
-        if dtype == bool:
+        if dtype.kind == "b":
             return EncodedColumn(values.astype(np.uint8), {"type": "bool"})
         return EncodedColumn(storable_values(values, key))
     msg = (

@@ -1,4 +1,4 @@
-"""This package's own record in a loom file: which attributes hold the indices, the index names, key mappings.
+"""The package's own record in a loom file: which attributes hold the indices, the index names, key mappings.
 
 The record is one JSON text stored as the global attribute ``scanpy_loomio`` (``/attrs/scanpy_loomio`` in spec 3,
 a root attribute in spec 2), so any HDF5 tool can read it. Values never live here: the loom datasets are the source

@@ -19,7 +19,7 @@ from scipy import sparse
 from . import _matrix
 from ._atomic import atomic_target
 from ._aux import fit_in_attributes, put_aux_attributes
-from ._codecs import NATIVE_DTYPES, EncodedColumn, storable_values, encode_column
+from ._codecs import NATIVE_DTYPES, EncodedColumn, encode_column, storable_values
 from ._embeddings import EmbeddingPlan, attribute_values, plan_embedding, registry_globals
 from ._errors import LossyWriteError, LossyWriteWarning
 from ._globals import encode_global, json_tag, scalar_tag, write_globals

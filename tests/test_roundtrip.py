@@ -45,7 +45,10 @@ COLUMNS = {
     "category_bool": pd.Categorical([True, False, True] * 4),
     "category_empty": pd.Categorical([None] * 12, categories=["x"]),
     "bool": np.array([True, False, False] * 4),
-    **{dt: np.arange(12).astype(dt) for dt in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")},
+    **{
+        dt: np.arange(12).astype(dt)
+        for dt in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+    },
     "float16": np.linspace(0, 1, 12).astype(np.float16),
     "float32": np.linspace(0, 1, 12).astype(np.float32),
     "float64_nan": np.array([np.nan, 1.0, np.inf] * 4),
@@ -165,7 +168,20 @@ def test_column_named_like_index_attribute_with_other_values(tmp_path):
 
 
 # -- matrices ------------------------------------------------------------------------------------------------
-MATRIX_DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64", "bool"]
+MATRIX_DTYPES = [
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "bool",
+]
 
 
 @pytest.mark.parametrize("dtype", MATRIX_DTYPES)

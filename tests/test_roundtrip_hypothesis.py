@@ -76,14 +76,18 @@ def anndatas(draw) -> AnnData:
     if n_obs and draw(st.booleans()):
         adata.obsm["X_umap"] = draw(hnp.arrays(np.float32, (n_obs, 2), elements={"allow_nan": False}))
     if n_obs and draw(st.booleans()):
-        adata.obsp["distances"] = sparse.random(n_obs, n_obs, density=0.3, format="csr", dtype=np.float32, random_state=0)
+        adata.obsp["distances"] = sparse.random(
+            n_obs, n_obs, density=0.3, format="csr", dtype=np.float32, random_state=0
+        )
     if draw(st.booleans()):
         adata.uns["info"] = {"name": draw(TEXT), "value": draw(st.integers(-5, 5))}
     return adata
 
 
 @given(adata=anndatas())
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 def test_anndata_roundtrip(tmp_path, adata):
     path = tmp_path / "a.loom"
     write_loom_full(path, adata)
