@@ -44,7 +44,14 @@ def write_graph(group: h5py.Group, name: str, matrix: Any, *, index_base: int | 
     edges = {"a": coo.row.astype(np.int64) + base_a, "b": coo.col.astype(np.int64) + base_b, "w": weights}
     for key, values in edges.items():
         # growable, as loompy makes them
-        g.create_dataset(key, data=values, maxshape=(None,), chunks=(max(1, min(len(values), 65536)),))
+        g.create_dataset(
+            key,
+            data=values,
+            maxshape=(None,),
+            chunks=(max(1, min(len(values), 65536)),),
+            # kNN graphs are a large part of a file; gzip level 2 as for the matrices
+            **({"compression": "gzip", "compression_opts": 2} if len(values) > 1024 else {}),
+        )
     base = {"index_base": [base_a, base_b]} if (base_a, base_b) != (0, 0) else {}
     g.attrs[CODEC_ATTR] = dump_codec({"type": "graph", **matrix_kind(matrix), **base})
 
