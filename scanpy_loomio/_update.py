@@ -38,7 +38,15 @@ from ._graphs import matrix_kind
 from ._metadata import load_codec
 from ._read import LoomReader, ReadOptions
 from ._safety import check_file, converted_read_errors, open_read_only
-from ._write import LossyPolicy, WritePlan, _write_filled_layer, _write_layer, plan_write, write_annotations
+from ._write import (
+    LossyPolicy,
+    WritePlan,
+    _write_filled_layer,
+    _write_layer,
+    check_write_arguments,
+    plan_write,
+    write_annotations,
+)
 from .conventions import Convention, get_convention
 
 __all__ = ["update_loom_full"]
@@ -238,18 +246,8 @@ def update_loom_full(
     >>> scanpy_loomio.read_loom_full("pbmc.loom").obs["many_genes"].equals(adata.obs["many_genes"])
     True
     """
-    if isinstance(filename, AnnData):
-        msg = "update_loom_full(filename, adata): the first argument is an AnnData; pass the file name first."
-        raise TypeError(msg)
-    if not isinstance(adata, AnnData):
-        msg = f"update_loom_full(filename, adata): expected an AnnData as the second argument, got {type(adata).__name__}."
-        raise TypeError(msg)
-    if lossy not in ("raise", "warn"):
-        msg = f"lossy={lossy!r}; expected 'raise' or 'warn'."
-        raise ValueError(msg)
+    adata = check_write_arguments("update_loom_full", filename, adata, lossy)
     path = Path(filename)
-    if adata.isbacked:
-        adata = adata.to_memory()
     asked = get_convention(convention) if convention is not None else None
     _update(path, adata, convention=asked, lossy=lossy, fill_missing_layers=fill_missing_layers)
 

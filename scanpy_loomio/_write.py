@@ -413,6 +413,23 @@ def write_annotations(file: h5py.File, plan: WritePlan, *, creation_date: str | 
     write_globals(file, global_values, layout=convention.global_layout)
 
 
+def check_write_arguments(function: str, filename: Any, adata: Any, lossy: Any) -> AnnData:
+    """Refuse swapped or mistyped arguments before anything is touched; returns the AnnData, in memory."""
+    if isinstance(filename, AnnData):
+        msg = f"{function}(filename, adata): the first argument is an AnnData; pass the file name first, like sc.write."
+        raise TypeError(msg)
+    if not isinstance(adata, AnnData):
+        msg = f"{function}(filename, adata): expected an AnnData as the second argument, got {type(adata).__name__}."
+        raise TypeError(msg)
+    if not isinstance(filename, str | os.PathLike):
+        msg = f"{function}(filename, adata): expected a path as the first argument, got {type(filename).__name__}."
+        raise TypeError(msg)
+    if lossy not in ("raise", "warn"):
+        msg = f"lossy={lossy!r}; expected 'raise' or 'warn'."
+        raise ValueError(msg)
+    return adata.to_memory() if adata.isbacked else adata
+
+
 def write_loom_full(
     filename: str | os.PathLike[str],
     adata: AnnData,
@@ -483,23 +500,8 @@ def write_loom_full(
     >>> back.obs_names.equals(adata.obs_names)
     True
     """
-    if isinstance(filename, AnnData):
-        msg = "write_loom_full(filename, adata): the first argument is an AnnData; pass the file name first, like sc.write."
-        raise TypeError(msg)
-    if not isinstance(adata, AnnData):
-        msg = (
-            f"write_loom_full(filename, adata): expected an AnnData as the second argument, got {type(adata).__name__}."
-        )
-        raise TypeError(msg)
-    if not isinstance(filename, str | os.PathLike):
-        msg = f"write_loom_full(filename, adata): expected a path as the first argument, got {type(filename).__name__}."
-        raise TypeError(msg)
-    if lossy not in ("raise", "warn"):
-        msg = f"lossy={lossy!r}; expected 'raise' or 'warn'."
-        raise ValueError(msg)
+    adata = check_write_arguments("write_loom_full", filename, adata, lossy)
     conv = get_convention(convention)
-    if adata.isbacked:
-        adata = adata.to_memory()
     plan = plan_write(adata, conv, policy=lossy, fill_missing_layers=fill_missing_layers)
     options = {
         "chunks": tuple(chunks),
