@@ -70,27 +70,6 @@ def dead_pid() -> int:
     return child.pid
 
 
-def run_in_child(func: Callable[[], object], timeout: float = 120) -> tuple[str, int | None, str]:
-    """Run ``func`` in a forked process; return (outcome, errno, message) where outcome is 'ok' or the error type."""
-    queue = FORK.Queue()
-
-    def target() -> None:
-        try:
-            func()
-        except BaseException as err:  # noqa: BLE001 - report whatever happened to the parent
-            queue.put((type(err).__name__, getattr(err, "errno", None), str(err)))
-        else:
-            queue.put(("ok", None, ""))
-
-    child = FORK.Process(target=target)
-    child.start()
-    try:
-        return queue.get(timeout=timeout)
-    finally:
-        child.join(timeout=timeout)
-        assert child.exitcode == 0, f"the child process died ({child.exitcode})"
-
-
 # -- killed writers --------------------------------------------------------------------------------------------------
 @needs_fork
 def test_writer_killed_at_random_moments(tmp_path: Path) -> None:
@@ -133,7 +112,7 @@ def test_writer_killed_at_random_moments(tmp_path: Path) -> None:
 
 
 @needs_fork
-def test_interrupted_write_removes_its_temporary(tmp_path: Path) -> None:
+def test_interrupted_write_removes_its_temporary(tmp_path: Path, run_in_child) -> None:
     """An exception in the middle of writing (here KeyboardInterrupt from a timer) leaves the old file."""
     target = tmp_path / "data.loom"
     write_loom_full(target, adata_for(1))
@@ -246,8 +225,7 @@ def test_missing_folder(tmp_path: Path) -> None:
     assert not target.parent.exists()
 
 
-@needs_fork
-def test_file_size_limit(tmp_path: Path) -> None:
+def test_file_size_limit(tmp_path: Path, run_in_child) -> None:
     """A full disk, simulated with RLIMIT_FSIZE in a child process: a clear error, the old file intact."""
     resource = pytest.importorskip("resource")
     target = tmp_path / "data.loom"

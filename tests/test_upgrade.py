@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import multiprocessing
 import shutil
 import signal
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import anndata
@@ -290,28 +288,7 @@ def test_a_file_this_package_wrote_is_left_alone(tmp_path: Path):
     assert read_loom_full(path).obs["donor"].dtype == object
 
 
-def run_in_child(func: Callable[[], object]) -> tuple[str, int | None, str]:
-    """Run ``func`` in a forked process; (outcome, errno, message), outcome 'ok' or the error's type."""
-    fork = multiprocessing.get_context("fork")
-    queue = fork.Queue()
-
-    def target() -> None:
-        try:
-            func()
-        except BaseException as err:  # noqa: BLE001 - report whatever happened to the parent
-            queue.put((type(err).__name__, getattr(err, "errno", None), str(err)))
-        else:
-            queue.put(("ok", None, ""))
-
-    child = fork.Process(target=target)
-    child.start()
-    try:
-        return queue.get(timeout=120)
-    finally:
-        child.join(timeout=120)
-
-
-def test_a_failure_half_way_leaves_the_original_byte_for_byte(pbmc_file: Path):
+def test_a_failure_half_way_leaves_the_original_byte_for_byte(pbmc_file: Path, run_in_child):
     """A real write failure while the matrix is copied (a file size limit below the file's size, in a child)."""
     resource = pytest.importorskip("resource")
     original = digest(pbmc_file)
