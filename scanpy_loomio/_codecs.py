@@ -23,8 +23,7 @@ import pandas as pd
 from ._errors import LossyWriteError
 from ._strings import decode_text
 
-#: dtype kinds a loom attribute may hold as they are (the loom validator's list).
-NATIVE_KINDS = frozenset("iuf")
+#: dtypes a loom attribute may hold as they are (the loom validator's list).
 NATIVE_DTYPES = frozenset(
     np.dtype(t)
     for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64")

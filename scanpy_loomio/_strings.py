@@ -50,11 +50,6 @@ def decode_text(values: np.ndarray, *, where: str = "") -> np.ndarray:
     return out.reshape(values.shape)
 
 
-def read_text_dataset(dataset) -> np.ndarray:
-    """Read a text dataset as an object array of ``str``."""
-    return decode_text(dataset[()], where=dataset.name)
-
-
 def looks_like_bytes_repr(values: np.ndarray) -> bool:
     """Whether every non-empty value is the text ``"b'...'"`` that loompy 3 writes for Python ``bytes``."""
     sample = [v for v in values[:1000] if v]
