@@ -195,7 +195,9 @@ def decode_column(values: np.ndarray, codec: dict[str, Any] | None, aux: dict[st
         return values.astype(bool)
     if kind == "categorical":
         categories = pd.Index(plain_values(np.asarray(aux["categories"])))
-        if str(categories.dtype) != codec.get("categories_dtype", str(categories.dtype)):
+        # text categories take the stack's text dtype, as anndata reads them; others their recorded dtype
+        is_text = pd.api.types.is_string_dtype(categories.dtype)
+        if not is_text and str(categories.dtype) != codec.get("categories_dtype", str(categories.dtype)):
             categories = categories.astype(codec["categories_dtype"])
         if not categories.is_unique:
             msg = "the recorded categories are not unique"

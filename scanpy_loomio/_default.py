@@ -9,6 +9,7 @@ For pipelines that cannot be edited beyond their imports: after :func:`use_as_de
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -86,15 +87,43 @@ def _write_loom_method(self: AnnData, filename: str | os.PathLike[str], *, write
 _write_loom_method.__name__ = "write_loom"
 _write_loom_method.__qualname__ = "AnnData.write_loom"
 
-#: ``(module, attribute path, replacement)``: every place the loom functions are looked up at call time.
-#: scanpy.readwrite binds read_loom itself and uses it in ``sc.read`` for ``.loom`` files.
-_REPLACEMENTS: tuple[tuple[str, str, Callable[..., Any]], ...] = (
+#: ``(module, attribute path, replacement)``: anndata's own loom functions, where anndata defines them.
+_ANNDATA_ENTRY_POINTS: tuple[tuple[str, str, Callable[..., Any]], ...] = (
     ("anndata.io", "read_loom", read_loom),
     ("anndata.io", "write_loom", write_loom),
     ("anndata", "AnnData.write_loom", _write_loom_method),
-    ("scanpy", "read_loom", read_loom),
-    ("scanpy.readwrite", "read_loom", read_loom),
 )
+#: Packages whose modules may hold their own reference to anndata's loom functions (``from anndata.io import
+#: read_loom``): ``scanpy`` and ``scanpy.readwrite`` up to 1.12, ``scanpy.io._read`` (behind ``sc.read``) from 1.13.
+_CALLER_PACKAGES = ("anndata", "scanpy")
+
+
+def _callers(originals: dict[str, Callable[..., Any]]) -> list[tuple[str, str, Callable[..., Any]]]:
+    """Every loaded module of :data:`_CALLER_PACKAGES` whose namespace binds one of ``originals`` (by identity).
+
+    Found by looking, not by name, so the installed versions decide: no module is imported that does not exist.
+    """
+    importlib.import_module("scanpy")  # its modules bind the functions when it is imported
+    by_identity = {id(func): (name, func) for name, func in originals.items()}
+    replacements = {"read_loom": read_loom, "write_loom": write_loom}
+    found = []
+    for module_name, module in sorted(sys.modules.items()):
+        if module is None or module_name.partition(".")[0] not in _CALLER_PACKAGES:
+            continue
+        for attribute, value in list(vars(module).items()):
+            hit = by_identity.get(id(value))
+            if hit is not None and value is hit[1]:
+                found.append((module_name, attribute, replacements[hit[0]]))
+    return found
+
+
+def _entry_points() -> list[tuple[str, str, Callable[..., Any]]]:
+    """``(module, attribute path, replacement)`` for every place the installed anndata and scanpy look up loom I/O."""
+    io = importlib.import_module("anndata.io")
+    originals = {name: vars(io)[name] for name in ("read_loom", "write_loom") if name in vars(io)}
+    points = list(_ANNDATA_ENTRY_POINTS)
+    points += [p for p in _callers(originals) if p[:2] not in {q[:2] for q in points}]
+    return points
 
 
 def _owner(module: str, path: str) -> tuple[Any, str]:
@@ -155,7 +184,7 @@ def use_as_default() -> _Switch:
     with _lock:
         if _originals:
             return _Switch(turned_on=False)
-        for module, path, replacement in _REPLACEMENTS:
+        for module, path, replacement in _entry_points():
             owner, name = _owner(module, path)
             if name in vars(owner):  # never add an attribute that was not there
                 _originals[(module, path)] = vars(owner)[name]

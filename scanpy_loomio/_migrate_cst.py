@@ -25,11 +25,13 @@ from libcst.metadata import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-READERS = frozenset({"scanpy.read_loom", "anndata.read_loom", "anndata.io.read_loom"})
+READERS = frozenset({"scanpy.read_loom", "scanpy.io.read_loom", "anndata.read_loom", "anndata.io.read_loom"})
 WRITERS = frozenset({"anndata.io.write_loom"})
-MODULES = frozenset({"scanpy", "anndata", "anndata.io", "scanpy_loomio", "scvelo"})
+MODULES = frozenset({"scanpy", "scanpy.io", "anndata", "anndata.io", "scanpy_loomio", "scvelo"})
 #: ``read(filename)`` functions that call anndata's ``read_loom`` for ``.loom`` files (scVelo's is scanpy's).
-GENERIC_READERS = frozenset({"scanpy.read", "scvelo.read"})
+GENERIC_READERS = frozenset({"scanpy.read", "scanpy.io.read", "scvelo.read"})
+#: Namespaces that get ``read_loom_full`` themselves from ``import scanpy_loomio`` (``scanpy.io`` from scanpy 1.13).
+SCANPY_NAMESPACES = frozenset({"scanpy", "scanpy.io"})
 #: Top-level packages whose imports are followed.
 ROOT_PACKAGES = frozenset(module.split(".")[0] for module in MODULES)
 NEW_NAMES = {"read_loom": "read_loom_full", "write_loom": "write_loom_full"}
@@ -67,6 +69,8 @@ class _Program:
     workarounds: dict[int, tuple[tuple[int, int], str, str]] = field(default_factory=dict)
     literal_counts: dict[str, int] = field(default_factory=dict)
     removable: set[int] = field(default_factory=set)  # ids of workaround statements to remove
+    # local names of imported readers called with unpacked arguments somewhere: left alone, import included
+    kept_names: set[str] = field(default_factory=set)
 
     def resolve(self, node: cst.BaseExpression, imported: Callable[[cst.Name], bool]) -> str | None:
         """Qualified name of a dotted expression bound through imports, else None.
@@ -183,6 +187,8 @@ class _FactCollector(_ScopedResolution, cst.CSTVisitor):
             self.program.literal_counts[value] = self.program.literal_counts.get(value, 0) + 1
 
     def visit_Call(self, node: cst.Call) -> None:
+        if _unpacks(node) and isinstance(node.func, cst.Name) and self.qualified_name(node.func) in READERS:
+            self.program.kept_names.add(node.func.value)
         translated = _translate_write(self.qualified_name, node)
         if translated is not None:
             self.program.write_sites.append((self._where(node), _code(translated[1])))
@@ -237,6 +243,11 @@ def _reads_loom_literal(call: cst.Call) -> bool:
         return False
     filename = _string_value(filenames[0])
     return filename is not None and filename.endswith(".loom")
+
+
+def _unpacks(call: cst.Call) -> bool:
+    """True when the call passes ``*args`` or ``**kwargs``: which keywords arrive cannot be known."""
+    return any(arg.star for arg in call.args)
 
 
 def _arg_keyword(arg: cst.Arg) -> str | None:
@@ -294,6 +305,7 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
         self.label = label
         self.notes: list[str] = []
         self.keyword_names: set[int] = set()
+        self.left_alone: set[int] = set()  # ids of the functions of read calls that unpack their arguments
 
     # helpers -------------------------------------------------------------------------------------------------
 
@@ -317,8 +329,18 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
         if node.keyword is not None:
             self.keyword_names.add(id(node.keyword))
 
+    def visit_Call(self, node: cst.Call) -> None:
+        if _unpacks(node) and self.qualified_name(node.func) in READERS:
+            self.left_alone.add(id(node.func))
+
     def leave_Call(self, original_node: cst.Call, updated_node: cst.Call) -> cst.BaseExpression:
         target = self.qualified_name(original_node.func)
+        if id(original_node.func) in self.left_alone:
+            self._note(original_node, "read_loom call left as it is: it unpacks arguments; check them by hand")
+            return updated_node
+        if isinstance(original_node.func, cst.Name) and original_node.func.value in self.program.kept_names:
+            self._note(original_node, "read_loom call left as it is: it is called with unpacked arguments elsewhere")
+            return updated_node
         if target in READERS:
             return self._rewrite_read(original_node, updated_node)
         if target in GENERIC_READERS and _reads_loom_literal(original_node):
@@ -337,9 +359,6 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
         return updated_node
 
     def _rewrite_read(self, original: cst.Call, updated: cst.Call) -> cst.Call:
-        if any(arg.star for arg in original.args):
-            self._note(original, "read_loom_full takes explicit keywords; check the unpacked arguments by hand")
-            return updated
         args = []
         for arg in updated.args:
             keyword = _arg_keyword(arg)
@@ -394,13 +413,19 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
     # names and attributes -------------------------------------------------------------------------------------
 
     def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> cst.BaseExpression:
-        if self.qualified_name(original_node) in READERS:
-            from_scanpy = self.qualified_name(original_node.value) == "scanpy"
+        if self.qualified_name(original_node) in READERS and id(original_node) not in self.left_alone:
+            owner = self.qualified_name(original_node.value)
+            if owner == "scanpy.io":  # sc.io.read_loom_full exists wherever sc.io does
+                self._namespace(prefer_scanpy=True)
+                return updated_node.with_changes(attr=cst.Name("read_loom_full"))
+            from_scanpy = owner in SCANPY_NAMESPACES
             return cst.Attribute(value=self._namespace(prefer_scanpy=from_scanpy), attr=cst.Name("read_loom_full"))
         return updated_node
 
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> cst.Name:
         if id(original_node) in self.keyword_names or original_node.value not in NEW_NAMES:
+            return updated_node
+        if id(original_node) in self.left_alone or original_node.value in self.program.kept_names:
             return updated_node
         bound = self.qualified_name(original_node)
         in_load = self.get_metadata(ExpressionContextProvider, original_node, None) == ExpressionContext.LOAD
@@ -423,7 +448,12 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
         if isinstance(statement.names, cst.ImportStar) or statement.module is None:
             return updated_node
         module = _dotted(statement.module)
-        moved = [a for a in statement.names if f"{module}.{_dotted(a.name)}" in READERS | WRITERS]
+        moved = [
+            a
+            for a in statement.names
+            if f"{module}.{_dotted(a.name)}" in READERS | WRITERS
+            and _dotted(a.asname.name if a.asname is not None else a.name) not in self.program.kept_names
+        ]
         if not moved:
             return updated_node
         kept = [a for a in statement.names if a not in moved]

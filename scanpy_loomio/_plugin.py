@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import warnings
+from types import ModuleType
 
 import anndata
 import scanpy as sc
 
 from ._read import read_loom_full
+from ._update import update_loom_full
 from ._write import write_loom_full
 
 
@@ -31,21 +36,29 @@ class LoomAccessor:
 
     def update(self, filename: str | os.PathLike[str], **kwargs) -> None:
         """Write the annotations into the file it was read from with :func:`scanpy_loomio.update_loom_full`."""
-        from ._update import update_loom_full
-
         update_loom_full(filename, self._adata, **kwargs)
 
 
-def install() -> None:
-    """Add ``sc.read_loom_full``, ``sc.write_loom_full`` and the ``adata.loom`` accessor, replacing nothing."""
-    for name, func in (("read_loom_full", read_loom_full), ("write_loom_full", write_loom_full)):
-        existing = getattr(sc, name, None)
-        if existing is None:
-            setattr(sc, name, func)
-        elif existing is not func:
-            msg = f"scanpy already has an attribute {name!r}; scanpy_loomio left it as it is"
-            import warnings
+def _scanpy_namespaces() -> list[ModuleType]:
+    """``scanpy`` itself, and ``scanpy.io`` where the installed scanpy has it (1.13 and newer)."""
+    namespaces = [sc]
+    if importlib.util.find_spec("scanpy.io") is not None:
+        namespaces.append(importlib.import_module("scanpy.io"))
+    return namespaces
 
-            warnings.warn(msg, UserWarning, stacklevel=3)
+
+def install() -> None:
+    """Add ``read_loom_full``/``write_loom_full`` to scanpy (and ``scanpy.io``) and the ``adata.loom`` accessor.
+
+    Replaces nothing: a name scanpy already has is left as it is, with a warning.
+    """
+    for namespace in _scanpy_namespaces():
+        for name, func in (("read_loom_full", read_loom_full), ("write_loom_full", write_loom_full)):
+            existing = getattr(namespace, name, None)
+            if existing is None:
+                setattr(namespace, name, func)
+            elif existing is not func:
+                msg = f"{namespace.__name__} already has an attribute {name!r}; scanpy_loomio left it as it is"
+                warnings.warn(msg, UserWarning, stacklevel=3)
     if not hasattr(anndata.AnnData, "loom"):
         anndata.register_anndata_namespace("loom")(LoomAccessor)

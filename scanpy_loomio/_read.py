@@ -225,7 +225,7 @@ class LoomReader:
             names = np.asarray(values_of(index_attr), dtype=str).astype(object)
             if record is None or self.options.repair_bytes_text:
                 names = self._bytes_text(axis, {None: names})[None]
-            index = pd.Index(names, dtype=object)
+            index = pd.Index(names)  # text, as anndata builds it: str with pandas 3, object before
             used.add(index_attr)
         else:
             index = pd.RangeIndex(n).astype(str)

@@ -35,6 +35,7 @@ from ._atomic import atomic_target
 from ._errors import LoomReadWarning
 from ._globals import read_globals
 from ._graphs import matrix_kind
+from ._layers import named_layers
 from ._metadata import load_codec
 from ._read import LoomReader, ReadOptions
 from ._safety import check_file, converted_read_errors, open_read_only
@@ -150,10 +151,10 @@ class _Target:
         )
         if not _matches(self.matrix, adata.X):
             raise self.error(f"X is {_describe(adata.X)}, /matrix holds {self.matrix.describe()}", fix)
-        for key in adata.layers:
+        for key, value in named_layers(adata).items():
             stored = self.layers.get(key)
-            if stored is not None and not stored.filled and not _matches(stored, adata.layers[key]):
-                msg = f"layers[{key!r}] is {_describe(adata.layers[key])}, /layers/{key} holds {stored.describe()}"
+            if stored is not None and not stored.filled and not _matches(stored, value):
+                msg = f"layers[{key!r}] is {_describe(value)}, /layers/{key} holds {stored.describe()}"
                 raise self.error(msg, fix)
 
     def matrix_options(self) -> dict[str, Any]:
@@ -274,7 +275,7 @@ def _update(
         target.check(adata)
         conv = convention or target.convention
         # layers filled in by an earlier write stay filled
-        missing = {name for name in conv.required_layers if name not in adata.layers}
+        missing = {name for name in conv.required_layers if name not in named_layers(adata)}
         fill = fill_missing_layers or missing <= {name for name, stored in target.layers.items() if stored.filled}
         plan = plan_write(adata, conv, policy=lossy, fill_missing_layers=fill)
         with h5py.File(tmp, "w") as dst:

@@ -24,6 +24,8 @@ from ._embeddings import EmbeddingPlan, attribute_values, plan_embedding, regist
 from ._errors import LossyWriteError, LossyWriteWarning
 from ._globals import encode_global, json_tag, scalar_tag, write_globals
 from ._graphs import matrix_kind, weights_exact_as_float, write_graph
+from ._h5ad_rules import frame_as_h5ad_stores, raw_as_h5ad_stores
+from ._layers import named_layers
 from ._metadata import CODEC_ATTR, METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata, dump_codec
 from ._provenance import provenance, session_report
 from ._sidecar import can_encode, sidecar_put
@@ -130,7 +132,7 @@ class _Names:
 
 
 def _plan_axis(adata: AnnData, axis: Literal["obs", "var"], convention: Convention, policy: LossyPolicy) -> AxisPlan:
-    frame: pd.DataFrame = getattr(adata, axis)
+    frame = frame_as_h5ad_stores(adata, getattr(adata, axis))
     index_attr = convention.cell_names_attr if axis == "obs" else convention.gene_names_attr
     renames = convention.obs_renames if axis == "obs" else convention.var_renames
     names = _Names()
@@ -147,7 +149,9 @@ def _plan_axis(adata: AnnData, axis: Literal["obs", "var"], convention: Conventi
         series = frame[col]
         if (
             col == index_attr
-            and series.dtype == object
+            and pd.api.types.is_string_dtype(series.dtype)
+            and not isinstance(series.dtype, pd.CategoricalDtype)
+            and series.dtype == frame.index.dtype
             and np.array_equal(np.asarray(series, dtype=object), index_values)
         ):
             # the usual workaround column (obs["CellID"] = obs_names): share the index attribute, store it once
@@ -240,8 +244,9 @@ def plan_write(
     """Check everything and decide where each element goes, before any file is touched."""
     obs = _plan_axis(adata, "obs", convention, policy)
     var = _plan_axis(adata, "var", convention, policy)
-    layers = [(_check_name(k, f"layers[{k!r}]"), k) for k in adata.layers]
-    for key, value in [("X", adata.X), *((f"layers[{k!r}]", adata.layers[k]) for k in adata.layers)]:
+    stored_layers = named_layers(adata)
+    layers = [(_check_name(k, f"layers[{k!r}]"), k) for k in stored_layers]
+    for key, value in [("X", adata.X), *((f"layers[{k!r}]", v) for k, v in stored_layers.items())]:
         if value is None:
             continue
         if not (isinstance(value, np.ndarray) or sparse.issparse(value)):
@@ -279,7 +284,7 @@ def plan_write(
 
 def _missing_layers(adata: AnnData, convention: Convention, *, fill: bool) -> list[str]:
     """The layers ``convention`` needs that ``adata`` lacks; an error unless they are to be filled with zeros."""
-    missing = [name for name in convention.required_layers if name not in adata.layers]
+    missing = [name for name in convention.required_layers if name not in named_layers(adata)]
     if missing and not fill:
         msg = (
             f"layers: convention {convention.name!r} needs layers {list(convention.required_layers)} "
@@ -370,7 +375,7 @@ def _write_layer(group: h5py.Group, name: str, value: Any, shape: tuple[int, int
 def _write_filled_layer(group: h5py.Group, name: str, adata: AnnData, options: dict[str, Any]) -> None:
     """An all-zero layer the target tool needs, marked so that reading leaves it out (no chunk is stored)."""
     # the dtype of the layers present (velocyto's are counts), else of X
-    present = [v for v in (*adata.layers.values(), adata.X) if v is not None]
+    present = [v for v in (*named_layers(adata).values(), adata.X) if v is not None]
     dtype = (np.dtype(np.uint8) if present[0].dtype == bool else present[0].dtype) if present else np.dtype(np.float32)
     dset = _matrix.write_matrix(group, name, None, shape=adata.shape, dtype=dtype, **options)
     dset.attrs[CODEC_ATTR] = dump_codec({"type": "filled"})
@@ -400,7 +405,7 @@ def write_annotations(file: h5py.File, plan: WritePlan, *, creation_date: str | 
     if plan.uns_sidecar:
         sidecar_put(file, "uns", plan.uns_sidecar)
     if plan.metadata.raw:
-        sidecar_put(file, "raw", adata.raw)
+        sidecar_put(file, "raw", raw_as_h5ad_stores(adata))
     now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     global_values = {
         **({"LOOM_SPEC_VERSION": convention.spec_version} if convention.spec_version else {}),

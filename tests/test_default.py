@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import subprocess
 import sys
 import warnings
@@ -13,7 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import scanpy as sc
-import scanpy.readwrite
 from anndata.tests.helpers import assert_adata_equal
 from scipy import sparse
 
@@ -26,14 +27,21 @@ if TYPE_CHECKING:
 # the fixture repeats a gene symbol on purpose
 pytestmark = pytest.mark.filterwarnings("ignore:Variable names are not unique:UserWarning")
 
+
+
+def _places() -> list[tuple[object, str]]:
+    """Every place the installed scanpy and anndata look up loom I/O, written out per version, not discovered."""
+    places = [(anndata.io, "read_loom"), (anndata.io, "write_loom"), (anndata.AnnData, "write_loom")]
+    if "read_loom" in vars(sc):  # scanpy <= 1.12 binds it; 1.13 forwards the attribute to anndata.io
+        places.append((sc, "read_loom"))
+    for module in ("scanpy.readwrite", "scanpy.io._read"):  # behind sc.read: <= 1.12, >= 1.13
+        if importlib.util.find_spec(module.rpartition(".")[0] or module) and importlib.util.find_spec(module):
+            places.append((importlib.import_module(module), "read_loom"))
+    return places
+
+
 # every place the switch changes: (owner, attribute)
-PATCHED = [
-    (anndata.io, "read_loom"),
-    (anndata.io, "write_loom"),
-    (anndata.AnnData, "write_loom"),
-    (sc, "read_loom"),
-    (scanpy.readwrite, "read_loom"),
-]
+PATCHED = _places()
 
 
 def current() -> list[object]:
@@ -70,24 +78,45 @@ def adata() -> anndata.AnnData:
 
 def test_import_alone_changes_nothing() -> None:
     code = (
-        "import anndata, anndata.io, scanpy, scanpy.readwrite\n"
-        "before = [anndata.io.read_loom, anndata.io.write_loom, anndata.AnnData.write_loom,"
-        " scanpy.read_loom, scanpy.readwrite.read_loom]\n"
+        "import anndata, scanpy, sys\n"
+        "def snapshot():\n"
+        "    return {(m, k): v for m, mod in list(sys.modules.items()) if m.partition('.')[0] in ('anndata', 'scanpy')"
+        " and mod is not None for k, v in list(vars(mod).items())}\n"
+        "before = snapshot()\n"
+        "methods = dict(vars(anndata.AnnData))\n"
         "import scanpy_loomio\n"
-        "after = [anndata.io.read_loom, anndata.io.write_loom, anndata.AnnData.write_loom,"
-        " scanpy.read_loom, scanpy.readwrite.read_loom]\n"
-        "assert all(a is b for a, b in zip(before, after, strict=True)), after\n"
-        "print('unchanged')\n"
+        "after = snapshot()\n"
+        "changed = sorted(str(k) for k in before if k in after and after[k] is not before[k])\n"
+        "added = sorted(str(k) for k in after.keys() - before.keys() if not k[0].startswith(('anndata', 'scanpy.'))"
+        " or k[1] in ('read_loom_full', 'write_loom_full'))\n"
+        "assert not changed, changed\n"
+        "print(sorted(k for k in added), [k for k in vars(anndata.AnnData) if k not in methods])\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-W", "error::UserWarning", "-c", code], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "unchanged\n"
+    expected = [("scanpy", "read_loom_full"), ("scanpy", "write_loom_full")]
+    if importlib.util.find_spec("scanpy.io") is not None:
+        expected += [("scanpy.io", "read_loom_full"), ("scanpy.io", "write_loom_full")]
+    assert result.stdout == f"{sorted(str(k) for k in expected)} ['loom']\n"
+    assert "Warning" not in result.stderr
+
+
+def test_scanpy_io_gets_the_functions_where_it_exists() -> None:
+    assert sc.read_loom_full is scanpy_loomio.read_loom_full
+    assert sc.write_loom_full is scanpy_loomio.write_loom_full
+    if importlib.util.find_spec("scanpy.io") is None:
+        pytest.skip(f"scanpy {sc.__version__} has no scanpy.io")
+    assert sc.io.read_loom_full is scanpy_loomio.read_loom_full
+    assert sc.io.write_loom_full is scanpy_loomio.write_loom_full
 
 
 def test_switch_on_and_off() -> None:
     scanpy_loomio.use_as_default()
     assert all(now is not before for now, before in zip(current(), ORIGINALS, strict=True))
     assert sc.read_loom is anndata.io.read_loom  # one replacement for every reader
+    assert all(getattr(owner, name) is not original for (owner, name), original in zip(PATCHED, ORIGINALS, strict=True))
     scanpy_loomio.restore_defaults()
     assert all(now is before for now, before in zip(current(), ORIGINALS, strict=True))
 

@@ -105,6 +105,21 @@ REWRITES = [
         f'{SCANPY_IMPORT}adata = sc.read_loom_full("in.loom", sparse=True,)\n',
     ),
     (
+        "scanpy 1.13's scanpy.io reader",
+        'import scanpy as sc\nadata = sc.io.read_loom("in.loom")\n',
+        f'{SCANPY_IMPORT}adata = sc.io.read_loom_full("in.loom")\n',
+    ),
+    (
+        "scanpy.io through the full module name",
+        'import scanpy.io\nadata = scanpy.io.read_loom("in.loom")\n',
+        'import scanpy.io\nimport scanpy_loomio  # noqa: F401\nadata = scanpy.io.read_loom_full("in.loom")\n',
+    ),
+    (
+        "scanpy 1.13's sc.io.read of a literal .loom path",
+        'import scanpy as sc\nadata = sc.io.read("data/in.loom")\n',
+        f'{SCANPY_IMPORT}adata = sc.read_loom_full("data/in.loom")\n',
+    ),
+    (
         "sc.read of a literal .loom path",
         'import scanpy as sc\nadata = sc.read("data/in.loom")\n',
         f'{SCANPY_IMPORT}adata = sc.read_loom_full("data/in.loom")\n',
@@ -200,6 +215,12 @@ UNCHANGED = [
     ("sc.read of an h5ad", "import scanpy as sc\nadata = sc.read('a.h5ad')\n"),
     ("sc.read with options read_loom_full lacks", "import scanpy as sc\nadata = sc.read('a.loom', backed='r')\n"),
     ("unpacked write arguments", "import scanpy as sc\nadata.write_loom(*args)\n"),
+    ("unpacked read keywords", "import scanpy as sc\nadata = sc.read_loom('a.loom', **options)\n"),
+    ("unpacked read arguments through sc.io", "import scanpy as sc\nadata = sc.io.read_loom(*args)\n"),
+    (
+        "an imported reader called with unpacked keywords keeps its import",
+        "from anndata.io import read_loom\na = read_loom('a.loom', **options)\nb = read_loom('b.loom')\n",
+    ),
     ("already migrated", "import scanpy as sc\nimport scanpy_loomio\nadata = sc.read_loom_full('a.loom')\n"),
     ("relative import of a name read_loom", "from .io import read_loom\nread_loom('a.loom')\n"),
 ]
