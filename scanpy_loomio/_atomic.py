@@ -93,7 +93,17 @@ def atomic_target(target: str | os.PathLike[str]) -> Iterator[Path]:
             with contextlib.suppress(OSError):
                 os.chmod(tmp, target.stat().st_mode & 0o7777)
         _fsync_file(tmp)  # the data reaches the disk before the name does
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError as err:
+            if not existed or err.errno not in (errno.EPERM, errno.EACCES):
+                raise
+            # the new file was written beside it: the existing file itself refuses to be replaced
+            msg = (
+                f"could not replace the existing file ({os.strerror(err.errno)}: it is immutable or protected, e.g. "
+                "by chattr +i or a sticky folder owned by someone else); it was left as it was and nothing was written"
+            )
+            raise OSError(err.errno, msg, str(target)) from None
         _fsync_dir(target.parent)
     except BaseException as err:
         with contextlib.suppress(OSError):
@@ -108,6 +118,8 @@ def _io_failure(err: BaseException, target: Path, tmp: Path, *, existed: bool) -
     """An :class:`OSError` naming the target for an I/O failure while writing (h5py reports some as RuntimeError)."""
     if not isinstance(err, OSError | RuntimeError):
         return None
+    if isinstance(err, OSError) and err.filename == str(target):
+        return None  # already about the target
     if isinstance(err, OSError) and err.filename not in (None, str(tmp)) and tmp.name not in str(err):
         return None  # about another file (a source being read): not a failure to write
     code = err.errno if isinstance(err, OSError) else None

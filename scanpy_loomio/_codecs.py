@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import LossyWriteError
-from ._strings import decode_text
+from ._strings import decode_text, unstorable_text_reason
 
 #: dtypes a loom attribute may hold as they are (the loom validator's list).
 NATIVE_DTYPES = frozenset(
@@ -64,6 +64,12 @@ def storable_values(values: np.ndarray, key: str) -> np.ndarray:
         if with_nul is not None:
             msg = f"{key}: the value {with_nul!r} contains a NUL character, which HDF5 text cannot hold. Remove it."
             raise LossyWriteError(msg)
+        try:
+            "".join(values).encode("utf-8")
+        except UnicodeEncodeError:  # find the value, to name it
+            bad = next(v for v in values if unstorable_text_reason(v) is not None)
+            msg = f"{key}: the value {bad!r} {unstorable_text_reason(bad)}. Remove or replace the character."
+            raise LossyWriteError(msg) from None
         return values.astype(object)
     msg = (
         f"{key}: dtype {values.dtype} cannot be stored in a loom attribute; expected an integer, float, bool, "

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from scipy import sparse
@@ -291,6 +291,29 @@ def _ceil_div(a: int, b: int) -> int:
 # writing
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def check_matrix_options(*, chunks: Any, compression_level: Any, where: str) -> None:
+    """Refuse chunk shapes and gzip levels the writer cannot use, naming ``where`` (the user's file).
+
+    Examples
+    --------
+    >>> check_matrix_options(chunks=(64, 64), compression_level=2, where="out.loom")
+    >>> check_matrix_options(chunks=(64, 64), compression_level=12, where="out.loom")
+    Traceback (most recent call last):
+    ...
+    ValueError: out.loom: got compression_level=12; pass an integer gzip level from 0 to 9
+    """
+    if not _is_int(compression_level) or not 0 <= compression_level <= 9:
+        msg = f"{where}: got compression_level={compression_level!r}; pass an integer gzip level from 0 to 9"
+        raise ValueError(msg)
+    if not isinstance(chunks, tuple | list) or len(chunks) != 2 or not all(_is_int(c) and c >= 1 for c in chunks):
+        msg = f"{where}: got chunks={chunks!r}; pass two positive integers (genes, cells), e.g. (64, 64)"
+        raise ValueError(msg)
+
+
 def write_matrix(
     group: h5py.Group,
     name: str,
@@ -358,16 +381,7 @@ def write_matrix(
     if len(shape) != 2:
         msg = f"{where}: got a matrix of shape {shape}; a loom layer needs a 2-dimensional (cells × genes) matrix"
         raise ValueError(msg)
-    if (
-        isinstance(compression_level, bool)
-        or not isinstance(compression_level, int | np.integer)
-        or not 0 <= compression_level <= 9
-    ):
-        msg = f"{where}: got compression_level={compression_level!r}; pass an integer gzip level from 0 to 9"
-        raise ValueError(msg)
-    if len(chunks) != 2 or any(int(c) < 1 for c in chunks):
-        msg = f"{where}: got chunks={chunks!r}; pass two positive integers (genes, cells), e.g. (64, 64)"
-        raise ValueError(msg)
+    check_matrix_options(chunks=chunks, compression_level=compression_level, where=where)
     threads = _resolve_threads(n_threads)
     dtype = _native(np.dtype(dtype))
     n_cells, n_genes = (int(s) for s in shape)

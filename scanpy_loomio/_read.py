@@ -24,6 +24,7 @@ from scipy import sparse
 from . import _matrix
 from ._aux import get_aux_attributes
 from ._codecs import CodecMismatch, decode_column, plain_values
+from ._compat import quiet_anndata
 from ._embeddings import restore as restore_embedding
 from ._errors import LoomFormatError, LoomReadWarning
 from ._foreign import ForeignAxis, choose_index_attr, decode_foreign_global, graph_index_base, nested_datasets
@@ -231,12 +232,19 @@ class LoomReader:
             index = pd.RangeIndex(n).astype(str)
         index.name = record.index_name if record else None
 
+        asked = self.options.obs_names if axis == "obs" else self.options.var_names
+        # names the caller chose over the record's: that attribute is the index only, not a column as well
+        chosen_over_record = (
+            asked is not None and index_attr == asked and record is not None and asked != record.index_attr
+        )
         columns: dict[str, Any] = {}
         if record:
             for key, attr in record.columns:
                 if attr not in datasets:
                     continue  # deleted by another tool
                 used.add(attr)
+                if chosen_over_record and attr == index_attr:
+                    continue
                 if attr == index_attr and load_codec(datasets[attr]) is None:
                     columns[key] = values_of(attr).copy()
                     continue
@@ -488,19 +496,20 @@ class LoomReader:
                 if collapsed:
                     uns[f"loom-{axis}"] = collapsed
         raw = self.read_raw()
-        adata = AnnData(
-            X=X,
-            obs=obs,
-            var=var,
-            uns=uns,
-            obsm=obsm,
-            varm=varm,
-            obsp=obsp,
-            varp=varp,
-            layers=layers,
-            raw=raw,
-            shape=(n_obs, n_vars) if X is None else None,
-        )
+        with quiet_anndata():
+            adata = AnnData(
+                X=X,
+                obs=obs,
+                var=var,
+                uns=uns,
+                obsm=obsm,
+                varm=varm,
+                obsp=obsp,
+                varp=varp,
+                layers=layers,
+                raw=raw,
+                shape=(n_obs, n_vars) if X is None else None,
+            )
         return adata
 
 

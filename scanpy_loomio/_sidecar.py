@@ -8,17 +8,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-try:  # anndata >= 0.11
-    from anndata.io import read_elem, write_elem
-except ImportError:  # pragma: no cover - older anndata
-    from anndata.experimental import read_elem, write_elem
+from anndata import io as anndata_io
 
+from ._compat import quiet_anndata
 from ._metadata import SIDECAR_GROUP
 
 if TYPE_CHECKING:
     import h5py
 
 __all__ = ["can_encode", "read_elem", "sidecar_get", "sidecar_put", "write_elem"]
+
+
+def read_elem(elem: Any) -> Any:
+    """``anndata.io.read_elem``, without anndata 0.13's warning about a pandas option."""
+    with quiet_anndata():
+        return anndata_io.read_elem(elem)
+
+
+def write_elem(store: Any, key: str, value: Any) -> None:
+    """``anndata.io.write_elem``, without anndata 0.13's warning about a pandas option."""
+    with quiet_anndata():
+        anndata_io.write_elem(store, key, value)
 
 
 def sidecar_put(file: h5py.File, path: str, value: Any) -> None:

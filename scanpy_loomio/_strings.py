@@ -16,6 +16,25 @@ def vlen_str_dtype():
     return h5py.string_dtype("utf-8")
 
 
+def unstorable_text_reason(text: str) -> str | None:
+    """Why HDF5 cannot hold ``text`` as UTF-8 (a NUL character, a lone surrogate), or None when it can.
+
+    Examples
+    --------
+    >>> unstorable_text_reason("CD3E") is None
+    True
+    >>> unstorable_text_reason("CD3E" + chr(0))
+    'contains a NUL character, which HDF5 text cannot hold'
+    """
+    if "\x00" in text:
+        return "contains a NUL character, which HDF5 text cannot hold"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return f"contains the lone surrogate {text[error.start]!r}, which is not UTF-8 text"
+    return None
+
+
 def is_text_dtype(dtype: np.dtype) -> bool:
     """Whether an HDF5 dataset of this dtype holds text."""
     if dtype.kind in "SU":

@@ -32,10 +32,10 @@ from anndata import AnnData
 
 from . import _matrix
 from ._atomic import atomic_target
+from ._compat import named_layers
 from ._errors import LoomReadWarning
 from ._globals import read_globals
 from ._graphs import matrix_kind
-from ._layers import named_layers
 from ._metadata import load_codec
 from ._read import LoomReader, ReadOptions
 from ._safety import check_file, converted_read_errors, open_read_only

@@ -20,16 +20,16 @@ from . import _matrix
 from ._atomic import atomic_target
 from ._aux import fit_in_attributes, put_aux_attributes
 from ._codecs import NATIVE_DTYPES, EncodedColumn, encode_column, storable_values
+from ._compat import named_layers
 from ._embeddings import EmbeddingPlan, attribute_values, plan_embedding, registry_globals
 from ._errors import LossyWriteError, LossyWriteWarning
 from ._globals import encode_global, json_tag, scalar_tag, write_globals
 from ._graphs import matrix_kind, weights_exact_as_float, write_graph
 from ._h5ad_rules import frame_as_h5ad_stores, raw_as_h5ad_stores
-from ._layers import named_layers
 from ._metadata import CODEC_ATTR, METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata, dump_codec
 from ._provenance import provenance, session_report
 from ._sidecar import can_encode, sidecar_put
-from ._strings import vlen_str_dtype
+from ._strings import unstorable_text_reason, vlen_str_dtype
 from .conventions import DEFAULT_CONVENTION, Convention, get_convention
 
 LossyPolicy = Literal["raise", "warn"]
@@ -84,11 +84,32 @@ def _check_name(name: Any, key: str) -> str:
     if "/" in name or name in ("", ".") or "\x00" in name:
         msg = f"{key}: the key {name!r} cannot be an HDF5 name (it is empty, '.', or contains '/' or NUL). Rename it."
         raise LossyWriteError(msg)
+    _check_text(name, key)
     return name
 
 
+def _check_text(text: str, key: str) -> None:
+    """Refuse text HDF5 cannot hold, naming where it is, instead of h5py's bare error half way through."""
+    reason = unstorable_text_reason(text)
+    if reason is not None:
+        msg = f"{key}: the text {text!r} {reason}. Remove or replace the character."
+        raise LossyWriteError(msg)
+
+
 def _check_nested_keys(value: Any, key: str) -> None:
-    """Keys of mappings stored in the sidecar become HDF5 names too (anndata would nest ``'a/b'`` silently)."""
+    """Keys of mappings stored in the sidecar become HDF5 names too (anndata would nest ``'a/b'`` silently).
+
+    Text values are checked on the way: HDF5 holds no NUL or lone surrogate.
+    """
+    if isinstance(value, str):
+        _check_text(value, key)
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "OU":
+        for item in value.ravel():
+            if isinstance(item, str):
+                _check_text(item, key)
+    elif isinstance(value, list | tuple):
+        for position, item in enumerate(value):
+            _check_nested_keys(item, f"{key}[{position}]")
     if not isinstance(value, Mapping):
         return
     for name, item in value.items():
@@ -137,6 +158,15 @@ def _plan_axis(adata: AnnData, axis: Literal["obs", "var"], convention: Conventi
     renames = convention.obs_renames if axis == "obs" else convention.var_renames
     names = _Names()
     names.taken.add(index_attr)
+    index_name = frame.index.name
+    if index_name is not None and not isinstance(index_name, str):
+        msg = (
+            f"{axis}.index.name: {index_name!r} is a {type(index_name).__name__}; the name of the {axis} index is "
+            f"stored as text, as write_h5ad requires. Set adata.{axis}.index.name to a string or None."
+        )
+        raise LossyWriteError(msg)
+    if index_name is not None:
+        _check_text(index_name, f"{axis}.index.name")
     index_values = np.asarray(frame.index, dtype=object)
     if not all(isinstance(v, str) for v in index_values):
         msg = f"{axis}_names: found non-string names; AnnData names must be strings. Set adata.{axis}_names = adata.{axis}_names.astype(str)."
@@ -230,6 +260,12 @@ def _plan_uns(adata: AnnData, convention: Convention, policy: LossyPolicy) -> tu
             in_sidecar[key] = value
         elif key not in RESERVED_GLOBALS and json_tag(value):
             in_globals[key] = ("json", value)
+        elif not convention.sidecar and can_encode(value):
+            _lossy(
+                policy,
+                f"uns[{key!r}]: a {type(value).__name__} that only anndata's element encoding can store, and convention "
+                f"{convention.name!r} allows no extra group to keep it (its tool refuses files with one).",
+            )
         else:
             _lossy(
                 policy,
@@ -506,6 +542,7 @@ def write_loom_full(
     True
     """
     adata = check_write_arguments("write_loom_full", filename, adata, lossy)
+    _matrix.check_matrix_options(chunks=chunks, compression_level=compression_level, where=os.fspath(filename))
     conv = get_convention(convention)
     plan = plan_write(adata, conv, policy=lossy, fill_missing_layers=fill_missing_layers)
     options = {

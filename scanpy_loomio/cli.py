@@ -51,6 +51,18 @@ def _input_file(path: str) -> Path:
     return file
 
 
+def _convention_names(*names: str | None) -> None:
+    """Refuse an unknown convention name as a usage error, before anything is read or written."""
+    from scanpy_loomio.conventions import get_convention
+
+    for name in names:
+        if name is not None and name != "all":
+            try:
+                get_convention(name)
+            except ValueError as err:
+                raise UsageError(str(err)) from None
+
+
 def _kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix in LOOM_SUFFIXES:
@@ -67,6 +79,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     import scanpy_loomio
 
+    _convention_names(args.convention, args.from_convention)
     source = _input_file(args.input)
     target = Path(args.output)
     kinds = (_kind(source), _kind(target))
@@ -110,6 +123,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 
     import scanpy_loomio
 
+    _convention_names(args.convention)
     target = _input_file(args.file)
     source = _input_file(args.annotations)
     if (_kind(target), _kind(source)) != ("loom", "h5ad"):
@@ -162,10 +176,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     import scanpy_loomio
 
     names = [name for item in args.conventions for name in item.split(",") if name]
-    try:
-        report = scanpy_loomio.validate_loom(_input_file(args.file), conventions=names, read=not args.no_read)
-    except ValueError as err:  # an unknown convention name
-        raise UsageError(str(err)) from None
+    _convention_names(*names)
+    report = scanpy_loomio.validate_loom(_input_file(args.file), conventions=names, read=not args.no_read)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -181,10 +193,9 @@ def cmd_conventions(args: argparse.Namespace) -> int:
     from scanpy_loomio.conventions import CONVENTIONS, conventions_table, get_convention
 
     if args.name:
-        try:
-            chosen = {args.name: get_convention(args.name)}
-        except ValueError as err:
-            raise UsageError(str(err)) from None
+        _convention_names(args.name)
+        found = get_convention(args.name)
+        chosen = {found.name: found}
     else:
         chosen = dict(CONVENTIONS)
     if args.json:
@@ -192,7 +203,7 @@ def cmd_conventions(args: argparse.Namespace) -> int:
     elif args.markdown:
         print(conventions_table(chosen))
     elif args.name:
-        print(_convention_details(chosen[args.name]))
+        print(_convention_details(next(iter(chosen.values()))))
     else:
         print(_convention_rows(chosen.values()))
     return OK
@@ -214,12 +225,13 @@ def _jsonable(value: Any) -> Any:
 
 
 def _convention_rows(conventions: Any) -> str:
-    head = ("name", "tool", "cell names", "gene names", "needs layers", "embeddings", "spec")
+    head = ("name", "also", "tool", "cell names", "gene names", "needs layers", "embeddings", "spec")
     rows = [head]
     for c in conventions:
         rows.append(
             (
                 c.name,
+                ", ".join(c.aliases) or "-",
                 c.tool,
                 c.cell_names_attr,
                 c.gene_names_attr,

@@ -331,6 +331,9 @@ class Convention:
         number (``0`` or less: not this tool).
     notes
         Anything else a user of the tool should know (for the docs).
+    aliases
+        Other names users type for this convention (the tool's or a companion's, e.g. ``seurat``); names are
+        matched without regard to case.
     """
 
     name: str
@@ -357,6 +360,7 @@ class Convention:
     markers: Markers = field(default_factory=Markers)
     detect: Callable[[FileSummary], float] | None = field(default=None, compare=False)
     notes: str = ""
+    aliases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         problems = []
@@ -456,6 +460,7 @@ _BUILTIN = (
     ),
     Convention(
         name="velocyto",
+        aliases=("scvelo",),
         tool="velocyto.py, velocyto.R, scVelo",
         source="velocyto-team/velocyto.py velocyto/counter.py; theislab/scvelo",
         cell_names=("CellID",),
@@ -475,6 +480,7 @@ _BUILTIN = (
     ),
     Convention(
         name="scope",
+        aliases=("pyscenic", "scenic"),
         tool="pySCENIC, SCope, SCopeLoomR",
         source="aertslab/pySCENIC src/pyscenic/export.py; aertslab/SCopeLoomR R/loom.R",
         cell_names=("CellID",),
@@ -496,6 +502,7 @@ _BUILTIN = (
     ),
     Convention(
         name="seuratdisk",
+        aliases=("seurat",),
         tool="Seurat via SeuratDisk",
         source="mojaveazure/seurat-disk R/loom.R",
         cell_names=("CellID",),
@@ -536,6 +543,7 @@ _BUILTIN = (
     ),
     Convention(
         name="loomexperiment",
+        aliases=("sceasy",),
         tool="LoomExperiment, sceasy",
         source="Bioconductor/LoomExperiment R/export-method.R, R/import-method.R; cellgeni/sceasy",
         cell_names=("colnames",),
@@ -649,14 +657,22 @@ def get_convention(convention: str | Convention) -> Convention:
     >>> from scanpy_loomio.conventions import get_convention
     >>> get_convention("loomexperiment").cell_names_attr
     'colnames'
+    >>> get_convention("Seurat").name  # the names users type, in any case
+    'seuratdisk'
     """
     if isinstance(convention, Convention):
         return convention
-    try:
-        return CONVENTIONS[convention]
-    except (KeyError, TypeError):
-        msg = f"unknown convention {convention!r}; expected one of {sorted(CONVENTIONS)} or a Convention object"
-        raise ValueError(msg) from None
+    if isinstance(convention, str):
+        wanted = convention.casefold()
+        for known in CONVENTIONS.values():
+            if wanted == known.name.casefold() or wanted in (alias.casefold() for alias in known.aliases):
+                return known
+    aliases = sorted(alias for c in CONVENTIONS.values() for alias in c.aliases)
+    msg = (
+        f"unknown convention {convention!r}; expected one of {sorted(CONVENTIONS)} (or {', '.join(aliases)}), "
+        "or a Convention object"
+    )
+    raise ValueError(msg)
 
 
 def name_candidates(axis: Axis, first: Convention | None = None) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ import pandas as pd
 from anndata import AnnData
 from scipy import sparse
 
-from ._layers import named_layers
+from ._compat import named_layers
 
 MISSING = object()
 
@@ -138,7 +138,10 @@ def anndata_round_trip(adata: AnnData, path: Path) -> tuple[AnnData | None, str]
             adata.copy().write_loom(path, write_obsm_varm=True)
             return anndata.io.read_loom(path), ""
         except Exception as error:  # noqa: BLE001 - any failure of the other library is reported, not raised
-            return None, f"anndata {anndata.__version__}'s write_loom + read_loom failed: {type(error).__name__}: {error}"
+            return (
+                None,
+                f"anndata {anndata.__version__}'s write_loom + read_loom failed: {type(error).__name__}: {error}",
+            )
 
 
 def run(folder: Path) -> tuple[list[tuple[str, str, str]], str]:

@@ -142,3 +142,31 @@ def test_package_metadata_matches_pyproject(recipe: dict, project: dict) -> None
     sdist = f"/{project['name'][0]}/{project['name']}/{module}-${{{{ version }}}}.tar.gz"
     assert recipe["source"]["url"].endswith(sdist)
     assert re.fullmatch(r"[0-9a-f]{64}", recipe["source"]["sha256"])
+
+
+def test_declared_pythons_are_the_tested_ones(recipe: dict, project: dict) -> None:
+    """Classifiers, requires-python and the recipe's tests name exactly the Pythons .ci/run tests on."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    tested = set(re.findall(r"\bversion=(3\.\d+)\b", ci))
+    classified = {
+        c.rpartition(" :: ")[2]
+        for c in project["classifiers"]
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    }
+    assert tested == classified, (tested, classified)
+    assert project["requires-python"] == f">={min(tested, key=lambda v: tuple(map(int, v.split('.'))))}"
+    python_min = recipe["context"]["python_min"]
+    in_recipe = {
+        v.replace("${{ python_min }}", python_min).removesuffix(".*")
+        for v in recipe["tests"][0]["python"]["python_version"]
+    }
+    assert in_recipe == tested
+
+
+def test_no_upper_bounds_on_dependencies(project: dict) -> None:
+    requirements = [
+        *project["dependencies"],
+        *(r for extra in project["optional-dependencies"].values() for r in extra),
+    ]
+    capped = [r for r in requirements if any(s.operator in ("<", "<=", "==", "~=") for s in Requirement(r).specifier)]
+    assert capped == []
