@@ -105,10 +105,17 @@ def _encode_nullable(series: pd.Series, key: str) -> EncodedColumn:
     return EncodedColumn(values, {"type": kind, "dtype": str(series.dtype)}, _mask_aux(mask))
 
 
+def _is_default_text(dtype: Any) -> bool:
+    """Pandas 3's default ``str`` dtype (NaN for missing), which plain text read back takes, as with ``.h5ad``."""
+    return isinstance(dtype, pd.StringDtype) and dtype.na_value is np.nan
+
+
 def _encode_text(series: pd.Series, key: str) -> EncodedColumn:
     """Object or pandas string columns; missing values are kept in a mask."""
     values = np.asarray(series.array, dtype=object)
     mask = np.asarray(pd.isna(series), dtype=bool)
+    if _is_default_text(series.dtype) and not mask.any():
+        return EncodedColumn(storable_values(values, key))  # plain text reads back in the stack's text dtype
     if isinstance(series.dtype, pd.StringDtype):
         stored = values.copy()
         stored[mask] = ""

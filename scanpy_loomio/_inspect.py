@@ -383,7 +383,7 @@ def anndata_losses(
         missing = [k for k in multi if k not in plain_multi]
         if missing:
             losses.append(f"{axis}m {missing}")
-        pairwise = list(getattr(adata, f"{axis}p").keys())
+        pairwise = sorted(getattr(adata, f"{axis}p").keys())
         if pairwise:
             losses.append(f"{axis}p {pairwise} (graphs are not read)")
         records = [k for k, d in group.items() if isinstance(d, h5py.Dataset) and d.dtype.names]
@@ -471,7 +471,7 @@ def inspect_loom(filename: str | os.PathLike[str]) -> LoomSummary:
     >>> summary = scanpy_loomio.inspect_loom("pbmc.loom")
     >>> summary.convention, summary.n_obs, summary.n_vars
     ('loompy', 700, 765)
-    >>> "obsp ['distances', 'connectivities'] (graphs are not read)" in summary.anndata_losses
+    >>> "obsp ['connectivities', 'distances'] (graphs are not read)" in summary.anndata_losses
     True
     """
     path = Path(filename)

@@ -196,6 +196,7 @@ def update_loom_full(
     convention: str | Convention | None = None,
     lossy: LossyPolicy = "raise",
     fill_missing_layers: bool = False,
+    convert_strings_to_categoricals: bool = True,
 ) -> None:
     """Write an AnnData's annotations into the loom file it was read from, keeping the file's matrices.
 
@@ -223,6 +224,9 @@ def update_loom_full(
         As for :func:`~scanpy_loomio.write_loom_full`: write all-zero layers the convention's tool needs and
         ``adata`` lacks (they are left out when reading). Layers filled in by an earlier write stay filled
         without it.
+    convert_strings_to_categoricals
+        As for :func:`~scanpy_loomio.write_loom_full`: text columns with repeated values are stored as
+        categoricals, as :func:`anndata.io.write_h5ad` stores them; ``False`` keeps them as text.
 
     Raises
     ------
@@ -250,7 +254,14 @@ def update_loom_full(
     adata = check_write_arguments("update_loom_full", filename, adata, lossy)
     path = Path(filename)
     asked = get_convention(convention) if convention is not None else None
-    _update(path, adata, convention=asked, lossy=lossy, fill_missing_layers=fill_missing_layers)
+    _update(
+        path,
+        adata,
+        convention=asked,
+        lossy=lossy,
+        fill_missing_layers=fill_missing_layers,
+        convert_strings_to_categoricals=convert_strings_to_categoricals,
+    )
 
 
 def _update(
@@ -260,6 +271,7 @@ def _update(
     convention: Convention | None,
     lossy: LossyPolicy,
     fill_missing_layers: bool,
+    convert_strings_to_categoricals: bool = True,
     names: tuple[str | None, str | None] = (None, None),
     output: Path | None = None,
 ) -> None:
@@ -277,7 +289,13 @@ def _update(
         # layers filled in by an earlier write stay filled
         missing = {name for name in conv.required_layers if name not in named_layers(adata)}
         fill = fill_missing_layers or missing <= {name for name, stored in target.layers.items() if stored.filled}
-        plan = plan_write(adata, conv, policy=lossy, fill_missing_layers=fill)
+        plan = plan_write(
+            adata,
+            conv,
+            policy=lossy,
+            fill_missing_layers=fill,
+            convert_strings_to_categoricals=convert_strings_to_categoricals,
+        )
         with h5py.File(tmp, "w") as dst:
             _carry_matrices(target, dst, plan)
             write_annotations(dst, plan, creation_date=target.created if isinstance(target.created, str) else None)

@@ -263,13 +263,20 @@ def upgrade_loom(
 
     Examples
     --------
-    >>> import warnings
+    A file as anndata's ``write_loom`` made it with loompy (anndata 0.13's fails on every AnnData): the names under
+    the index's name, categoricals as their labels.
+
+    >>> import loompy
     >>> import scanpy as sc
     >>> import scanpy_loomio
     >>> adata = sc.datasets.pbmc68k_reduced()
-    >>> with warnings.catch_warnings():  # anndata's write_loom is deprecated
-    ...     warnings.simplefilter("ignore", FutureWarning)
-    ...     adata.write_loom("legacy.loom")
+    >>> columns = {key: adata.obs[key].to_numpy(str) for key in ("bulk_labels", "louvain", "phase")}
+    >>> loompy.create(
+    ...     "legacy.loom",
+    ...     adata.X.T,
+    ...     row_attrs={"index": adata.var_names.to_numpy(str)},
+    ...     col_attrs={"index": adata.obs_names.to_numpy(str), **columns},
+    ... )
     >>> result = scanpy_loomio.upgrade_loom("legacy.loom")
     >>> result.names["obs"], result.categoricals["obs"]
     ('index', ('bulk_labels', 'louvain', 'phase'))
@@ -329,6 +336,7 @@ def upgrade_loom(
         convention=as_stored,
         lossy="raise",
         fill_missing_layers=False,
+        convert_strings_to_categoricals=categoricals == "auto",
         names=(names["obs"], names["var"]),
         output=target,
     )

@@ -73,6 +73,8 @@ class WritePlan:
     """Layers the tool needs that the AnnData lacks, written as zeros and left out when reading."""
     tool_globals: dict[str, str] = field(default_factory=dict)
     """Global attributes the tool needs beside ``uns`` (LoomExperiment's ``ReducedDimsName<i>``)."""
+    raw: Any = None
+    """``adata.raw`` as it is written (its text columns made categoricals as ``write_h5ad`` makes them)."""
 
 
 def _check_name(name: Any, key: str) -> str:
@@ -152,8 +154,10 @@ class _Names:
         return name
 
 
-def _plan_axis(adata: AnnData, axis: Literal["obs", "var"], convention: Convention, policy: LossyPolicy) -> AxisPlan:
-    frame = frame_as_h5ad_stores(adata, getattr(adata, axis))
+def _plan_axis(
+    adata: AnnData, axis: Literal["obs", "var"], convention: Convention, policy: LossyPolicy, *, categoricals: bool
+) -> AxisPlan:
+    frame = frame_as_h5ad_stores(adata, getattr(adata, axis)) if categoricals else getattr(adata, axis)
     index_attr = convention.cell_names_attr if axis == "obs" else convention.gene_names_attr
     renames = convention.obs_renames if axis == "obs" else convention.var_renames
     names = _Names()
@@ -275,11 +279,17 @@ def _plan_uns(adata: AnnData, convention: Convention, policy: LossyPolicy) -> tu
 
 
 def plan_write(
-    adata: AnnData, convention: Convention, *, policy: LossyPolicy = "raise", fill_missing_layers: bool = False
+    adata: AnnData,
+    convention: Convention,
+    *,
+    policy: LossyPolicy = "raise",
+    fill_missing_layers: bool = False,
+    convert_strings_to_categoricals: bool = True,
 ) -> WritePlan:
     """Check everything and decide where each element goes, before any file is touched."""
-    obs = _plan_axis(adata, "obs", convention, policy)
-    var = _plan_axis(adata, "var", convention, policy)
+    categoricals = convert_strings_to_categoricals
+    obs = _plan_axis(adata, "obs", convention, policy, categoricals=categoricals)
+    var = _plan_axis(adata, "var", convention, policy, categoricals=categoricals)
     stored_layers = named_layers(adata)
     layers = [(_check_name(k, f"layers[{k!r}]"), k) for k in stored_layers]
     for key, value in [("X", adata.X), *((f"layers[{k!r}]", v) for k, v in stored_layers.items())]:
@@ -314,7 +324,17 @@ def plan_write(
         tool_globals=list(tool_globals),
     )
     return WritePlan(
-        adata, convention, obs, var, layers, uns_globals, uns_sidecar, metadata, filled_layers, tool_globals
+        adata,
+        convention,
+        obs,
+        var,
+        layers,
+        uns_globals,
+        uns_sidecar,
+        metadata,
+        filled_layers,
+        tool_globals,
+        raw_as_h5ad_stores(adata) if categoricals else adata.raw,
     )
 
 
@@ -441,7 +461,7 @@ def write_annotations(file: h5py.File, plan: WritePlan, *, creation_date: str | 
     if plan.uns_sidecar:
         sidecar_put(file, "uns", plan.uns_sidecar)
     if plan.metadata.raw:
-        sidecar_put(file, "raw", raw_as_h5ad_stores(adata))
+        sidecar_put(file, "raw", plan.raw)
     now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     global_values = {
         **({"LOOM_SPEC_VERSION": convention.spec_version} if convention.spec_version else {}),
@@ -478,6 +498,7 @@ def write_loom_full(
     convention: str | Convention = DEFAULT_CONVENTION,
     lossy: LossyPolicy = "raise",
     fill_missing_layers: bool = False,
+    convert_strings_to_categoricals: bool = True,
     chunks: tuple[int, int] = _matrix.DEFAULT_CHUNKS,
     compression_level: int = _matrix.DEFAULT_COMPRESSION_LEVEL,
     n_threads: int | None = None,
@@ -509,6 +530,10 @@ def write_loom_full(
         When the convention's tool needs layers the AnnData lacks (velocyto needs ``spliced``, ``unspliced`` and
         ``ambiguous``), write them as all-zero layers instead of raising. They are marked as filled, so
         :func:`~scanpy_loomio.read_loom_full` leaves them out and the AnnData still reads back exactly.
+    convert_strings_to_categoricals
+        Store text columns with repeated values as categoricals, as :func:`anndata.io.write_h5ad` does (on copies:
+        ``adata`` is left as it is), so that the file reads back as an ``.h5ad`` file would. ``False`` keeps them
+        as text.
     chunks
         HDF5 chunk shape (genes, cells) of the matrix and layers.
     compression_level
@@ -544,7 +569,13 @@ def write_loom_full(
     adata = check_write_arguments("write_loom_full", filename, adata, lossy)
     _matrix.check_matrix_options(chunks=chunks, compression_level=compression_level, where=os.fspath(filename))
     conv = get_convention(convention)
-    plan = plan_write(adata, conv, policy=lossy, fill_missing_layers=fill_missing_layers)
+    plan = plan_write(
+        adata,
+        conv,
+        policy=lossy,
+        fill_missing_layers=fill_missing_layers,
+        convert_strings_to_categoricals=convert_strings_to_categoricals,
+    )
     options = {
         "chunks": tuple(chunks),
         "compression_level": int(compression_level),

@@ -309,7 +309,7 @@ BAD_INPUT = {
     ),
     "datetime-column": (
         _with(lambda a: a.obs.__setitem__("t", pd.date_range("2020", periods=4))),
-        r"obs\['t'\]: dtype datetime64\[ns\]",
+        r"obs\['t'\]: dtype datetime64\[\w+\]",  # ns with pandas 2, us with pandas 3
     ),
     "period-column": (
         _with(lambda a: a.obs.__setitem__("t", pd.period_range("2020", periods=4))),
@@ -350,7 +350,10 @@ def test_shapes_anndata_refuses_are_refused_before_writing(tmp_path: Path) -> No
     adata = adata_for(1, n_obs=4, n_vars=3)
     adata.layers._data["bad"] = np.ones((5, 3))
     target = tmp_path / "data.loom"
-    with pytest.raises(ValueError, match=r"key 'bad' is of incorrect shape"):
+    # anndata 0.12 checks the shape itself when the layers are walked; with 0.13 the writer's own check names it
+    with pytest.raises(
+        ValueError, match=r"key 'bad' is of incorrect shape|layers\['bad'\]: shape \(5, 3\) does not match"
+    ):
         write_loom_full(target, adata)
     assert list(tmp_path.iterdir()) == []
 

@@ -242,6 +242,7 @@ def test_conventions() -> None:
     rows = result.stdout.splitlines()
     assert rows[0].split() == [
         "name",
+        "also",
         "tool",
         "cell",
         "names",
@@ -253,8 +254,14 @@ def test_conventions() -> None:
         "spec",
     ]
     assert [row.split()[0] for row in rows[2 : 2 + len(CONVENTIONS)]] == list(CONVENTIONS)
+    velocyto_row = next(row for row in rows if row.startswith("velocyto "))
+    assert velocyto_row.split()[1] == "scvelo"  # the names users type
     result = run("conventions", "velocyto")
     assert "  required_layers        spliced, unspliced, ambiguous" in result.stdout
+    assert run("conventions", "SCVelo").stdout == result.stdout
+    unknown = run("conventions", "nope")
+    assert unknown.returncode == 2
+    assert "unknown convention 'nope'" in unknown.stderr
     assert run("conventions", "--markdown").stdout == conventions_table() + "\n"
     assert json.loads(run("conventions", "--json").stdout)["loomr"]["graph_index_base"] == [0, 1]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from anndata.tests.helpers import assert_adata_equal
+from helpers import assert_same_as_h5ad, layer_keys
 from scipy import sparse
 
 from scanpy_loomio import LoomReadWarning, read_loom_full, write_loom_full
@@ -78,7 +78,7 @@ def test_one_read_makes_it_lossless(name, fixture_copy, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", LoomReadWarning)  # our own file needs no interpretation
         second = read_loom_full(tmp_path / "again.loom")
-    assert_adata_equal(first, second, exact=True)
+    assert_same_as_h5ad(first, second)
 
 
 # -- what reading each one right means (MANIFEST.md) ------------------------------------------------------------------
@@ -122,7 +122,7 @@ def test_loomexperiment_l1(fixture_copy):
         graph = adata.obsp[key]
         assert sparse.issparse(graph) and graph.shape == (20, 20)
     assert adata.obsp["KNN"].nnz == 282
-    text = [c for c in adata.obs.columns if adata.obs[c].dtype == object]
+    text = [c for c in adata.obs.columns if pd.api.types.is_string_dtype(adata.obs[c].dtype)]  # object or str
     assert text and all(isinstance(v, str) for c in text for v in adata.obs[c])
     assert all(isinstance(v, str) for v in adata.uns.values())
     by_accession = read_quietly(path, var_names="Accession")
@@ -170,8 +170,8 @@ def test_fgp_velocity(fixture_copy):
         matrix = f["matrix"][()].T
     assert adata.X.dtype == np.float32
     np.testing.assert_array_equal(adata.X.toarray(), matrix)  # /matrix, not spliced
-    assert set(adata.layers) == {"spliced", "unspliced", "ambiguous"}
-    assert all(adata.layers[k].dtype == np.int64 for k in adata.layers)
+    assert set(layer_keys(adata)) == {"spliced", "unspliced", "ambiguous"}
+    assert all(adata.layers[k].dtype == np.int64 for k in layer_keys(adata))
     assert list(adata.obs_names[:2]) == ["0", "1"]
     assert "obs_names" not in adata.obs.columns
     assert isinstance(adata.obs, pd.DataFrame) and list(adata.obs.columns) == ["celltype", "time"]
