@@ -454,7 +454,7 @@ def write_annotations(file: h5py.File, plan: WritePlan, *, creation_date: str | 
 
     ``creation_date`` keeps the ``CreationDate`` of a file being updated (default: now).
     """
-    adata, convention = plan.adata, plan.convention
+    convention = plan.convention
     sidecar = convention.sidecar
     _write_axis(file, plan.obs, convention, sidecar=sidecar)
     _write_axis(file, plan.var, convention, sidecar=sidecar)

@@ -273,6 +273,18 @@ def _set_private(name: str, value: Callable[[AnnData], object]) -> Callable[[Ann
     return lambda adata: setattr(adata, name, value(adata))
 
 
+def _smuggle_x(value: np.ndarray) -> Callable[[AnnData], None]:
+    """Set ``X`` past AnnData's shape check: ``_X`` up to anndata 0.12, ``layers[None]``'s storage from 0.13."""
+
+    def smuggle(adata: AnnData) -> None:
+        if "_X" in vars(adata):
+            adata._X = value
+        else:
+            adata.layers._data[None] = value
+
+    return smuggle
+
+
 BAD_INPUT = {
     "int-column": (_with(lambda a: a.obs.__setitem__(1, [1, 2, 3, 4])), r"obs\[1\]: the key 1 is a int"),
     "slash-column": (
@@ -326,7 +338,7 @@ BAD_INPUT = {
         r"obsm\['df'\]: a DataFrame that anndata's element encoding cannot store",
     ),
     "X-shape": (
-        _with(_set_private("_X", lambda a: np.ones((5, 3), np.float32))),
+        _with(_smuggle_x(np.ones((5, 3), np.float32))),
         r"X: shape \(5, 3\) does not match the AnnData's \(4, 3\)",
     ),
 }
@@ -379,3 +391,37 @@ def test_sparse_matrix_input_is_not_changed_by_a_failed_write(tmp_path: Path) ->
     with pytest.raises(LossyWriteError):
         write_loom_full(tmp_path / "data.loom", adata)
     assert_adata_equal(before, adata, exact=True)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"compression_level": 12}, r"compression_level=12; pass an integer gzip level from 0 to 9"),
+        ({"compression_level": 1.5}, r"compression_level=1.5"),
+        ({"chunks": (0, 64)}, r"chunks=\(0, 64\); pass two positive integers"),
+        ({"chunks": "64"}, r"chunks='64'"),
+    ],
+)
+def test_invalid_matrix_options_name_the_users_file(tmp_path: Path, options: dict, message: str) -> None:
+    target = tmp_path / "data.loom"
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(target))}: got {message}") as caught:
+        write_loom_full(target, adata_for(1), **options)
+    assert TMP_SUFFIX not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_immutable_target_is_reported_as_such(tmp_path: Path) -> None:
+    target = tmp_path / "data.loom"
+    write_loom_full(target, adata_for(1))
+    before = digest(target)
+    if subprocess.run(["chattr", "+i", str(target)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("chattr +i is not available here (needs root and a file system with attributes)")
+    try:
+        with pytest.raises(PermissionError, match=r"could not replace the existing file .*immutable") as caught:
+            write_loom_full(target, adata_for(2))
+        assert caught.value.filename == str(target)
+        assert "folder" not in str(caught.value).split("immutable")[0]
+    finally:
+        subprocess.run(["chattr", "-i", str(target)], check=True)
+    assert digest(target) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["data.loom"]

@@ -284,3 +284,43 @@ def test_migrate(tmp_path: Path) -> None:
     assert "rewrote 1 of 1 file(s)" in result.stderr
     assert "sc.write_loom_full" in script.read_text()
     assert run("migrate", script, "--check").returncode == 0
+
+
+@pytest.mark.parametrize(
+    "content", [b"not a loom file at all", b"", b"\x89HDF\r\n\x1a\n" + b"\x00" * 40], ids=["junk", "empty", "truncated"]
+)
+def test_validate_an_invalid_file_exits_1_not_2(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "junk.loom"
+    path.write_bytes(content)
+    result = run("validate", path)
+    assert result.returncode == 1, result.stderr
+    assert str(path) in one_line_error(result, "validate")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("convert", "{loom}", "{out}.h5ad", "--from-convention", "nope"),
+        ("convert", "{loom}", "{out}.loom", "--convention", "nope"),
+        ("validate", "{loom}", "--conventions", "loompy,nope"),
+        ("conventions", "nope"),
+    ],
+    ids=["convert-from", "convert-to", "validate", "conventions"],
+)
+def test_an_unknown_convention_exits_2_in_every_command(small_loom: Path, tmp_path: Path, args: tuple) -> None:
+    result = run(*(a.format(loom=small_loom, out=tmp_path / "out") for a in args))
+    assert result.returncode == 2, result.stderr
+    assert "unknown convention 'nope'" in one_line_error(result, args[0])
+    assert not list(tmp_path.glob("out*"))
+
+
+def test_conventions_by_the_names_users_type(small_loom: Path, tmp_path: Path) -> None:
+    for typed, meant in (
+        ("Seurat", "seuratdisk"),
+        ("SCVELO", "velocyto"),
+        ("pyscenic", "scope"),
+        ("sceasy", "loomexperiment"),
+    ):
+        shown = run("conventions", typed)
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.startswith(f"{meant}: ")

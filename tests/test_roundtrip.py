@@ -457,3 +457,71 @@ def test_text_with_nul_is_refused_naming_the_key(tmp_path, where):
     with pytest.raises(LossyWriteError, match=key):
         write_loom_full(tmp_path / "a.loom", adata)
     assert list(tmp_path.iterdir()) == []
+
+
+# -- refused before anything is written, naming the key ----------------------------------------------------------
+@pytest.mark.parametrize("name", [5, ("a", "b"), True])
+@pytest.mark.parametrize("axis", ["obs", "var"])
+def test_non_text_index_name_is_refused_naming_the_axis(tmp_path, axis, name):
+    adata = base()
+    getattr(adata, axis).index.name = name
+    with pytest.raises(LossyWriteError, match=rf"^{axis}\.index\.name: .* is a {type(name).__name__}"):
+        write_loom_full(tmp_path / "a.loom", adata)
+    assert not (tmp_path / "a.loom").exists()
+
+
+def test_non_text_index_name_is_refused_by_update_too(tmp_path):
+    write_loom_full(tmp_path / "a.loom", base())
+    adata = read_loom_full(tmp_path / "a.loom")
+    adata.obs.index.name = 5
+    with pytest.raises(LossyWriteError, match=r"^obs\.index\.name: 5 is a int"):
+        scanpy_loomio.update_loom_full(tmp_path / "a.loom", adata)
+    assert read_loom_full(tmp_path / "a.loom").obs.index.name is None
+
+
+LONE_SURROGATE = "a\udc80b"
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (lambda a: a.uns.__setitem__("title", "with\x00nul"), r"uns\['title'\]"),
+        (lambda a: a.uns.__setitem__("title", LONE_SURROGATE), r"uns\['title'\]"),
+        (lambda a: a.uns.__setitem__("info", {"x": [LONE_SURROGATE]}), r"uns\['info'\]\['x'\]\[0\]"),
+        (lambda a: a.obs.__setitem__("c", [LONE_SURROGATE] * N_OBS), r"obs\['c'\]"),
+        (lambda a: a.obs.__setitem__("c", pd.Categorical([LONE_SURROGATE] * N_OBS)), r"obs\['c'\] \(categories\)"),
+        (lambda a: setattr(a, "var_names", [f"{LONE_SURROGATE}{i}" for i in range(N_VAR)]), r"var_names"),
+        (lambda a: a.obsm.__setitem__(LONE_SURROGATE, np.ones((N_OBS, 2))), r"obsm\["),
+    ],
+    ids=["nul-in-uns", "surrogate-in-uns", "surrogate-nested", "column", "category", "names", "key"],
+)
+def test_text_hdf5_cannot_hold_is_refused_naming_the_key(tmp_path, change, key):
+    adata = base()
+    change(adata)
+    with pytest.raises(LossyWriteError, match=rf"^{key}.*(NUL character|lone surrogate)"):
+        write_loom_full(tmp_path / "a.loom", adata)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_names_chosen_over_the_record_are_not_kept_as_a_column(tmp_path):
+    adata = base()
+    adata.obs["barcode"] = [f"AAC{i}" for i in range(N_OBS)]
+    write_loom_full(tmp_path / "a.loom", adata)
+    back = read_loom_full(tmp_path / "a.loom", obs_names="barcode")
+    assert list(back.obs_names) == list(adata.obs["barcode"])
+    assert "barcode" not in back.obs.columns
+    assert list(back.obs["CellID"]) == list(adata.obs_names)  # the recorded names stay, as a column
+
+
+def test_text_columns_come_back_as_h5ad_gives_them(tmp_path):
+    adata = base()
+    adata.obs["batch"] = np.array(["b1", "b2", "b1"] * 4, dtype=object)  # repeats: write_h5ad makes a categorical
+    adata.obs["barcode"] = np.array([f"AAC{i}" for i in range(N_OBS)], dtype=object)  # unique: stays text
+    back = roundtrip(adata, tmp_path / "a.loom")
+    assert_same_as_h5ad(adata, back)
+    assert back.obs["batch"].dtype == "category"
+    assert list(back.obs["batch"].cat.categories) == ["b1", "b2"]
+    assert back.obs["barcode"].dtype != "category"
+    kept = roundtrip(adata, tmp_path / "b.loom", convert_strings_to_categoricals=False)
+    assert kept.obs["batch"].dtype != "category"
+    assert list(kept.obs["batch"]) == list(adata.obs["batch"])

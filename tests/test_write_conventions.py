@@ -376,3 +376,11 @@ def test_spec2_text_is_fixed_length_and_reads_back_exactly(tmp_path, name):
         assert cols["sample"].dtype.kind == "S"
         assert cols["empty"].dtype.kind == "S"
     assert_same_as_h5ad(adata, read_loom_full(tmp_path / "a.loom"))
+
+
+def test_a_convention_without_extra_group_says_so_for_uns(tmp_path: Path) -> None:
+    adata = AnnData(np.ones((3, 2), dtype=np.float32))
+    adata.uns["weights"] = np.arange(3)
+    with pytest.raises(LossyWriteError, match=r"uns\['weights'\]: .* convention 'loomr' allows no extra group") as err:
+        write_loom_full(tmp_path / "a.loom", adata, convention="loomr")
+    assert "neither anndata's element encoding nor JSON" not in str(err.value)
