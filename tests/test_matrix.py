@@ -305,6 +305,11 @@ def test_files_from_h5py(tmp_path: Path, storage: str, dtype: str) -> None:
     values = random_values(rng, (75, 90), dtype)
     h5py_dataset(tmp_path / "m.h5", values.T, **STORAGE[storage])
     with h5py.File(tmp_path / "m.h5", "r") as f:
+        if storage == "scaleoffset":
+            try:
+                f["matrix"][()]
+            except OSError as err:  # HDF5 1.14.x fails on the edge chunks of files it wrote itself
+                pytest.skip(f"HDF5 {h5py.version.hdf5_version} cannot read its own scale-offset file: {err}")
         # gzip, shuffle and plain chunks are decoded here; other filters and layouts go through h5py
         decoded_here = storage in {"gzip", "gzip+shuffle", "shuffle-only", "chunked-plain"}
         assert (_matrix._ChunkLayout.inspect(f["matrix"]) is not None) == decoded_here
