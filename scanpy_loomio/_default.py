@@ -176,7 +176,7 @@ def use_as_default() -> _Switch:
     >>> adata = sc.datasets.pbmc68k_reduced()
     >>> with scanpy_loomio.use_as_default():
     ...     adata.write_loom("pbmc.loom")  # unchanged pipeline lines
-    ...     back = sc.read("pbmc.loom")
+    ...     back = anndata.io.read_loom("pbmc.loom")
     >>> back.obsp["distances"].nnz == adata.obsp["distances"].nnz
     True
     >>> anndata.io.read_loom.__module__  # anndata's own again
