@@ -309,6 +309,7 @@ def random_h5py_mutation(rng: np.random.Generator) -> tuple:
     return kind, pick, None
 
 
+@pytest.mark.slow
 def test_seeded_mutations_in_a_separate_process(tmp_path: Path, base_files: list[Path]) -> None:
     rng = np.random.default_rng(int(os.environ.get("SCANPY_LOOMIO_FUZZ_SEED", "20240601")))
     per_base = int(os.environ.get("SCANPY_LOOMIO_FUZZ_FILES", "120"))
