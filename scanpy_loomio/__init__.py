@@ -7,8 +7,9 @@ accessor.
 from importlib.metadata import PackageNotFoundError, version
 
 from . import conventions
+from ._concat import ConcatReport, concat_loom
 from ._default import restore_defaults, use_as_default
-from ._errors import LoomFormatError, LoomReadWarning, LossyWriteError, LossyWriteWarning
+from ._errors import LoomConcatWarning, LoomFormatError, LoomReadWarning, LossyWriteError, LossyWriteWarning
 from ._inspect import LoomSummary, inspect_loom
 from ._migrate import MigrationResult, migrate_path, migrate_source
 from ._plugin import install as _install
@@ -26,6 +27,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 _install()
 
 __all__ = [
+    "ConcatReport",
+    "LoomConcatWarning",
     "LoomFormatError",
     "LoomReadWarning",
     "LoomSummary",
@@ -35,6 +38,7 @@ __all__ = [
     "Problem",
     "UpgradeResult",
     "ValidationReport",
+    "concat_loom",
     "conventions",
     "inspect_loom",
     "migrate_path",

@@ -445,16 +445,29 @@ class _ChunkWriter:
         bar = _progress_bar(progress, n_units * self.unit_tiles, f"writing {self.dset.name}")
         try:
             with _gc_paused():
-                for (start, stop), chunks in zip(tasks, _ordered_map(self._task, tasks, n_threads), strict=True):
+                work = self._with_bands(tasks) if self.kind == "other" else tasks
+                for (start, stop), chunks in zip(tasks, _ordered_map(self._task, work, n_threads), strict=True):
                     for offset, payload in chunks:
                         write_chunk(offset, payload)
                     bar.update((stop - start) * self.unit_tiles)
         finally:
             bar.close()
 
-    def _task(self, units: tuple[int, int]) -> list[tuple[tuple[int, int], bytes]]:
-        """Build the tiles of chunk columns (or rows) ``units`` and return the deflated non-empty chunks."""
-        start, stop = units
+    def _with_bands(self, tasks: list[tuple[int, int]]) -> Iterator[tuple[int, int, Any]]:
+        """Tasks with their input rows, read in the calling thread.
+
+        Array-likes backed by HDF5 (h5py datasets, other loom files) must not be read from worker threads while
+        this thread writes chunks.
+        """
+        for start, stop in tasks:
+            yield start, stop, self._band(start * self.chunk_cols, min(stop * self.chunk_cols, self.n_cells))
+
+    def _task(self, units: tuple[int, ...]) -> list[tuple[tuple[int, int], bytes]]:
+        """Build the tiles of chunk columns (or rows) ``units`` and return the deflated non-empty chunks.
+
+        ``units`` is ``(start, stop)``, or ``(start, stop, band)`` with the input rows already read.
+        """
+        start, stop = units[:2]
         kernels = _kernels()
         if self.by_cells:
             lo, hi = start * self.chunk_cols, min(stop * self.chunk_cols, self.n_cells)
@@ -464,7 +477,7 @@ class _ChunkWriter:
             grid = (stop - start, self.col_blocks)
         shape = (*grid, self.chunk_rows, self.chunk_cols)
         filled = np.zeros(grid, dtype=np.bool_)
-        band = self._band(lo, hi)
+        band = units[2] if len(units) > 2 else self._band(lo, hi)
         if not isinstance(band, _SparseBand):
             tiles = np.zeros(shape, dtype=self.unsigned)
             kernels.dense_to_tiles(band, self.by_cells, tiles, filled)
@@ -654,6 +667,16 @@ def read_matrix(
     if layout is None:
         return _read_banded(dataset, format=format, progress=progress)
     return _ChunkReader(dataset, layout).run(format, threads, progress=progress)
+
+
+def empty_like_read(dataset: h5py.Dataset, shape: tuple[int, int], *, format: MatrixFormat = "csr") -> Any:
+    """An all-zero matrix of ``shape`` of the container and dtype :func:`read_matrix` gives for ``dataset``."""
+    dtype = dataset.dtype
+    if format == "dense":
+        return np.zeros(shape, dtype=_native(dtype))
+    sparse_dtype = _sparse_result_dtype(dtype) if dtype.kind in "iuf" else _native(dtype)
+    cls = sparse.csr_matrix if format == "csr" else sparse.csc_matrix
+    return cls(shape, dtype=sparse_dtype)
 
 
 def _empty_result(n_cells: int, n_genes: int, dtype: np.dtype, fmt: str) -> np.ndarray | sparse.spmatrix:
