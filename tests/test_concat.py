@@ -279,3 +279,51 @@ def test_argument_errors(files: list[Path], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="join"):
         concat_loom(files, tmp_path / "x.loom", join="left")
     assert not (tmp_path / "x.loom").exists()
+
+
+def _dense(value: object) -> np.ndarray:
+    return value.toarray() if sparse.issparse(value) else np.asarray(value)
+
+
+def test_loompy_combine_parity(tmp_path: Path) -> None:
+    """Files loompy.combine(key=...) accepts give the same matrix, layers and attributes (loompy as the oracle)."""
+    loompy = pytest.importorskip("loompy")
+    genes = [f"gene{j}" for j in range(40)]
+    order = np.random.default_rng(0).permutation(40)
+    files = [
+        _loompy_file(tmp_path / "a.loom", 0, genes),
+        _loompy_file(tmp_path / "b.loom", 1, [genes[j] for j in order]),  # same genes, another order
+        _loompy_file(tmp_path / "c.loom", 2, genes, n_cells=7),
+    ]
+    theirs_path, ours_path = tmp_path / "loompy.loom", tmp_path / "ours.loom"
+    loompy.combine([str(f) for f in files], str(theirs_path), key="Accession")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoomConcatWarning)
+        concat_loom(files, ours_path, var_key="Accession", merge="first")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = read_loom_full(theirs_path, var_names="Accession")
+    ours = read_loom_full(ours_path)
+    assert list(ours.obs_names) == list(theirs.obs_names)
+    assert list(ours.var_names) == list(theirs.var_names)
+    np.testing.assert_array_equal(_dense(ours.X), _dense(theirs.X))
+    assert set(layer_keys(ours)) == set(layer_keys(theirs))
+    for key in layer_keys(theirs):
+        np.testing.assert_array_equal(_dense(ours.layers[key]), _dense(theirs.layers[key]))
+        assert ours.layers[key].dtype == theirs.layers[key].dtype
+    for axis in ("obs", "var"):
+        want, got = getattr(theirs, axis), getattr(ours, axis)
+        assert set(got.columns) == set(want.columns)
+        for column in want.columns:
+            np.testing.assert_array_equal(np.asarray(got[column]), np.asarray(want[column]))
+
+
+def test_sets_loompy_refuses_work_with_join(tmp_path: Path) -> None:
+    loompy = pytest.importorskip("loompy")
+    genes = [f"gene{j}" for j in range(40)]
+    files = [_loompy_file(tmp_path / "a.loom", 0, genes), _loompy_file(tmp_path / "b.loom", 1, genes[5:] + ["new"])]
+    with pytest.raises(Exception):  # noqa: B017 - loompy's own errors differ between versions
+        loompy.combine([str(f) for f in files], str(tmp_path / "loompy.loom"), key="Accession")
+    for join in ("inner", "outer"):
+        report = check(files, tmp_path / f"{join}.loom", join=join, var_key="Accession", merge="same")
+        assert report.shape[1] == (35 if join == "inner" else 41)
