@@ -17,6 +17,7 @@ from ._read import read_loom_full
 from ._update import update_loom_full
 from ._upgrade import UpgradeResult, upgrade_loom
 from ._validate import Problem, ValidationReport, validate_loom
+from ._velocity import VelocityReport, add_velocity_layers, split_cell_name
 from ._write import write_loom_full
 
 try:
@@ -38,6 +39,8 @@ __all__ = [
     "Problem",
     "UpgradeResult",
     "ValidationReport",
+    "VelocityReport",
+    "add_velocity_layers",
     "concat_loom",
     "conventions",
     "inspect_loom",
@@ -45,6 +48,7 @@ __all__ = [
     "migrate_source",
     "read_loom_full",
     "restore_defaults",
+    "split_cell_name",
     "update_loom_full",
     "upgrade_loom",
     "use_as_default",
