@@ -334,6 +334,12 @@ class Convention:
     aliases
         Other names users type for this convention (the tool's or a companion's, e.g. ``seurat``); names are
         matched without regard to case.
+    anndata_x_layer
+        The layer anndata's own ``read_loom`` silently makes ``X`` for this tool's files (velocyto: ``spliced``);
+        ``read_loom`` under :func:`scanpy_loomio.use_as_default` warns once that ``X`` is ``/matrix`` here.
+    obsm_from_columns
+        ``{obsm key: (column, ...)}``: per-cell columns also stacked into an ``obsm`` entry when reading a file of
+        this tool (Baysor's ``x``/``y`` → ``spatial``); the columns stay.
     """
 
     name: str
@@ -361,6 +367,8 @@ class Convention:
     detect: Callable[[FileSummary], float] | None = field(default=None, compare=False)
     notes: str = ""
     aliases: tuple[str, ...] = ()
+    anndata_x_layer: str | None = None
+    obsm_from_columns: Mapping[str, tuple[str, ...]] = field(default_factory=_frozen)
 
     def __post_init__(self) -> None:
         problems = []
@@ -380,7 +388,7 @@ class Convention:
             msg = f"Convention {self.name!r}: " + "; ".join(problems) + "."
             raise ValueError(msg)
         # Freeze mappings given as plain dicts, so a registered convention cannot change under its users.
-        for name in ("obs_renames", "var_renames", "nested_groups"):
+        for name in ("obs_renames", "var_renames", "nested_groups", "obsm_from_columns"):
             value = getattr(self, name)
             if not isinstance(value, MappingProxyType):
                 object.__setattr__(self, name, _frozen(value))
@@ -477,6 +485,7 @@ _BUILTIN = (
         notes="`CellID` is `sample:BARCODEx`. scVelo needs `spliced` and `unspliced`; velocyto.py also `ambiguous`. "
         "anndata's `read_loom` silently makes `spliced` its `X`; this package keeps `/matrix` as `X` unless "
         "`X_name='spliced'` is passed.",
+        anndata_x_layer="spliced",
     ),
     Convention(
         name="scope",
@@ -776,6 +785,8 @@ def conventions_table(conventions: Mapping[str, Convention] | None = None) -> st
             else "HDF5 attributes of the root group (spec 2)",
             "extra top-level groups allowed": "yes" if c.sidecar else "no",
             "groups nested under the attribute groups": _code(c.nested_groups),
+            "layer anndata's `read_loom` makes `X`": _code(c.anndata_x_layer),
+            "`obsm` entries stacked from columns": _code({k: ", ".join(v) for k, v in c.obsm_from_columns.items()}),
             "detected by": _markers_text(c),
         }
         lines += [f"- {k}: {v}" for k, v in details.items()]

@@ -181,3 +181,27 @@ def test_real_velocyto_file(tmp_path: Path) -> None:
     for layer in ("spliced", "unspliced", "ambiguous"):
         want = raw.layers[layer].toarray()[by_name.get_indexer(names)][:, raw.var_names.get_indexer(genes)]
         np.testing.assert_array_equal(adata.layers[layer].toarray(), want.astype(np.float32))
+
+
+def test_use_as_default_says_once_that_x_is_the_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import anndata.io
+
+    from scanpy_loomio import LoomReadWarning, _default, use_as_default
+
+    monkeypatch.setattr(_default, "_x_hints_given", set())
+    loom = make_loom(tmp_path / "s1.loom", "s1", barcodes(4, 9), ["g1", "g2"])
+    plain = tmp_path / "plain.loom"
+    write_loom_full(plain, processed(["a", "b"], ["g1"]))
+    with use_as_default():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", LoomReadWarning)
+            anndata.io.read_loom(plain)  # not a velocyto file
+            spliced = anndata.io.read_loom(loom, X_name="spliced")  # asked for: nothing to say
+        with pytest.warns(LoomReadWarning, match=r"/matrix as X.*X_name='spliced'"):
+            adata = anndata.io.read_loom(loom)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", LoomReadWarning)
+            anndata.io.read_loom(loom)  # once
+    np.testing.assert_array_equal(
+        adata.X.toarray(), (spliced.X + adata.layers["unspliced"]).toarray().astype(np.float32)
+    )
