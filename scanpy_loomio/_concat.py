@@ -135,19 +135,28 @@ class _Input:
 class _Window:
     """Cells of one input layer as dense rows of the result dtype, read a chunk-aligned window at a time."""
 
-    def __init__(self, dset: h5py.Dataset, codec_dtype: np.dtype | None, dtype: np.dtype) -> None:
+    def __init__(
+        self, dset: h5py.Dataset, codec_dtype: np.dtype | None, dtype: np.dtype, *, transposed: bool = False
+    ) -> None:
         self.dset = dset
         self.codec_dtype = codec_dtype
         self.dtype = dtype
-        self.n_genes, self.n_cells = dset.shape
-        self.chunk = dset.chunks[1] if dset.chunks else 64
+        self.transposed = transposed  # stored cells × genes
+        self.n_genes, self.n_cells = dset.shape[::-1] if transposed else dset.shape
+        self.chunk = (dset.chunks[0 if transposed else 1] if dset.chunks else 64) or 64
         self.width = _matrix._band_width(self.n_genes, max(dtype.itemsize, dset.dtype.itemsize), self.chunk)
         self.start = self.stop = 0
         self.values = np.empty((0, self.n_genes), dtype=dtype)
 
+    def _cells(self, selection: slice | np.ndarray) -> np.ndarray:
+        """Stored values of cells ``selection`` (a slice or increasing positions), cells × genes."""
+        if self.transposed:
+            return self.dset[selection, :]
+        return self.dset[:, selection].T
+
     def _convert(self, raw: np.ndarray) -> np.ndarray:
         # as reading gives it (the recorded dtype), then as anndata.concat casts it
-        values = np.ascontiguousarray(raw.T)
+        values = np.ascontiguousarray(raw)
         if self.codec_dtype is not None and values.dtype != self.codec_dtype:
             values = values.astype(self.codec_dtype)
         return values.astype(self.dtype, copy=False)
@@ -159,13 +168,13 @@ class _Window:
         lo, hi = int(index.min()), int(index.max()) + 1
         if hi - lo > max(self.width, 4 * index.size):  # scattered cells: read just those
             unique, inverse = np.unique(index, return_inverse=True)
-            return self._convert(self.dset[:, unique])[inverse]
+            return self._convert(self._cells(unique))[inverse]
         if not (self.start <= lo and hi <= self.stop):
             start = lo - lo % self.chunk
             stop = max(hi, start + self.width)
             stop = min(self.n_cells, -(-stop // self.chunk) * self.chunk)
             self.values = None  # free the old window first
-            self.values = self._convert(self.dset[:, start:stop])
+            self.values = self._convert(self._cells(slice(start, stop)))
             self.start, self.stop = start, stop
         return self.values[index - self.start]
 
@@ -483,7 +492,7 @@ def _write_concat(
     for inp, pos, fill in zip(inputs, positions, fills, strict=True):
         window = None
         if key in inp.sources and key not in inp.absent:
-            window = _Window(inp.sources[key], inp.codec_dtype(key), dtype)
+            window = _Window(inp.sources[key], inp.codec_dtype(key), dtype, transposed=inp.reader.transposed)
         parts.append((window, pos, fill))
     sizes = [inp.shell.shape[axis] for inp in inputs]
     bands = _ConcatBands(axis, parts, sizes, shape, dtype)

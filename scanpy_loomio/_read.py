@@ -31,6 +31,7 @@ from ._foreign import ForeignAxis, choose_index_attr, decode_foreign_global, gra
 from ._globals import decode_global, read_globals
 from ._graphs import build_matrix, recorded_index_base
 from ._metadata import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata, load_codec
+from ._orientation import stored_transposed
 from ._safety import (
     MemoryLimit,
     check_file,
@@ -77,6 +78,7 @@ class LoomReader:
         self.globals = read_globals(file)
         self.metadata = usable_metadata(self._metadata(), path, file)
         self.convention = self._convention()
+        self.transposed = stored_transposed(file)
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def error(self, where: str, found: str, expected: str, fix: str = "") -> LoomFormatError:
@@ -125,7 +127,7 @@ class LoomReader:
         if matrix.dtype.kind not in "iufb":
             raise self.error("/matrix", f"values of dtype {matrix.dtype}", "numbers (integers, floats or bool)")
         n_genes, n_cells = matrix.shape
-        return n_cells, n_genes
+        return (n_genes, n_cells) if self.transposed else (n_cells, n_genes)
 
     # -- matrices --------------------------------------------------------------------------------------------
     def read_layer(
@@ -142,6 +144,12 @@ class LoomReader:
         fmt = codec.get("format") or ("csr" if self.options.sparse else "dense")
         if template is not None:
             value = _matrix.empty_like_read(dset, template, format=fmt)
+        elif self.transposed:  # stored cells × genes: read it as the other orientation, then turn it
+            other = {"csr": "csc", "csc": "csr"}.get(fmt, fmt)
+            value = _matrix.read_matrix(
+                dset, format=other, n_threads=self.options.n_threads, progress=self.options.progress
+            ).T
+            value = np.ascontiguousarray(value) if fmt == "dense" else value
         else:
             value = _matrix.read_matrix(
                 dset, format=fmt, n_threads=self.options.n_threads, progress=self.options.progress
@@ -305,6 +313,10 @@ class LoomReader:
         frame = pd.DataFrame(columns, index=index) if columns else pd.DataFrame(index=index)
         if record is None and index_attr is not None and not index.is_unique:
             frame = self._make_unique(axis, frame, index_attr, group_path)
+        if record is None and axis == "obs":  # the tool's per-cell columns that also form an obsm entry
+            for key, names in self.convention.obsm_from_columns.items():
+                if key not in multi and all(n in frame.columns and frame[n].dtype.kind in "iuf" for n in names):
+                    multi[key] = np.column_stack([frame[n].to_numpy() for n in names])
         for key in more_multi:
             if isinstance(multi[key], pd.DataFrame):
                 multi[key].index = frame.index.copy()  # rows of a record attribute are this axis's entries
@@ -506,6 +518,14 @@ class LoomReader:
     # -- all -------------------------------------------------------------------------------------------------
     def read(self) -> AnnData:
         n_obs, n_vars = self.shape
+        if self.transposed:
+            warnings.warn(
+                f"{self.path}: /matrix is stored cells × genes {self.file['matrix'].shape} (the attributes list "
+                f"{n_obs} cells and {n_vars} genes), not genes × cells as loom requires; read it turned round. "
+                "Other loom readers will not; write_loom_full writes it the loom way.",
+                LoomReadWarning,
+                stacklevel=4,
+            )
         X, layers = self.read_matrices()
         obs, obsm, obsp = self.read_axis("obs", n_obs)
         var, varm, varp = self.read_axis("var", n_vars)

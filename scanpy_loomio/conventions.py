@@ -608,6 +608,23 @@ _BUILTIN = (
         notes="USA-mode layers (`spliced`, `unspliced`, `ambiguous`) when asked for.",
     ),
     Convention(
+        name="baysor",
+        tool="Baysor (`segmentation_counts.loom`)",
+        source="kharchenkolab/Baysor src/data_processing/ (the loom writer); gustaveroussy/sopa sopa/io (its reader)",
+        cell_names=("CellID",),
+        gene_names=("Name",),
+        matrix_holds="molecule counts per segmented cell",
+        metadata_globals=_LOOMPY_METADATA,
+        obsm_from_columns={"spatial": ("x", "y")},
+        markers=Markers(
+            col_attrs=("n_transcripts", "density", "elongation", "avg_confidence", "lifespan", "area", "x", "y"),
+        ),
+        notes="`CellID` holds 1-based numbers (as floats), so it stays an `obs` column and `obs_names` are "
+        "positions; the cell's segmentation statistics are columns, and `x`/`y` also become `obsm['spatial']`. "
+        "One Baysor build writes `/matrix` cells × genes: it is read turned round, with a `LoomReadWarning`, and "
+        "`validate_loom` reports it.",
+    ),
+    Convention(
         name="anndata",
         tool="anndata `write_loom` (legacy)",
         source="scverse/anndata src/anndata/_io/write.py, _io/read.py",
