@@ -136,12 +136,20 @@ class _Window:
     """Cells of one input layer as dense rows of the result dtype, read a chunk-aligned window at a time."""
 
     def __init__(
-        self, dset: h5py.Dataset, codec_dtype: np.dtype | None, dtype: np.dtype, *, transposed: bool = False
+        self,
+        dset: h5py.Dataset,
+        codec_dtype: np.dtype | None,
+        dtype: np.dtype,
+        *,
+        transposed: bool = False,
+        n_threads: int | None = None,
     ) -> None:
         self.dset = dset
         self.codec_dtype = codec_dtype
         self.dtype = dtype
         self.transposed = transposed  # stored cells × genes
+        self.n_threads = n_threads
+        self.bands: _matrix.CellBands | None = None
         self.n_genes, self.n_cells = dset.shape[::-1] if transposed else dset.shape
         self.chunk = (dset.chunks[0 if transposed else 1] if dset.chunks else 64) or 64
         self.width = _matrix._band_width(self.n_genes, max(dtype.itemsize, dset.dtype.itemsize), self.chunk)
@@ -152,7 +160,19 @@ class _Window:
         """Stored values of cells ``selection`` (a slice or increasing positions), cells × genes."""
         if self.transposed:
             return self.dset[selection, :]
+        if isinstance(selection, slice):
+            if self.bands is None:
+                self.bands = _matrix.CellBands(self.dset, self.n_threads)
+            return self.bands.read(selection.start, selection.stop)
         return self.dset[:, selection].T
+
+    def close(self) -> None:
+        """Free the window and the fast path's file descriptor (reading again reopens them)."""
+        if self.bands is not None:
+            self.bands.close()
+            self.bands = None
+        self.values = np.empty((0, self.n_genes), dtype=self.dtype)
+        self.start = self.stop = 0
 
     def _convert(self, raw: np.ndarray) -> np.ndarray:
         # as reading gives it (the recorded dtype), then as anndata.concat casts it
@@ -176,7 +196,19 @@ class _Window:
             self.values = None  # free the old window first
             self.values = self._convert(self._cells(slice(start, stop)))
             self.start, self.stop = start, stop
+        if index[-1] - index[0] + 1 == index.size and (index.size < 2 or bool(np.all(np.diff(index) == 1))):
+            return self.values[lo - self.start : hi - self.start]
         return self.values[index - self.start]
+
+    def raw_chunks(self, start: int, stop: int, target: h5py.Dataset, shift: int) -> list | None:
+        """Stored chunks of cells ``start:stop``, when they can be copied into ``target`` as they are."""
+        if self.transposed or (self.codec_dtype is not None and self.codec_dtype != self.dset.dtype):
+            return None
+        if self.dtype != self.dset.dtype:
+            return None
+        if self.bands is None:
+            self.bands = _matrix.CellBands(self.dset, self.n_threads)
+        return self.bands.raw_chunks(start, stop, target, shift)
 
 
 class _ConcatBands:
@@ -201,6 +233,31 @@ class _ConcatBands:
         self.lock = threading.Lock()
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
+    def task_boundaries(self) -> list[int]:
+        """Where one input's cells end and the next one's begin (the writer does not let a task straddle them)."""
+        return [int(x) for x in self.offsets[1:-1]] if self.axis == 0 else []
+
+    def raw_chunks(self, lo: int, hi: int, target: h5py.Dataset) -> list | None:
+        """Output cells ``lo:hi`` as stored chunks of one input, copied without inflating; ``None`` if impossible.
+
+        Possible when one input holds them all, with the output's genes in its order, stored as the output is.
+        """
+        if self.axis != 0:
+            return None
+        i = int(np.searchsorted(self.offsets, lo, side="right")) - 1
+        if i >= len(self.parts) or hi > self.offsets[i + 1]:
+            return None
+        window, positions, _ = self.parts[i]
+        if (
+            window is None
+            or positions.size != window.n_genes
+            or not np.array_equal(positions, np.arange(positions.size))
+        ):
+            return None
+        with self.lock:
+            offset = int(self.offsets[i])
+            return window.raw_chunks(lo - offset, hi - offset, target, offset)
+
     def __getitem__(self, key: slice) -> np.ndarray:
         lo, hi, _ = key.indices(self.shape[0])
         with self.lock:
@@ -212,10 +269,14 @@ class _ConcatBands:
             blocks = []
             for i, (window, positions, fill) in enumerate(self.parts):
                 a, b = max(lo, int(self.offsets[i])), min(hi, int(self.offsets[i + 1]))
+                if b <= lo and window is not None:
+                    window.close()  # done with this input: free its window
                 if a >= b:
                     continue
                 local = np.arange(a - self.offsets[i], b - self.offsets[i])
                 blocks.append(self._placed(window, local, positions, fill, n_genes))
+            if len(blocks) == 1:
+                return blocks[0]
             return np.concatenate(blocks, axis=0) if blocks else np.empty((0, n_genes), dtype=self.result_dtype)
         out = np.empty((hi - lo, n_genes), dtype=self.result_dtype)
         for i, (window, positions, fill) in enumerate(self.parts):
@@ -492,9 +553,20 @@ def _write_concat(
     for inp, pos, fill in zip(inputs, positions, fills, strict=True):
         window = None
         if key in inp.sources and key not in inp.absent:
-            window = _Window(inp.sources[key], inp.codec_dtype(key), dtype, transposed=inp.reader.transposed)
+            window = _Window(
+                inp.sources[key],
+                inp.codec_dtype(key),
+                dtype,
+                transposed=inp.reader.transposed,
+                n_threads=options.get("n_threads"),
+            )
         parts.append((window, pos, fill))
     sizes = [inp.shell.shape[axis] for inp in inputs]
     bands = _ConcatBands(axis, parts, sizes, shape, dtype)
-    dset = _matrix.write_matrix(group, name, bands, **options)
+    try:
+        dset = _matrix.write_matrix(group, name, bands, **options)
+    finally:
+        for window, _, _ in parts:
+            if window is not None:
+                window.close()
     dset.attrs[CODEC_ATTR] = dump_codec({"type": "matrix", **matrix_kind(template)})

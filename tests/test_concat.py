@@ -327,3 +327,34 @@ def test_sets_loompy_refuses_work_with_join(tmp_path: Path) -> None:
     for join in ("inner", "outer"):
         report = check(files, tmp_path / f"{join}.loom", join=join, var_key="Accession", merge="same")
         assert report.shape[1] == (35 if join == "inner" else 41)
+
+
+def test_copies_whole_chunks_without_inflating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inputs starting on a chunk boundary, with the output's genes in order, are copied chunk by chunk; exact."""
+    from scanpy_loomio import _matrix
+
+    copied: list[int] = []
+    original = _matrix.CellBands.raw_chunks
+
+    def raw_chunks(self: object, *args: object) -> list | None:
+        found = original(self, *args)
+        copied.append(0 if found is None else len(found))
+        return found
+
+    monkeypatch.setattr(_matrix.CellBands, "raw_chunks", raw_chunks)
+    files = []
+    for i, n_obs in enumerate((128, 64, 50)):
+        adata = sample(i, n_obs=n_obs, shift=0)
+        adata.var_names = [f"g{j}" for j in range(40)] + [f"x{i}_{j}" for j in range(adata.n_vars - 40)]
+        adata = adata[:, :40].copy()  # the same genes in the same order
+        adata.layers["float64"] = adata.X.astype(np.float64)  # its codec dtype is the stored one
+        files.append(tmp_path / f"c{i}.loom")
+        write_loom_full(files[-1], adata)
+    check(files, tmp_path / "out.loom", label="part")
+    assert sum(copied) > 0
+    copied.clear()
+    check(files[::-1], tmp_path / "reversed.loom")  # 50 cells first: the others start mid-chunk
+    assert sum(copied) == 0
+    copied.clear()
+    check(files, tmp_path / "outer.loom", join="outer", fill_value=2)
+    assert sum(copied) > 0
