@@ -458,8 +458,8 @@ def concat_loom(
         inputs: list[_Input] = []
         for path in paths:
             file = stack.enter_context(open_read_only(path))
-            stack.enter_context(converted_read_errors(path))
-            inputs.append(_Input(path, file, options))
+            with converted_read_errors(path):
+                inputs.append(_Input(path, file, options))
         shells = [inp.shell for inp in inputs]
         concat_options = {"axis": ax, "join": join, "fill_value": fill_value}
         out = anndata.concat(

@@ -81,7 +81,8 @@ def _warn_x_layer(filename: str | os.PathLike[str]) -> None:
 
     path = Path(filename)
     try:
-        with open_read_only(path) as file:
+        with open_read_only(path) as file, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # reading the file reports what it finds
             convention = LoomReader(file, path, ReadOptions()).convention
             layer = convention.anndata_x_layer
             has_layer = layer is not None and f"layers/{layer}" in file

@@ -358,3 +358,18 @@ def test_copies_whole_chunks_without_inflating(tmp_path: Path, monkeypatch: pyte
     copied.clear()
     check(files, tmp_path / "outer.loom", join="outer", fill_value=2)
     assert sum(copied) > 0
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FOREIGN = sorted(p.relative_to(SHARED).as_posix() for p in SHARED.glob("*/*.loom")) if SHARED.is_dir() else []
+
+
+@pytest.mark.parametrize("name", FOREIGN or [pytest.param("none", marks=pytest.mark.skip(reason="no fixtures"))])
+def test_files_from_other_tools(tmp_path: Path, name: str) -> None:
+    """velocyto, loompy, SCope, LoomExperiment, SeuratDisk, kb_python files: each concatenated with a copy of itself."""
+    files = [tmp_path / "a.loom", tmp_path / "b.loom"]
+    for file in files:
+        shutil.copy(SHARED / name, file)
+    check(
+        files, tmp_path / "out.loom", keys=["a", "b"], index_unique="-", label="source", merge="same", uns_merge="same"
+    )
