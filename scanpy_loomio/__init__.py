@@ -7,8 +7,9 @@ accessor.
 from importlib.metadata import PackageNotFoundError, version
 
 from . import conventions
+from ._concat import ConcatReport, concat_loom
 from ._default import restore_defaults, use_as_default
-from ._errors import LoomFormatError, LoomReadWarning, LossyWriteError, LossyWriteWarning
+from ._errors import LoomConcatWarning, LoomFormatError, LoomReadWarning, LossyWriteError, LossyWriteWarning
 from ._inspect import LoomSummary, inspect_loom
 from ._migrate import MigrationResult, migrate_path, migrate_source
 from ._plugin import install as _install
@@ -16,6 +17,7 @@ from ._read import read_loom_full
 from ._update import update_loom_full
 from ._upgrade import UpgradeResult, upgrade_loom
 from ._validate import Problem, ValidationReport, validate_loom
+from ._velocity import VelocityReport, add_velocity_layers, split_cell_name
 from ._write import write_loom_full
 
 try:
@@ -26,6 +28,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 _install()
 
 __all__ = [
+    "ConcatReport",
+    "LoomConcatWarning",
     "LoomFormatError",
     "LoomReadWarning",
     "LoomSummary",
@@ -35,12 +39,16 @@ __all__ = [
     "Problem",
     "UpgradeResult",
     "ValidationReport",
+    "VelocityReport",
+    "add_velocity_layers",
+    "concat_loom",
     "conventions",
     "inspect_loom",
     "migrate_path",
     "migrate_source",
     "read_loom_full",
     "restore_defaults",
+    "split_cell_name",
     "update_loom_full",
     "upgrade_loom",
     "use_as_default",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
+import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -61,7 +62,42 @@ def read_loom(filename: str | os.PathLike[str], **kwargs: Any) -> AnnData:
             msg = f"read_loom() got both {other!r} and {key!r}, which mean the same; pass only {name!r}"
             raise TypeError(msg)
         options[name] = value
+    if options.get("X_name") is None:
+        _warn_x_layer(filename)
     return read_loom_full(filename, **options)
+
+
+#: Conventions whose ``anndata_x_layer`` hint was given in this session (it is given once).
+_x_hints_given: set[str] = set()
+
+
+def _warn_x_layer(filename: str | os.PathLike[str]) -> None:
+    """Warn once when anndata's ``read_loom`` would have made a layer ``X`` for this file's tool (velocyto)."""
+    from pathlib import Path
+
+    from ._errors import LoomReadWarning
+    from ._read import LoomReader, ReadOptions
+    from ._safety import open_read_only
+
+    path = Path(filename)
+    try:
+        with open_read_only(path) as file, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # reading the file reports what it finds
+            convention = LoomReader(file, path, ReadOptions()).convention
+            layer = convention.anndata_x_layer
+            has_layer = layer is not None and f"layers/{layer}" in file
+    except Exception:  # noqa: BLE001 - reading reports what is wrong with the file
+        return
+    if not has_layer or convention.name in _x_hints_given:
+        return
+    _x_hints_given.add(convention.name)
+    warnings.warn(
+        f"{path}: a {convention.tool} file; anndata's read_loom made layer {layer!r} X, but read_loom now reads "
+        f"/matrix as X (the sum of the layers, for velocyto). Pass X_name={layer!r} for anndata's X. "
+        "(Shown once per session.)",
+        LoomReadWarning,
+        stacklevel=3,
+    )
 
 
 def write_loom(filename: str | os.PathLike[str], adata: AnnData, *, write_obsm_varm: bool = False) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["LoomFormatError", "LoomReadWarning", "LossyWriteError", "LossyWriteWarning"]
+__all__ = ["LoomConcatWarning", "LoomFormatError", "LoomReadWarning", "LossyWriteError", "LossyWriteWarning"]
 
 
 class LoomFormatError(ValueError):
@@ -25,3 +25,7 @@ class LossyWriteWarning(UserWarning):
 
 class LoomReadWarning(UserWarning):
     """Something in a file needed interpretation while reading (e.g. names made unique); the message says what."""
+
+
+class LoomConcatWarning(UserWarning):
+    """Concatenating loom files left elements out by anndata's merge rules; the message names them and the fix."""

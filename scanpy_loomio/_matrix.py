@@ -440,21 +440,55 @@ class _ChunkWriter:
 
     def run(self, n_threads: int, *, progress: bool) -> None:
         n_units = self.col_blocks if self.by_cells else self.row_blocks
-        tasks = [(u, min(u + self.units_per_task, n_units)) for u in range(0, n_units, self.units_per_task)]
+        tasks = self._tasks(n_units)
         write_chunk = self.dset.id.write_direct_chunk
         bar = _progress_bar(progress, n_units * self.unit_tiles, f"writing {self.dset.name}")
         try:
             with _gc_paused():
-                for (start, stop), chunks in zip(tasks, _ordered_map(self._task, tasks, n_threads), strict=True):
+                work = self._with_bands(tasks) if self.kind == "other" else tasks
+                for (start, stop), chunks in zip(tasks, _ordered_map(self._task, work, n_threads), strict=True):
                     for offset, payload in chunks:
                         write_chunk(offset, payload)
                     bar.update((stop - start) * self.unit_tiles)
         finally:
             bar.close()
 
-    def _task(self, units: tuple[int, int]) -> list[tuple[tuple[int, int], bytes]]:
-        """Build the tiles of chunk columns (or rows) ``units`` and return the deflated non-empty chunks."""
-        start, stop = units
+    def _tasks(self, n_units: int) -> list[tuple[int, int]]:
+        """Runs of ``units_per_task`` chunk columns (rows); also cut where the input says its parts meet.
+
+        An array-like with ``task_boundaries()`` (cell positions, e.g. where one concatenated file ends) gets tasks
+        that do not straddle them, the chunk column holding a boundary in a task of its own.
+        """
+        cuts = {0, n_units}
+        boundaries = getattr(self.matrix, "task_boundaries", None) if self.by_cells else None
+        if boundaries is not None:
+            for cell in boundaries():
+                cuts.update({min(n_units, cell // self.chunk_cols), min(n_units, _ceil_div(cell, self.chunk_cols))})
+        edges = sorted(cuts)
+        return [
+            (u, min(u + self.units_per_task, stop))
+            for start, stop in zip(edges[:-1], edges[1:], strict=True)
+            for u in range(start, stop, self.units_per_task)
+        ]
+
+    def _with_bands(self, tasks: list[tuple[int, int]]) -> Iterator[tuple[int, int, Any]]:
+        """Tasks with their input rows, read in the calling thread.
+
+        Array-likes backed by HDF5 (h5py datasets, other loom files) must not be read from worker threads while
+        this thread writes chunks.
+        """
+        raw_chunks = getattr(self.matrix, "raw_chunks", None) if self.by_cells else None
+        for start, stop in tasks:
+            lo, hi = start * self.chunk_cols, min(stop * self.chunk_cols, self.n_cells)
+            copied = raw_chunks(lo, hi, self.dset) if raw_chunks is not None else None
+            yield start, stop, _RawChunks(copied) if copied is not None else self._band(lo, hi)
+
+    def _task(self, units: tuple[int, ...]) -> list[tuple[tuple[int, int], bytes]]:
+        """Build the tiles of chunk columns (or rows) ``units`` and return the deflated non-empty chunks.
+
+        ``units`` is ``(start, stop)``, or ``(start, stop, band)`` with the input rows already read.
+        """
+        start, stop = units[:2]
         kernels = _kernels()
         if self.by_cells:
             lo, hi = start * self.chunk_cols, min(stop * self.chunk_cols, self.n_cells)
@@ -464,7 +498,9 @@ class _ChunkWriter:
             grid = (stop - start, self.col_blocks)
         shape = (*grid, self.chunk_rows, self.chunk_cols)
         filled = np.zeros(grid, dtype=np.bool_)
-        band = self._band(lo, hi)
+        band = units[2] if len(units) > 2 else self._band(lo, hi)
+        if isinstance(band, _RawChunks):
+            return list(band)
         if not isinstance(band, _SparseBand):
             tiles = np.zeros(shape, dtype=self.unsigned)
             kernels.dense_to_tiles(band, self.by_cells, tiles, filled)
@@ -563,6 +599,12 @@ class _ChunkWriter:
         return block.view(self.unsigned)
 
 
+class _RawChunks(list):
+    """``[(offset, encoded bytes), ...]``: chunks of one task copied as stored from another dataset."""
+
+    __slots__ = ()
+
+
 class _SparseBand(tuple):
     """``(indptr, indices, data)`` of one band; a type of its own so it is told apart from dense bands."""
 
@@ -654,6 +696,16 @@ def read_matrix(
     if layout is None:
         return _read_banded(dataset, format=format, progress=progress)
     return _ChunkReader(dataset, layout).run(format, threads, progress=progress)
+
+
+def empty_like_read(dataset: h5py.Dataset, shape: tuple[int, int], *, format: MatrixFormat = "csr") -> Any:
+    """An all-zero matrix of ``shape`` of the container and dtype :func:`read_matrix` gives for ``dataset``."""
+    dtype = dataset.dtype
+    if format == "dense":
+        return np.zeros(shape, dtype=_native(dtype))
+    sparse_dtype = _sparse_result_dtype(dtype) if dtype.kind in "iuf" else _native(dtype)
+    cls = sparse.csr_matrix if format == "csr" else sparse.csc_matrix
+    return cls(shape, dtype=sparse_dtype)
 
 
 def _empty_result(n_cells: int, n_genes: int, dtype: np.dtype, fmt: str) -> np.ndarray | sparse.spmatrix:
@@ -1221,6 +1273,102 @@ class _ChunkReader:
             start = bj * self.tw
             width = min(self.tw, self.n_cells - start)
             kernels.tiles_to_dense(tiles, slots, self.n_genes, width, out[start : start + width])
+
+
+class CellBands:
+    """Reads bands of cells (every gene) of one loom dataset as dense cells × genes arrays.
+
+    Chunked deflate/shuffle datasets go through the fast path (compressed bytes read directly, inflated in worker
+    threads); others through h5py. Call :meth:`close` when done.
+
+    Examples
+    --------
+    >>> import h5py
+    >>> import numpy as np
+    >>> x = np.arange(200 * 30, dtype=np.float32).reshape(200, 30)
+    >>> with h5py.File("bands.loom", "w") as f:
+    ...     _ = write_matrix(f, "matrix", x)
+    >>> with h5py.File("bands.loom", "r") as f:
+    ...     bands = CellBands(f["matrix"])
+    ...     np.array_equal(bands.read(70, 150), x[70:150])
+    True
+    """
+
+    def __init__(self, dataset: h5py.Dataset, n_threads: int | None = None) -> None:
+        self.dataset = dataset
+        self.n_genes, self.n_cells = dataset.shape
+        self.threads = _resolve_threads(n_threads)
+        dtype = dataset.dtype
+        layout = None
+        if _kernel_dtype_ok(dtype) and dtype.kind != "b" and self.n_genes > 0 and self.n_cells > 0:
+            layout = _ChunkLayout.inspect(dataset)
+        self.reader: _ChunkReader | None = None
+        if layout is not None:
+            self.reader = _ChunkReader(dataset, layout)
+            self.reader.source = _RawChunkSource(dataset, layout)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Cells ``start:stop`` as a C-contiguous cells × genes array of the dataset's (native) dtype."""
+        reader = self.reader
+        if reader is None:
+            return np.ascontiguousarray(self.dataset[:, start:stop].T, dtype=_native(self.dataset.dtype))
+        tw = reader.tw
+        first, last = start // tw, _ceil_div(stop, tw)
+        origin = first * tw
+        out = np.empty((min(last * tw, self.n_cells) - origin, self.n_genes), dtype=reader.dtype)
+        view = out.view(reader.unsigned)
+        kernels = _kernels()
+
+        def task(bj: int) -> None:
+            tiles, slots = reader._band_tiles(bj, by_column=True)
+            lo = bj * tw
+            width = min(tw, self.n_cells - lo)
+            kernels.tiles_to_dense(tiles, slots, self.n_genes, width, view[lo - origin : lo - origin + width])
+
+        for _ in _ordered_map(task, range(first, last), self.threads):
+            pass
+        return out[start - origin : stop - origin]
+
+    def raw_chunks(self, start: int, stop: int, target: h5py.Dataset, shift: int) -> list | None:
+        """The stored chunks of cells ``start:stop`` as ``[(offset in target, bytes)]``, or ``None``.
+
+        ``target``'s cells are this dataset's moved by ``shift``. ``None`` when the chunks cannot be copied as they
+        are: another chunk shape, filters or dtype, not whole chunk columns, or chunks stored with a filter skipped.
+        """
+        reader = self.reader
+        if reader is None or self.dataset.dtype != target.dtype or self.dataset.chunks != target.chunks:
+            return None
+        if reader.fill_tile is not None or target.fillvalue != 0:
+            return None  # chunks that are not stored read as the fill value
+        layout = reader.layout
+        tw, th = reader.tw, reader.th
+        ends_together = stop == self.n_cells and stop + shift == target.shape[1]
+        if start % tw or shift % tw or (stop % tw and not ends_together) or target.shape[0] != self.n_genes:
+            return None
+        plist = target.id.get_create_plist()
+        target_filters = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
+        if target_filters != layout.filters:
+            return None
+        columns = np.arange(start // tw, _ceil_div(stop, tw))
+        block_rows, block_cols = np.nonzero(layout.byte_offsets[:, columns].T >= 0)[::-1]
+        block_cols = columns[block_cols]
+        if layout.filter_masks[block_rows, block_cols].any():
+            return None
+        payloads = reader.source.fetch(block_rows, block_cols)
+        return [
+            ((int(bi) * th, int(bj) * tw + shift), bytes(payload))
+            for bi, bj, payload in zip(block_rows.tolist(), block_cols.tolist(), payloads, strict=True)
+        ]
+
+    @property
+    def chunk_cells(self) -> int:
+        """Cells per chunk column."""
+        return self.dataset.chunks[1] if self.dataset.chunks else 64
+
+    def close(self) -> None:
+        """Release the file descriptor of the fast path."""
+        if self.reader is not None:
+            self.reader.source.close()
 
 
 def _tiles_to_nonzeros(

@@ -31,6 +31,7 @@ from ._foreign import ForeignAxis, choose_index_attr, decode_foreign_global, gra
 from ._globals import decode_global, read_globals
 from ._graphs import build_matrix, recorded_index_base
 from ._metadata import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata, load_codec
+from ._orientation import stored_transposed
 from ._safety import (
     MemoryLimit,
     check_file,
@@ -77,6 +78,7 @@ class LoomReader:
         self.globals = read_globals(file)
         self.metadata = usable_metadata(self._metadata(), path, file)
         self.convention = self._convention()
+        self.transposed = stored_transposed(file)
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def error(self, where: str, found: str, expected: str, fix: str = "") -> LoomFormatError:
@@ -125,16 +127,33 @@ class LoomReader:
         if matrix.dtype.kind not in "iufb":
             raise self.error("/matrix", f"values of dtype {matrix.dtype}", "numbers (integers, floats or bool)")
         n_genes, n_cells = matrix.shape
-        return n_cells, n_genes
+        return (n_genes, n_cells) if self.transposed else (n_cells, n_genes)
 
     # -- matrices --------------------------------------------------------------------------------------------
-    def read_layer(self, dset: h5py.Dataset, *, dtype: str | None = None) -> Any:
-        """A matrix as stored (its recorded container and dtype), cast to ``dtype`` when given."""
+    def read_layer(
+        self, dset: h5py.Dataset, *, dtype: str | None = None, template: tuple[int, int] | None = None
+    ) -> Any:
+        """A matrix as stored (its recorded container and dtype), cast to ``dtype`` when given.
+
+        ``template``: nothing is read; an all-zero matrix of this shape, of the container and dtype reading would
+        give (what :func:`scanpy_loomio.concat_loom` plans with).
+        """
         codec = load_codec(dset) or {}
         if codec.get("type") == "absent":
             return None
         fmt = codec.get("format") or ("csr" if self.options.sparse else "dense")
-        value = _matrix.read_matrix(dset, format=fmt, n_threads=self.options.n_threads, progress=self.options.progress)
+        if template is not None:
+            value = _matrix.empty_like_read(dset, template, format=fmt)
+        elif self.transposed:  # stored cells × genes: read it as the other orientation, then turn it
+            other = {"csr": "csc", "csc": "csr"}.get(fmt, fmt)
+            value = _matrix.read_matrix(
+                dset, format=other, n_threads=self.options.n_threads, progress=self.options.progress
+            ).T
+            value = np.ascontiguousarray(value) if fmt == "dense" else value
+        else:
+            value = _matrix.read_matrix(
+                dset, format=fmt, n_threads=self.options.n_threads, progress=self.options.progress
+            )
         dtype = dtype or codec.get("dtype")
         if dtype is not None and value.dtype != np.dtype(dtype):
             value = value.astype(dtype)
@@ -142,8 +161,12 @@ class LoomReader:
             value = sparse.csc_array(value) if fmt == "csc" else sparse.csr_array(value)
         return value
 
-    def read_matrices(self) -> tuple[Any, dict[str, Any]]:
-        shape_cells_genes = self.shape
+    def matrix_sources(self, *, choose_x: bool = True) -> tuple[h5py.Dataset, dict[str, h5py.Dataset], str | None]:
+        """The dataset read as ``X``, the datasets read as layers by key (in reading order), and the X layer name.
+
+        ``choose_x=False`` reads ``/matrix`` as ``X`` without looking at ``X_name``.
+        """
+        self.shape  # noqa: B018 - checks /matrix
         layers_group = self.file.get("layers")
         names = list(layers_group.keys()) if layers_group is not None else []
         for name in names:
@@ -156,22 +179,27 @@ class LoomReader:
                 )
         # all-zero layers written only because the target tool needs them (fill_missing_layers=True)
         names = [n for n in names if (load_codec(layers_group[n]) or {}).get("type") != "filled"]
-        if not self.options.matrices:
-            return None, {}
-        x_name = self._x_name(names)
-        layers: dict[str, Any] = {}
+        x_name = self._x_name(names) if choose_x else None
+        layers: dict[str, h5py.Dataset] = {}
         if x_name:
             # as anndata's read_loom: the chosen layer is X (and stays a layer), /matrix becomes layers["matrix"]
-            X = self.read_layer(layers_group[x_name], dtype=self.options.dtype)
-            layers["matrix"] = self.read_layer(self.file["matrix"])
+            X = layers_group[x_name]
+            layers["matrix"] = self.file["matrix"]
         else:
-            X = self.read_layer(self.file["matrix"], dtype=self.options.dtype)
+            X = self.file["matrix"]
         order = [n for _, n in self.metadata.layers] if self.metadata else []
         recorded = {n: k for k, n in self.metadata.layers} if self.metadata else {}
         for name in [n for n in order if n in names] + [n for n in names if n not in order]:
-            layers[recorded.get(name, name)] = self.read_layer(layers_group[name])
-        del shape_cells_genes
-        return X, layers
+            layers[recorded.get(name, name)] = layers_group[name]
+        return X, layers, x_name
+
+    def read_matrices(self) -> tuple[Any, dict[str, Any]]:
+        if not self.options.matrices:
+            self.matrix_sources(choose_x=False)  # the same checks
+            return None, {}
+        x_dset, sources, _ = self.matrix_sources()
+        X = self.read_layer(x_dset, dtype=self.options.dtype)
+        return X, {key: self.read_layer(dset) for key, dset in sources.items()}
 
     def _x_name(self, layer_names: list[str]) -> str | None:
         """The layer read as ``X``: only one asked for, by ``X_name`` or by a convention passed as ``convention=``."""
@@ -285,6 +313,10 @@ class LoomReader:
         frame = pd.DataFrame(columns, index=index) if columns else pd.DataFrame(index=index)
         if record is None and index_attr is not None and not index.is_unique:
             frame = self._make_unique(axis, frame, index_attr, group_path)
+        if record is None and axis == "obs":  # the tool's per-cell columns that also form an obsm entry
+            for key, names in self.convention.obsm_from_columns.items():
+                if key not in multi and all(n in frame.columns and frame[n].dtype.kind in "iuf" for n in names):
+                    multi[key] = np.column_stack([frame[n].to_numpy() for n in names])
         for key in more_multi:
             if isinstance(multi[key], pd.DataFrame):
                 multi[key].index = frame.index.copy()  # rows of a record attribute are this axis's entries
@@ -486,6 +518,14 @@ class LoomReader:
     # -- all -------------------------------------------------------------------------------------------------
     def read(self) -> AnnData:
         n_obs, n_vars = self.shape
+        if self.transposed:
+            warnings.warn(
+                f"{self.path}: /matrix is stored cells × genes {self.file['matrix'].shape} (the attributes list "
+                f"{n_obs} cells and {n_vars} genes), not genes × cells as loom requires; read it turned round. "
+                "Other loom readers will not; write_loom_full writes it the loom way.",
+                LoomReadWarning,
+                stacklevel=4,
+            )
         X, layers = self.read_matrices()
         obs, obsm, obsp = self.read_axis("obs", n_obs)
         var, varm, varp = self.read_axis("var", n_vars)

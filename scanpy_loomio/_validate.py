@@ -26,6 +26,7 @@ from ._detect import _attr_names, rank_conventions, summarize
 from ._errors import LoomFormatError
 from ._globals import GLOBALS_GROUP, read_globals
 from ._metadata import METADATA_KEY, SIDECAR_GROUP, Metadata, load_codec
+from ._orientation import stored_transposed
 from ._safety import _codec_problem, _record_problem, check_structure, open_read_only
 from ._strings import decode_text, is_text_dtype
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention, get_convention
@@ -342,6 +343,17 @@ def _spec_problems(
     else:
         shape = matrix.shape
         _check_matrix_dtype(out, "/matrix", matrix.dtype)
+        if stored_transposed(file):
+            out.add(
+                "error",
+                "/matrix",
+                f"shape {shape}: stored cells × genes (the attributes list {shape[0]} cells and {shape[1]} genes); "
+                "loom stores genes × cells. read_loom_full reads it turned round (with a warning); loompy and "
+                "other readers do not",
+                "rewrite it: scanpy_loomio.write_loom_full(path, scanpy_loomio.read_loom_full(path))",
+                loompy=True,
+            )
+            shape = (shape[1], shape[0])  # check the attributes against the orientation they fit
 
     layers = file.get("layers")
     if isinstance(layers, h5py.Group):

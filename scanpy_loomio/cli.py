@@ -117,6 +117,76 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_concat(args: argparse.Namespace) -> int:
+    """Concatenate loom files into one, as anndata.concat does, without loading the matrices."""
+    import scanpy_loomio
+
+    _convention_names(args.convention)
+    sources = [_input_file(path) for path in args.inputs]
+    target = Path(args.output)
+    for path in (target, *sources):
+        if _kind(path) != "loom":
+            msg = f"{path}: concat reads and writes .loom files"
+            raise UsageError(msg)
+    if target.exists() and not args.force:
+        msg = f"{target}: exists; pass --force to replace it"
+        raise UsageError(msg)
+    keys = args.keys.split(",") if args.keys else None
+    if keys is not None and len(keys) != len(sources):
+        msg = f"--keys gives {len(keys)} names for {len(sources)} input files"
+        raise UsageError(msg)
+    report = scanpy_loomio.concat_loom(
+        sources,
+        target,
+        axis=args.axis,
+        join=args.join,
+        merge=args.merge,
+        uns_merge=args.uns_merge,
+        label=args.label,
+        keys=keys,
+        index_unique=args.index_unique,
+        fill_value=args.fill_value,
+        var_key=args.var_key,
+        convention=args.convention,
+        lossy="warn" if args.allow_lossy else "raise",
+        fill_missing_layers=args.fill_missing_layers,
+    )
+    if not args.quiet:
+        print(report)
+    return OK
+
+
+def cmd_velocity(args: argparse.Namespace) -> int:
+    """Add velocyto's layers to a processed .h5ad file, matched by barcode and gene."""
+    import anndata
+
+    import scanpy_loomio
+
+    source = _input_file(args.processed)
+    looms = [_input_file(path) for path in args.looms]
+    target = Path(args.output)
+    if _kind(source) != "h5ad" or _kind(target) != "h5ad" or any(_kind(p) != "loom" for p in looms):
+        msg = "velocity reads a processed .h5ad file and .loom files, and writes an .h5ad file"
+        raise UsageError(msg)
+    if target.exists() and not args.force:
+        msg = f"{target}: exists; pass --force to replace it"
+        raise UsageError(msg)
+    sample_map: dict[str, str] | str | None = None
+    if args.sample_column:
+        sample_map = args.sample_column
+    elif args.sample_map:
+        pairs = [item.partition("=") for item in args.sample_map]
+        if any(not sep or not tag for tag, sep, _ in pairs):
+            msg = "--sample-map takes TAG=SAMPLE pairs"
+            raise UsageError(msg)
+        sample_map = {tag: sample for tag, _, sample in pairs}
+    adata = anndata.read_h5ad(source)
+    report = scanpy_loomio.add_velocity_layers(adata, looms, sample_map=sample_map, missing=args.missing)
+    adata.write_h5ad(target)
+    print(report)
+    return OK
+
+
 def cmd_update(args: argparse.Namespace) -> int:
     """Write the annotations of an .h5ad file into a loom file with the same cells, genes and matrices."""
     import anndata
@@ -404,6 +474,68 @@ def build_parser(*, width: int | None = None) -> argparse.ArgumentParser:
     convert.add_argument("--compression-level", type=int, default=2, metavar="0-9", help="gzip level (default 2)")
     convert.add_argument("--force", action="store_true", help="replace the output file if it exists")
     convert.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+    concat = _add_command(
+        commands,
+        "concat",
+        cmd_concat,
+        "Concatenate loom files into one as anndata.concat concatenates AnnData objects (same options and "
+        "defaults), a band of cells at a time; atomically. Prints what was written and what merge rules left out.",
+        _examples(
+            f"{PROG} concat all.loom sample1.loom sample2.loom --label sample --keys s1,s2 --index-unique -",
+            f"{PROG} concat all.loom velocyto/*.loom --var-key Accession --join outer",
+        ),
+    )
+    concat.add_argument("output", help="the .loom file to write")
+    concat.add_argument("inputs", nargs="+", help="the .loom files, in order")
+    concat.add_argument("--axis", choices=("obs", "var"), default="obs", help="stack cells (obs) or genes (var)")
+    concat.add_argument(
+        "--join", choices=("inner", "outer"), default="inner", help="keep shared genes (inner) or all (outer)"
+    )
+    concat.add_argument("--merge", choices=("same", "unique", "first", "only"), help="how to keep gene annotations")
+    concat.add_argument("--uns-merge", choices=("same", "unique", "first", "only"), help="how to keep uns")
+    concat.add_argument("--label", metavar="COLUMN", help="obs column naming each cell's input")
+    concat.add_argument("--keys", metavar="K1,K2,...", help="the names of the inputs in --label (default 0, 1, …)")
+    concat.add_argument("--index-unique", metavar="SEP", help="append SEP and the key to each cell name")
+    concat.add_argument("--fill-value", type=float, metavar="VALUE", help="value of an outer join's missing entries")
+    concat.add_argument("--var-key", metavar="ATTR", help="align genes on this row attribute (e.g. Accession)")
+    concat.add_argument(
+        "--convention", metavar="NAME", help=f"the tool the output is for ({names}); default: the inputs'"
+    )
+    concat.add_argument("--fill-missing-layers", action="store_true", help="add all-zero layers the tool needs")
+    concat.add_argument("--allow-lossy", action="store_true", help="leave out what cannot be stored exactly")
+    concat.add_argument("--force", action="store_true", help="replace the output file if it exists")
+    concat.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+    velocity = _add_command(
+        commands,
+        "velocity",
+        cmd_velocity,
+        "Add velocyto's spliced/unspliced/ambiguous layers to a processed .h5ad file, matching cells by barcode "
+        "and sample and genes by gene_ids or name; prints the matching report.",
+        _examples(
+            f"{PROG} velocity processed.h5ad sample1.loom sample2.loom -o velocity.h5ad",
+            f"{PROG} velocity processed.h5ad s1.loom s2.loom -o out.h5ad --sample-map 0=s1 --sample-map 1=s2",
+            f"{PROG} velocity processed.h5ad run.loom -o out.h5ad --missing drop",
+        ),
+    )
+    velocity.add_argument("processed", help="the processed .h5ad file")
+    velocity.add_argument("looms", nargs="+", help="velocyto .loom files")
+    velocity.add_argument("-o", "--output", required=True, metavar="OUT", help="the .h5ad file to write")
+    velocity.add_argument(
+        "--sample-map",
+        action="append",
+        metavar="TAG=SAMPLE",
+        help="the loom sample a name prefix/suffix stands for; repeatable",
+    )
+    velocity.add_argument("--sample-column", metavar="COLUMN", help="obs column holding each cell's loom sample")
+    velocity.add_argument(
+        "--missing",
+        choices=("raise", "drop", "zeros"),
+        default="raise",
+        help="cells without a loom cell: fail (default), drop them, or give them zeros",
+    )
+    velocity.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
     update = _add_command(
         commands,

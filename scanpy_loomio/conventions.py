@@ -334,6 +334,12 @@ class Convention:
     aliases
         Other names users type for this convention (the tool's or a companion's, e.g. ``seurat``); names are
         matched without regard to case.
+    anndata_x_layer
+        The layer anndata's own ``read_loom`` silently makes ``X`` for this tool's files (velocyto: ``spliced``);
+        ``read_loom`` under :func:`scanpy_loomio.use_as_default` warns once that ``X`` is ``/matrix`` here.
+    obsm_from_columns
+        ``{obsm key: (column, ...)}``: per-cell columns also stacked into an ``obsm`` entry when reading a file of
+        this tool (Baysor's ``x``/``y`` → ``spatial``); the columns stay.
     """
 
     name: str
@@ -361,6 +367,8 @@ class Convention:
     detect: Callable[[FileSummary], float] | None = field(default=None, compare=False)
     notes: str = ""
     aliases: tuple[str, ...] = ()
+    anndata_x_layer: str | None = None
+    obsm_from_columns: Mapping[str, tuple[str, ...]] = field(default_factory=_frozen)
 
     def __post_init__(self) -> None:
         problems = []
@@ -380,7 +388,7 @@ class Convention:
             msg = f"Convention {self.name!r}: " + "; ".join(problems) + "."
             raise ValueError(msg)
         # Freeze mappings given as plain dicts, so a registered convention cannot change under its users.
-        for name in ("obs_renames", "var_renames", "nested_groups"):
+        for name in ("obs_renames", "var_renames", "nested_groups", "obsm_from_columns"):
             value = getattr(self, name)
             if not isinstance(value, MappingProxyType):
                 object.__setattr__(self, name, _frozen(value))
@@ -477,6 +485,7 @@ _BUILTIN = (
         notes="`CellID` is `sample:BARCODEx`. scVelo needs `spliced` and `unspliced`; velocyto.py also `ambiguous`. "
         "anndata's `read_loom` silently makes `spliced` its `X`; this package keeps `/matrix` as `X` unless "
         "`X_name='spliced'` is passed.",
+        anndata_x_layer="spliced",
     ),
     Convention(
         name="scope",
@@ -597,6 +606,23 @@ _BUILTIN = (
         gene_names=("gene_ids",),
         matrix_holds="counts (`X` of the chosen output format)",
         notes="USA-mode layers (`spliced`, `unspliced`, `ambiguous`) when asked for.",
+    ),
+    Convention(
+        name="baysor",
+        tool="Baysor (`segmentation_counts.loom`)",
+        source="kharchenkolab/Baysor src/data_processing/ (the loom writer); gustaveroussy/sopa sopa/io (its reader)",
+        cell_names=("CellID",),
+        gene_names=("Name",),
+        matrix_holds="molecule counts per segmented cell",
+        metadata_globals=_LOOMPY_METADATA,
+        obsm_from_columns={"spatial": ("x", "y")},
+        markers=Markers(
+            col_attrs=("n_transcripts", "density", "elongation", "avg_confidence", "lifespan", "area", "x", "y"),
+        ),
+        notes="`CellID` holds 1-based numbers (as floats), so it stays an `obs` column and `obs_names` are "
+        "positions; the cell's segmentation statistics are columns, and `x`/`y` also become `obsm['spatial']`. "
+        "One Baysor build writes `/matrix` cells × genes: it is read turned round, with a `LoomReadWarning`, and "
+        "`validate_loom` reports it.",
     ),
     Convention(
         name="anndata",
@@ -776,6 +802,8 @@ def conventions_table(conventions: Mapping[str, Convention] | None = None) -> st
             else "HDF5 attributes of the root group (spec 2)",
             "extra top-level groups allowed": "yes" if c.sidecar else "no",
             "groups nested under the attribute groups": _code(c.nested_groups),
+            "layer anndata's `read_loom` makes `X`": _code(c.anndata_x_layer),
+            "`obsm` entries stacked from columns": _code({k: ", ".join(v) for k, v in c.obsm_from_columns.items()}),
             "detected by": _markers_text(c),
         }
         lines += [f"- {k}: {v}" for k, v in details.items()]

@@ -22,7 +22,7 @@ from scanpy_loomio.conventions import CONVENTIONS, conventions_table
 
 #: The console script installed beside this Python, if the package is installed.
 SCRIPT = shutil.which("scanpy-loomio", path=str(Path(sys.executable).parent))
-COMMANDS = ["convert", "update", "upgrade", "inspect", "validate", "conventions", "migrate"]
+COMMANDS = ["convert", "concat", "velocity", "update", "upgrade", "inspect", "validate", "conventions", "migrate"]
 
 
 def run(*args: str | Path, cwd: Path | None = None, script: bool = False) -> subprocess.CompletedProcess[str]:
@@ -324,3 +324,78 @@ def test_conventions_by_the_names_users_type(small_loom: Path, tmp_path: Path) -
         shown = run("conventions", typed)
         assert shown.returncode == 0, shown.stderr
         assert shown.stdout.startswith(f"{meant}: ")
+
+
+# -- concat and velocity ----------------------------------------------------------------------------------------------
+
+
+def _sample_looms(folder: Path) -> list[Path]:
+    paths = []
+    for i in range(2):
+        adata = anndata.AnnData(
+            sparse.random(6, 5, density=0.5, format="csr", random_state=i, dtype=np.float32).astype(np.uint32)
+        )
+        adata.obs_names = [
+            f"s{i}:{barcode}x"
+            for barcode in (
+                "AAAACCCCGGGG",
+                "AAAACCCCTTTT",
+                "ACGTACGTACGT",
+                "CCCCAAAAGGGG",
+                "GGGGAAAACCCC",
+                "TTTTAAAACCCC",
+            )
+        ]
+        adata.var_names = [f"g{j}" for j in range(i, i + 5)]
+        for name in ("spliced", "unspliced", "ambiguous"):
+            adata.layers[name] = adata.X.copy()
+        paths.append(folder / f"s{i}.loom")
+        scanpy_loomio.write_loom_full(paths[-1], adata, convention="velocyto")
+    return paths
+
+
+def test_concat(tmp_path: Path) -> None:
+    inputs = _sample_looms(tmp_path)
+    target = tmp_path / "all.loom"
+    result = run(
+        "concat", target, *inputs, "--join", "outer", "--label", "sample", "--keys", "a,b", "--index-unique", "-"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "12 cells × 6 genes from 2 files" in result.stdout
+    expected = anndata.concat(
+        [scanpy_loomio.read_loom_full(p) for p in inputs],
+        join="outer",
+        label="sample",
+        keys=["a", "b"],
+        index_unique="-",
+    )
+    back = scanpy_loomio.read_loom_full(target)
+    assert list(back.obs_names) == list(expected.obs_names)
+    for key in ("spliced", "unspliced", "ambiguous"):
+        np.testing.assert_array_equal(back.layers[key].toarray(), expected.layers[key].toarray())
+    assert run("concat", target, *inputs).returncode == 2  # exists
+    assert "--keys gives 3 names" in one_line_error(
+        run("concat", tmp_path / "x.loom", *inputs, "--keys", "a,b,c"), "concat"
+    )
+    assert run("concat", tmp_path / "x.h5ad", *inputs).returncode == 2
+
+
+def test_velocity(tmp_path: Path) -> None:
+    looms = _sample_looms(tmp_path)
+    processed = anndata.AnnData(np.ones((3, 4), dtype=np.float32))
+    processed.obs_names = ["AAAACCCCGGGG-1-0", "TTTTAAAACCCC-1-1", "ACGTACGTACGT-1-1"]
+    processed.var_names = ["g1", "g2", "g3", "g4"]
+    processed.write_h5ad(tmp_path / "processed.h5ad")
+    out = tmp_path / "velocity.h5ad"
+    result = run(
+        "velocity", tmp_path / "processed.h5ad", *looms, "-o", out, "--sample-map", "0=s0", "--sample-map", "1=s1"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "cells: 3 of 3 matched" in result.stdout
+    adata = anndata.read_h5ad(out)
+    source = scanpy_loomio.read_loom_full(looms[1])
+    want = source.layers["spliced"][[5, 2]][:, [0, 1, 2, 3]].toarray()  # s1 holds g1..g5
+    np.testing.assert_array_equal(adata.layers["spliced"][1:].toarray(), want)
+    result = run("velocity", tmp_path / "processed.h5ad", *looms, "-o", tmp_path / "x.h5ad")
+    assert result.returncode == 1
+    assert "have no single match" in result.stderr

@@ -240,8 +240,12 @@ def _anndata_read_loom(path: Path, **kwargs) -> AnnData:
     return read_loom(path, **kwargs)
 
 
-@pytest.mark.parametrize("name", [n for n in WITH_SPEC if CONVENTIONS[n].cell_names_attr == "CellID"])
+@pytest.mark.parametrize(
+    "name",
+    [n for n in WITH_SPEC if (CONVENTIONS[n].cell_names_attr, CONVENTIONS[n].gene_names_attr) == ("CellID", "Gene")],
+)
 def test_anndata_read_loom_defaults_get_the_names(tmp_path, name):
+    """anndata's defaults are ``obs_names="CellID"``, ``var_names="Gene"``: files of conventions using both."""
     adata = _spec_valid_adata(CONVENTIONS[name])
     path = _write(tmp_path / "a.loom", adata, name)
     back = _anndata_read_loom(path)
