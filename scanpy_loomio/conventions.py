@@ -31,6 +31,7 @@ __all__ = [
     "EmbeddingForm",
     "FileSummary",
     "Markers",
+    "RTypes",
     "conventions_table",
     "get_convention",
     "name_candidates",
@@ -75,6 +76,9 @@ class EmbeddingForm:
     registry_global
         Global attribute listing each embedding attribute written in this form, as a template with ``{i}`` counting
         from 1; its value is the attribute's HDF5 path (LoomExperiment's ``ReducedDimsName<i>``). ``None``: no list.
+    components_registry_global
+        Global attribute naming, for embedding ``{i}`` of :attr:`registry_global`, the attribute holding its component
+        names (LoomExperiment's ``ReducedDimsColNames<i>``); read into ``uns["loom_embedding_components"]``.
     """
 
     style: EmbeddingStyle
@@ -86,6 +90,7 @@ class EmbeddingForm:
     compound_fields: tuple[str, ...] = ("_X", "_Y", "_Z")
     name_forbidden: str = ""
     registry_global: str | None = None
+    components_registry_global: str | None = None
 
     def template(self, axis: Axis) -> str:
         """The name template for ``axis``; the plain ``"{key}"`` when the form has none for it."""
@@ -162,6 +167,7 @@ EMBEDDING_FORMS: Mapping[str, EmbeddingForm] = MappingProxyType(
                 "the name cannot contain `_`); older files nest them as `/col_attrs/reducedDims/<name>`",
                 name_forbidden="_",
                 registry_global="ReducedDimsName{i}",
+                components_registry_global="ReducedDimsColNames{i}",
             ),
             EmbeddingForm(
                 "cell_embeddings",
@@ -174,6 +180,53 @@ EMBEDDING_FORMS: Mapping[str, EmbeddingForm] = MappingProxyType(
     }
 )
 """Every embedding form, by style."""
+
+
+# -- R types ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RTypes:
+    """How a tool's own writer stores R factors and logicals, so its reader gets them back as such.
+
+    Parameters
+    ----------
+    factors
+        ``"labels"``: a factor is stored as its labels (text; R readers give character); ``"enum"``: an HDF5 enum
+        whose names are the levels, in order, coded from :attr:`enum_first_code` (SeuratDisk through hdf5r);
+        ``"flags"``: labels, plus the cells × columns integer matrix :attr:`factor_flags_attr` whose first row flags
+        each column attribute (in the order the reader lists them, by name) as a factor (LoomExperiment).
+    enum_first_code
+        Code of the first level in an enum (R's factors count from 1).
+    factor_flags_attr
+        Column attribute holding the factor flags (``"flags"`` only).
+    logical_mark
+        ``(HDF5 attribute, value)`` put on a 0/1 dataset to mark it logical (rhdf5's ``storage.mode``); ``None``: none.
+    bool_dtype
+        Integer dtype booleans are stored as. ``uint8`` is R's ``raw`` type in rhdf5, so no convention uses it.
+
+    Examples
+    --------
+    >>> from scanpy_loomio.conventions import get_convention
+    >>> get_convention("seuratdisk").r_types.factors
+    'enum'
+    >>> get_convention("loomexperiment").r_types.logical_mark
+    ('storage.mode', 'logical')
+    """
+
+    factors: Literal["labels", "enum", "flags"] = "labels"
+    enum_first_code: int = 1
+    factor_flags_attr: str = "colnames_factor"
+    logical_mark: tuple[str, str] | None = None
+    bool_dtype: str = "int8"
+
+    def __post_init__(self) -> None:
+        if self.factors not in ("labels", "enum", "flags"):
+            msg = f"RTypes.factors {self.factors!r} is not 'labels', 'enum' or 'flags'"
+            raise ValueError(msg)
+        if self.bool_dtype not in ("int8", "int16", "int32", "uint8"):
+            msg = f"RTypes.bool_dtype {self.bool_dtype!r} is not an integer dtype"
+            raise ValueError(msg)
 
 
 # -- detection -------------------------------------------------------------------------------------------------------
@@ -334,6 +387,18 @@ class Convention:
     aliases
         Other names users type for this convention (the tool's or a companion's, e.g. ``seurat``); names are
         matched without regard to case.
+    r_types
+        How factors and logicals are stored (:class:`RTypes`).
+    embedding_renames
+        The tool's embedding names (matched without regard to case) → scanpy's ``obsm`` keys, used when reading its
+        files; the original names are kept in ``uns["loom_embedding_names"]`` and written back.
+    clusterings_attr
+        Record column attribute with one integer field per clustering id, the clusterings named and labelled in
+        the JSON global ``MetaData`` (SCope's ``Clusterings``); read as categorical ``obs`` columns.
+    cluster_id_attr
+        Column attribute holding the codes of the first clustering (SCope's ``ClusterID``).
+    default_embedding_attr
+        Record column attribute holding the default embedding (SCope's ``Embedding``, embedding id ``-1``).
     """
 
     name: str
@@ -361,6 +426,11 @@ class Convention:
     detect: Callable[[FileSummary], float] | None = field(default=None, compare=False)
     notes: str = ""
     aliases: tuple[str, ...] = ()
+    r_types: RTypes = field(default_factory=RTypes)
+    embedding_renames: Mapping[str, str] = field(default_factory=_frozen)
+    clusterings_attr: str | None = None
+    cluster_id_attr: str | None = None
+    default_embedding_attr: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -380,7 +450,7 @@ class Convention:
             msg = f"Convention {self.name!r}: " + "; ".join(problems) + "."
             raise ValueError(msg)
         # Freeze mappings given as plain dicts, so a registered convention cannot change under its users.
-        for name in ("obs_renames", "var_renames", "nested_groups"):
+        for name in ("obs_renames", "var_renames", "nested_groups", "embedding_renames"):
             value = getattr(self, name)
             if not isinstance(value, MappingProxyType):
                 object.__setattr__(self, name, _frozen(value))
@@ -445,6 +515,8 @@ class Convention:
 # -- the table -------------------------------------------------------------------------------------------------------
 
 _LOOMPY_METADATA = ("LOOM_SPEC_VERSION", "CreationDate", "last_modified")
+#: Reduction names R tools and SCope use, as scanpy's obsm keys.
+_SCANPY_EMBEDDINGS = {"umap": "X_umap", "tsne": "X_tsne", "t-sne": "X_tsne", "pca": "X_pca"}
 
 _BUILTIN = (
     Convention(
@@ -489,6 +561,10 @@ _BUILTIN = (
         multidim_attrs=False,
         metadata_globals=("MetaData", "Genome", "title", "SCopeTreeL1", "SCopeTreeL2", "SCopeTreeL3"),
         json_globals=("MetaData",),
+        embedding_renames=_SCANPY_EMBEDDINGS,
+        clusterings_attr="Clusterings",
+        cluster_id_attr="ClusterID",
+        default_embedding_attr="Embedding",
         markers=Markers(
             col_attrs=("Embedding", "Embeddings_X", "Embeddings_Y", "RegulonsAUC", "Clusterings", "nGene", "nUMI"),
             row_attrs=("Regulons", "ClusterMarkers_*"),
@@ -512,6 +588,7 @@ _BUILTIN = (
         embedding_style="columns",
         multidim_attrs=False,
         metadata_globals=("SEURAT_ASSAY", *_LOOMPY_METADATA),
+        r_types=RTypes(factors="enum", bool_dtype="int32"),
         accepted_spec_versions=("3.0.0",),
         markers=Markers(globals=("SEURAT_ASSAY",), layers=("scale.data",)),
         notes="`LoadLoom` needs `/attrs/LOOM_SPEC_VERSION`, fails on 2-D column attributes and loads graphs only "
@@ -555,6 +632,7 @@ _BUILTIN = (
         spec_version="2.0.1",
         global_layout="root",
         nested_groups={"reducedDims": "obsm", "GRanges": "columns"},
+        r_types=RTypes(factors="flags", logical_mark=("storage.mode", "logical")),
         markers=Markers(
             globals=("LoomExperiment-class", "MatrixName", "ReducedDimsName*"),
             global_values={"CreatedWith": "LoomExperiment"},

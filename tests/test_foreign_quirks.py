@@ -298,8 +298,10 @@ def test_compound_records_become_arrays_or_frames(tmp_path):
 def test_scope_embeddings_and_metadata(tmp_path, compressed):
     adata = quiet(scope_embedding_pair(tmp_path / "f.loom", compressed=compressed))
     assert adata.uns["MetaData"]["embeddings"][1] == {"id": 1, "name": "UMAP"}
-    assert set(adata.obsm) == {"tSNE", "UMAP", "Embeddings_2"}  # id 2 has no name in MetaData
-    np.testing.assert_array_equal(adata.obsm["UMAP"], np.tile([1.0, 2.0], (N_CELLS, 1)))
+    # scanpy's names for the embeddings it knows; id 2 has no name in MetaData
+    assert set(adata.obsm) == {"X_tsne", "X_umap", "Embeddings_2"}
+    assert adata.uns["loom_embedding_names"] == {"X_tsne": "tSNE", "X_umap": "UMAP"}
+    np.testing.assert_array_equal(adata.obsm["X_umap"], np.tile([1.0, 2.0], (N_CELLS, 1)))
     assert adata.uns["Genome"] == "hg38"
 
 
