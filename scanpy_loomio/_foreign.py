@@ -34,6 +34,7 @@ import pandas as pd
 from ._codecs import plain_values
 from ._errors import LoomReadWarning
 from ._rtypes import enum_categorical, enum_mapping, is_marked_logical, logical_values
+from ._scope import SCOPE_EMBEDDING_PAIR
 from ._strings import is_text_dtype
 from ._toolfiles import (
     EMBEDDING_COMPONENTS_KEY,
@@ -50,8 +51,6 @@ logger = logging.getLogger("scanpy_loomio")
 Axis = Literal["obs", "var"]
 LOOM_GROUP = {"obs": "col_attrs", "var": "row_attrs"}
 
-#: SCope keeps every embedding as one field of these two record attributes (field name = embedding id).
-SCOPE_EMBEDDING_PAIR = ("Embeddings_X", "Embeddings_Y")
 
 _COMPONENT = re.compile(r"^(?P<key>.+)_(?P<i>[1-9][0-9]*)$")
 

@@ -243,6 +243,8 @@ class LoomReader:
         chosen_over_record = (
             asked is not None and index_attr == asked and record is not None and asked != record.index_attr
         )
+        if self.metadata:  # written for the tool only; the record restores their values from others
+            used.update(a.split("/", 1)[1] for a in self.metadata.tool_attrs if a.startswith(f"{group_path}/"))
         columns: dict[str, Any] = {}
         if record:
             for key, attr in record.columns:

@@ -165,3 +165,38 @@ def flags_matrix(n: int, names: Sequence[str], factors: set[str]) -> np.ndarray:
 def flagged_names(group: h5py.Group, exclude: Mapping[str, object] | Sequence[str]) -> list[str]:
     """The datasets of an attribute group that a flags matrix covers: all but ``exclude``, by name."""
     return sorted(name for name, obj in group.items() if isinstance(obj, h5py.Dataset) and name not in exclude)
+
+
+# -- writing ---------------------------------------------------------------------------------------------------------
+
+
+def is_text_factor(codec: dict | None, aux: Mapping[str, np.ndarray]) -> bool:
+    """Whether an encoded column is a categorical with text categories (what R can hold as a factor)."""
+    if not codec or codec.get("type") != "categorical" or "categories" not in aux:
+        return False
+    categories = np.asarray(aux["categories"])
+    return categories.dtype.kind in "OUS" and all(isinstance(c, str) for c in categories)
+
+
+def r_values(values: np.ndarray, codec: dict | None, aux: Mapping[str, np.ndarray], rtypes: RTypes) -> np.ndarray:
+    """An encoded column's values as the convention's R writer stores them (enum factors, boolean dtype).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scanpy_loomio._rtypes import r_values
+    >>> from scanpy_loomio.conventions import RTypes
+    >>> r_values(np.array([1, 0], np.uint8), {"type": "bool"}, {}, RTypes(bool_dtype="int32")).dtype
+    dtype('int32')
+    """
+    kind = (codec or {}).get("type")
+    if kind in ("bool", "nullable-boolean"):
+        return marked_bool(values, rtypes)
+    if rtypes.factors == "enum" and is_text_factor(codec, aux):
+        return to_enum_codes(values, [str(c) for c in aux["categories"]], aux.get("mask"), rtypes)
+    return values
+
+
+def is_logical(codec: dict | None, aux: Mapping[str, np.ndarray]) -> bool:
+    """Whether an encoded column is a boolean with no missing value (what a logical marker may mark)."""
+    return (codec or {}).get("type") in ("bool", "nullable-boolean") and "mask" not in aux

@@ -527,8 +527,13 @@ _BUILTIN = (
         gene_names=("Gene",),
         var_renames={"gene_ids": "Accession"},
         metadata_globals=_LOOMPY_METADATA,
+        # the default output: 1-D attributes only, so SeuratDisk, LoomExperiment and SCopeLoomR open it too
+        embedding_style="columns",
+        multidim_attrs=False,
         markers=Markers(col_attrs=("ClusterID", "ClusterName"), row_attrs=("Accession",)),
-        notes="`Gene` is not unique; `Accession` is the unique gene id. Validator: `loompy.LoomValidator`.",
+        notes="`Gene` is not unique; `Accession` is the unique gene id. Validator: `loompy.LoomValidator`. As the "
+        "default, embeddings are written one 1-D attribute per component (`X_umap_1`, `X_umap_2`), because SeuratDisk, "
+        "LoomExperiment and SCopeLoomR fail on 2-D column attributes; `read_loom_full` puts them back together.",
     ),
     Convention(
         name="velocyto",
@@ -557,7 +562,8 @@ _BUILTIN = (
         source="aertslab/pySCENIC src/pyscenic/export.py; aertslab/SCopeLoomR R/loom.R",
         cell_names=("CellID",),
         gene_names=("Gene",),
-        embedding_style="compound",
+        # two-component embeddings go to Embeddings_X/Embeddings_Y (see default_embedding_attr), others to columns
+        embedding_style="columns",
         multidim_attrs=False,
         metadata_globals=("MetaData", "Genome", "title", "SCopeTreeL1", "SCopeTreeL2", "SCopeTreeL3"),
         json_globals=("MetaData",),
@@ -571,10 +577,15 @@ _BUILTIN = (
             globals=("MetaData", "SCopeTreeL1", "Genome"),
             groups=("col_edges", "row_edges"),
         ),
-        notes="Record (compound) attributes `RegulonsAUC`, `Clusterings`, `ClusterMarkers_*` become `obsm`/`varm` "
-        "DataFrames. SCopeLoomR fails when `CellID` is the only column attribute. pySCENIC (through loompy 3) and "
-        "SCopeLoomR 0.6 and later write spec 3.0.0; older SCopeLoomR files state no spec version and keep global "
-        "attributes on the root group.",
+        notes="Written as SCopeLoomR writes it: two-component embeddings as fields of `Embeddings_X`/`Embeddings_Y` "
+        "(the first, id -1, also as `Embedding`), categoricals as fields of `Clusterings` (the first also as "
+        "`ClusterID`), all named in the `MetaData` JSON global; other embeddings as 1-D attributes. Reading a SCope "
+        "or pySCENIC file gives each clustering as a categorical `obs` column labelled from `MetaData`, embeddings "
+        "under scanpy's names (`UMAP` → `X_umap`, originals in `uns['loom_embedding_names']`), and other record "
+        "attributes (`RegulonsAUC`, `ClusterMarkers_*`) as `obsm`/`varm` DataFrames. Record attributes are outside "
+        "the loom spec: loompy's validator refuses these files (`validate_loom` warns). SCopeLoomR fails when `CellID` "
+        "is the only column attribute. pySCENIC (through loompy 3) and SCopeLoomR 0.6 and later write spec 3.0.0; "
+        "older SCopeLoomR files state no spec version and keep global attributes on the root group.",
     ),
     Convention(
         name="seuratdisk",
@@ -854,6 +865,21 @@ def conventions_table(conventions: Mapping[str, Convention] | None = None) -> st
             else "HDF5 attributes of the root group (spec 2)",
             "extra top-level groups allowed": "yes" if c.sidecar else "no",
             "groups nested under the attribute groups": _code(c.nested_groups),
+            "R factors": {
+                "labels": "their labels (text)",
+                "enum": f"HDF5 enums, levels in order, coded from {c.r_types.enum_first_code}",
+                "flags": f"their labels, flagged in `{c.r_types.factor_flags_attr}`",
+            }[c.r_types.factors],
+            "booleans stored as": f"`{c.r_types.bool_dtype}`"
+            + (
+                f", marked `{c.r_types.logical_mark[0]} = {c.r_types.logical_mark[1]}`"
+                if c.r_types.logical_mark
+                else ""
+            ),
+            "tool embedding names read as scanpy's": _code(c.embedding_renames),
+            "SCope layout (default embedding, clusterings, cluster ids)": _code(
+                tuple(a for a in (c.default_embedding_attr, c.clusterings_attr, c.cluster_id_attr) if a)
+            ),
             "detected by": _markers_text(c),
         }
         lines += [f"- {k}: {v}" for k, v in details.items()]

@@ -448,7 +448,7 @@ def test_component_columns_grouped_only_in_that_style(tmp_path):
     detected = quiet(path)  # SEURAT_ASSAY: SeuratDisk's 1-D components
     np.testing.assert_array_equal(detected.obsm["X_umap"][:, 1], -np.arange(N_CELLS))
     assert "X_umap_1" not in detected.obs.columns
-    plain = quiet(path, convention="loompy")
+    plain = quiet(path, convention="velocyto")  # a style with 2-D embeddings
     assert {"X_umap_1", "X_umap_2"} <= set(plain.obs.columns) and "X_umap" not in plain.obsm
 
 
