@@ -34,12 +34,12 @@ class EmbeddingPlan:
 
     key: str
     storage: str
-    """``"matrix"``, ``"columns"``, ``"compound"`` or ``"sidecar"``."""
+    """``"matrix"``, ``"columns"``, ``"compound"``, ``"pair"`` (SCope's ``Embeddings_X``/``_Y``) or ``"sidecar"``."""
     attrs: list[str]
     """Loom attribute names used (empty for the sidecar)."""
     values: Any
     dtype: str | None = None
-    """Original dtype when the stored one differs (bool stored as uint8)."""
+    """Original dtype when the stored one differs (bool stored as uint8, float32 in SCope's float64 records)."""
     fields: list[str] = field(default_factory=list)
     """Record field names of the ``"compound"`` storage, in component order."""
     shape: tuple[int, ...] | None = None
@@ -146,6 +146,8 @@ def attribute_values(plan: EmbeddingPlan) -> list[tuple[str, np.ndarray]]:
         values = values.reshape(values.shape[0], -1)
     if plan.storage == "matrix":
         return [(plan.attrs[0], values)]
+    if plan.storage == "pair":
+        return []  # fields of SCope's Embeddings_X/Embeddings_Y, written with the SCope layout
     if plan.storage == "compound":
         records = np.empty(values.shape[0], dtype=[(name, values.dtype) for name in plan.fields])
         for i, name in enumerate(plan.fields):
@@ -177,10 +179,12 @@ def restore(record: dict[str, Any], columns: list[np.ndarray]) -> np.ndarray:
     elif storage == "compound":
         records = columns[0]
         values = np.stack([records[name] for name in record["fields"]], axis=1)
+    elif storage == "pair":  # one field of each of two records (SCope's Embeddings_X, Embeddings_Y)
+        values = np.stack([records[record["fields"][0]] for records in columns], axis=1)
     else:
         values = np.stack(columns, axis=1)
     if "shape" in record:
         values = values.reshape(values.shape[0], *record["shape"])
-    if record.get("dtype") == "bool":
-        values = values.astype(bool)
+    if record.get("dtype"):
+        values = values.astype(record["dtype"])
     return values

@@ -33,7 +33,17 @@ import pandas as pd
 
 from ._codecs import plain_values
 from ._errors import LoomReadWarning
+from ._rtypes import enum_categorical, enum_mapping, is_marked_logical, logical_values
+from ._scope import SCOPE_EMBEDDING_PAIR
 from ._strings import is_text_dtype
+from ._toolfiles import (
+    EMBEDDING_COMPONENTS_KEY,
+    EMBEDDING_NAMES_KEY,
+    pop_component_names,
+    pop_factor_flags,
+    scanpy_key,
+    scope_clusterings,
+)
 from .conventions import CONVENTIONS, EMBEDDING_FORMS, Convention, name_candidates
 
 logger = logging.getLogger("scanpy_loomio")
@@ -41,8 +51,6 @@ logger = logging.getLogger("scanpy_loomio")
 Axis = Literal["obs", "var"]
 LOOM_GROUP = {"obs": "col_attrs", "var": "row_attrs"}
 
-#: SCope keeps every embedding as one field of these two record attributes (field name = embedding id).
-SCOPE_EMBEDDING_PAIR = ("Embeddings_X", "Embeddings_Y")
 
 _COMPONENT = re.compile(r"^(?P<key>.+)_(?P<i>[1-9][0-9]*)$")
 
@@ -161,12 +169,16 @@ def _record_to_frame(record: np.ndarray, where: str) -> pd.DataFrame:
     )
 
 
-def _scope_embedding_names(globals_: Mapping[str, Any]) -> dict[str, str]:
-    """SCope embedding id → name, from the (possibly compressed) ``MetaData`` global."""
+def _scope_metadata(globals_: Mapping[str, Any]) -> Any:
     from ._detect import decode_json_global
 
     meta = globals_.get("MetaData")
-    meta = decode_json_global(meta) if isinstance(meta, str) else meta
+    return decode_json_global(meta) if isinstance(meta, str) else meta
+
+
+def _scope_embedding_names(globals_: Mapping[str, Any]) -> dict[str, str]:
+    """SCope embedding id → name, from the (possibly compressed) ``MetaData`` global."""
+    meta = _scope_metadata(globals_)
     out: dict[str, str] = {}
     if isinstance(meta, dict):
         for entry in meta.get("embeddings", []) or []:
@@ -194,6 +206,9 @@ class ForeignAxis:
         self.columns: dict[str, Any] = {}
         self.multi: dict[str, Any] = {}
         self.taken: set[str] = set()
+        self.uns: dict[str, Any] = {}
+        """What goes to ``uns`` besides: the tools' own embedding names and component names."""
+        self.factors: set[str] = set()
 
     def _used(self, key: str) -> bool:
         return key in self.columns or key in self.multi or key in self.taken
@@ -205,14 +220,27 @@ class ForeignAxis:
             key = f"{key}_"
         target[key] = value
 
-    def read(self, datasets: Mapping[str, h5py.Dataset], taken: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    def read(
+        self, datasets: Mapping[str, h5py.Dataset], taken: set[str], all_names: Mapping[str, h5py.Dataset] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Columns and multi-dimensional entries for ``datasets`` (name → dataset, nested ones as ``group/name``).
 
-        ``taken`` are the column and multi keys already used for this axis.
+        ``taken`` are the column and multi keys already used for this axis; ``all_names`` every top-level dataset
+        of the group, read or not (factor flags count them all).
         """
-        self.columns, self.multi, self.taken = {}, {}, set(taken)
+        self.columns, self.multi, self.taken, self.uns = {}, {}, set(taken), {}
         top = {name: d for name, d in datasets.items() if "/" not in name}
         nested = {name: d for name, d in datasets.items() if "/" in name}
+        if self.axis == "obs":
+            every = {name: d for name, d in (all_names or top).items() if "/" not in name}
+            every.update(top)
+            self.factors = pop_factor_flags(every, self.convention, self.globals)
+            for name in [n for n in top if n not in every]:
+                del top[name]
+            components = pop_component_names(top, self.globals, lambda attr: _embedding_key(attr, self.axis))
+            if components:
+                self.uns[EMBEDDING_COMPONENTS_KEY] = components
+            self._scope_layout(top)
         if self.convention.embedding_style == "columns":
             self._component_groups(top)
         if all(name in top for name in SCOPE_EMBEDDING_PAIR):
@@ -243,15 +271,48 @@ class ForeignAxis:
         names = _scope_embedding_names(self.globals)
         xs, ys = x[()], y[()]
         for field in x.dtype.names:
-            key = names.get(field, f"Embeddings_{field}")
+            name = names.get(field, f"Embeddings_{field}")
+            key = scanpy_key(name, self.convention) or name
             value = np.column_stack([np.asarray(xs[field], np.float64), np.asarray(ys[field], np.float64)])
             self._put(self.multi, key, value, f"Embeddings_{field}")
+            if key != name and self.multi.get(key) is value:
+                self.uns.setdefault(EMBEDDING_NAMES_KEY, {})[key] = name
         for name in SCOPE_EMBEDDING_PAIR:
             del top[name]
 
+    def _scope_layout(self, top: dict[str, h5py.Dataset]) -> None:
+        """SCope's clusterings as categorical columns; ``ClusterID`` and ``Embedding`` dropped where they repeat."""
+        c = self.convention
+        if c.clusterings_attr in top and top[c.clusterings_attr].dtype.names:
+            record = top[c.clusterings_attr][()]
+            columns = scope_clusterings(record, _scope_metadata(self.globals))
+            if columns is not None:
+                del top[c.clusterings_attr]
+                for name, column in columns.items():
+                    self._put(self.columns, name, column, f"Clusterings_{name}")
+                first = np.asarray(record[record.dtype.names[0]]) if record.dtype.names else None
+                ids = top.get(c.cluster_id_attr) if c.cluster_id_attr else None
+                if ids is not None and first is not None and ids.size == first.size:
+                    if np.array_equal(np.asarray(ids[()]).ravel(), first):
+                        del top[c.cluster_id_attr]
+        default = top.get(c.default_embedding_attr) if c.default_embedding_attr else None
+        pair = [top.get(name) for name in SCOPE_EMBEDDING_PAIR]
+        if default is not None and all(p is not None for p in pair) and "-1" in (pair[0].dtype.names or ()):
+            emb = default[()]
+            if emb.dtype.names and len(emb.dtype.names) == 2:
+                xs, ys = (np.asarray(emb[f]) for f in emb.dtype.names)
+                if np.array_equal(xs, pair[0]["-1"]) and np.array_equal(ys, pair[1]["-1"]):
+                    del top[c.default_embedding_attr]
+
     def _attribute(self, name: str, dset: h5py.Dataset) -> None:
         dtype = dset.dtype
-        if dtype.names:
+        if dset.ndim == 1 and enum_mapping(dtype):
+            self._put(self.columns, name, enum_categorical(dset[()], dtype), name)
+        elif dset.ndim == 1 and name in self.factors:
+            self._put(self.columns, name, pd.Categorical(self.values_of(name)), name)
+        elif is_marked_logical(dset, self.convention):
+            self._put(self.columns, name, logical_values(dset[()]), name)
+        elif dtype.names:
             record = dset[()]
             fields = EMBEDDING_FORMS["compound"].compound_fields
             if _record_fields_numeric(dtype) and dtype.names == fields[: len(dtype.names)] and len(dtype.names) >= 2:

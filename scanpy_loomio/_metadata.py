@@ -58,6 +58,9 @@ class Metadata:
     writer: dict[str, str] = field(default_factory=dict)
     tool_globals: list[str] = field(default_factory=list)
     """Global attributes written for the target tool (not ``uns``), such as LoomExperiment's ``ReducedDimsName1``."""
+    tool_attrs: list[str] = field(default_factory=list)
+    """Attributes written for the target tool only, whose values the record restores from others (SCope's
+    ``col_attrs/Clusterings``); reading passes over them."""
     version: int = METADATA_VERSION
 
     def to_json(self) -> str:
@@ -107,6 +110,7 @@ class Metadata:
                 raw=bool(data.get("raw", False)),
                 writer={str(k): str(v) for k, v in data.get("writer", {}).items()},
                 tool_globals=[str(k) for k in data.get("tool_globals", [])],
+                tool_attrs=[str(k) for k in data.get("tool_attrs", [])],
                 version=version,
             )
         except (KeyError, IndexError, TypeError, ValueError, AttributeError) as err:

@@ -32,6 +32,7 @@ from ._globals import decode_global, read_globals
 from ._graphs import build_matrix, recorded_index_base
 from ._metadata import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata, load_codec
 from ._orientation import stored_transposed
+from ._rtypes import enum_labels, enum_mapping
 from ._safety import (
     MemoryLimit,
     check_file,
@@ -79,6 +80,7 @@ class LoomReader:
         self.metadata = usable_metadata(self._metadata(), path, file)
         self.convention = self._convention()
         self.transposed = stored_transposed(file)
+        self.foreign_uns: dict[str, Any] = {}
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def error(self, where: str, found: str, expected: str, fix: str = "") -> LoomFormatError:
@@ -241,7 +243,11 @@ class LoomReader:
         def values_of(name: str) -> np.ndarray:
             if name not in values_cache:
                 try:
-                    values_cache[name] = plain_values(datasets[name][()], where=f"{self.path}:/{group_path}/{name}")
+                    dset = datasets[name]
+                    raw = dset[()]
+                    if enum_mapping(dset.dtype) is not None:
+                        raw = enum_labels(raw, dset.dtype)  # an R factor: its labels
+                    values_cache[name] = plain_values(raw, where=f"{self.path}:/{group_path}/{name}")
                 except UnicodeDecodeError as err:
                     raise self.error(
                         f"/{group_path}/{name}", f"text that is not UTF-8 ({err.reason})", "UTF-8 text"
@@ -265,6 +271,8 @@ class LoomReader:
         chosen_over_record = (
             asked is not None and index_attr == asked and record is not None and asked != record.index_attr
         )
+        if self.metadata:  # written for the tool only; the record restores their values from others
+            used.update(a.split("/", 1)[1] for a in self.metadata.tool_attrs if a.startswith(f"{group_path}/"))
         columns: dict[str, Any] = {}
         if record:
             for key, attr in record.columns:
@@ -303,8 +311,9 @@ class LoomReader:
         # attributes this package did not write (foreign files, or added by another tool)
         foreign = ForeignAxis(axis, self.convention, f"{self.path}:/{group_path}", values_of, self.globals)
         more_columns, more_multi = foreign.read(
-            {name: d for name, d in datasets.items() if name not in used}, taken={*columns, *multi}
+            {name: d for name, d in datasets.items() if name not in used}, taken={*columns, *multi}, all_names=datasets
         )
+        self.foreign_uns.update(foreign.uns)
         columns.update(more_columns)
         multi.update(more_multi)
 
@@ -352,7 +361,8 @@ class LoomReader:
         if aux_path in self.file:
             aux.update({name: read_elem(obj) for name, obj in self.file[aux_path].items()})
         try:
-            return decode_column(dset[()] if values.dtype == object else values, codec, aux)
+            raw = dset[()] if values.dtype == object and enum_mapping(dset.dtype) is None else values
+            return decode_column(raw, codec, aux)
         except (CodecMismatch, KeyError, ValueError, TypeError) as err:
             warnings.warn(
                 f"{self.path}: /{group_path}/{attr} no longer matches its recorded encoding ({err}); it was probably "
@@ -486,6 +496,8 @@ class LoomReader:
             if key in uns or key in skip or (meta and key in meta.uns_globals):
                 continue
             uns[key] = self._foreign_global(key, value)
+        for key, value in self.foreign_uns.items():
+            uns.setdefault(key, value)
         return uns
 
     def _foreign_global(self, key: str, value: Any) -> Any:

@@ -715,15 +715,22 @@ def check_vlen_datasets(
 
 
 # -- this package's own record and codecs ---------------------------------------------------------------------------
+#: Original dtypes a record may name for an embedding stored in another dtype.
+_RECORD_DTYPES = frozenset(
+    {None, "bool", "float16", "float32", "float64", *(f"{u}int{b}" for u in ("", "u") for b in (8, 16, 32, 64))}
+)
+
+
 def _record_problem(metadata: Metadata) -> str | None:
     for axis in ("obs", "var"):
         record = getattr(metadata, axis)
         for key, entry in record.multi.items():
             storage = entry.get("storage")
             attrs = entry.get("attrs", [])
-            if storage not in ("matrix", "columns", "compound", "sidecar"):
+            if storage not in ("matrix", "columns", "compound", "pair", "sidecar"):
                 return (
-                    f"{axis}m[{key!r}] has storage {storage!r}, expected 'matrix', 'columns', 'compound' or 'sidecar'"
+                    f"{axis}m[{key!r}] has storage {storage!r}, expected 'matrix', 'columns', 'compound', 'pair' or "
+                    "'sidecar'"
                 )
             if not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs):
                 return f"{axis}m[{key!r}] lists attributes {attrs!r}, expected a list of names"
@@ -732,6 +739,12 @@ def _record_problem(metadata: Metadata) -> str | None:
             if storage == "columns" and not attrs:
                 return f"{axis}m[{key!r}] is stored as columns but lists none"
             fields = entry.get("fields")
+            if storage == "pair" and (
+                len(attrs) != 2 or not isinstance(fields, list) or len(fields) != 1 or not isinstance(fields[0], str)
+            ):
+                return (
+                    f"{axis}m[{key!r}] is stored as one field of two records but lists {attrs!r} and fields {fields!r}"
+                )
             if storage == "compound" and (
                 len(attrs) != 1
                 or not isinstance(fields, list)
@@ -742,8 +755,8 @@ def _record_problem(metadata: Metadata) -> str | None:
             shape = entry.get("shape", [])
             if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
                 return f"{axis}m[{key!r}] has shape {shape!r}, expected a list of sizes"
-            if "dtype" in entry and entry["dtype"] not in ("bool", None):
-                return f"{axis}m[{key!r}] has dtype {entry['dtype']!r}, expected 'bool' or none"
+            if "dtype" in entry and entry["dtype"] not in _RECORD_DTYPES:
+                return f"{axis}m[{key!r}] has dtype {entry['dtype']!r}, expected 'bool', a numeric dtype or none"
     return None
 
 

@@ -28,6 +28,7 @@ from ._globals import GLOBALS_GROUP, read_globals
 from ._metadata import METADATA_KEY, SIDECAR_GROUP, Metadata, load_codec
 from ._orientation import stored_transposed
 from ._safety import _codec_problem, _record_problem, check_structure, open_read_only
+from ._scope import uses_scope_layout
 from ._strings import decode_text, is_text_dtype
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention, get_convention
 
@@ -309,7 +310,11 @@ def _spec_problems(
     record attributes) are warnings rather than errors.
     """
     version = out.report.spec_version
-    records = convention if convention is not None and convention.embedding_form.layout == "compound" else None
+    records = (
+        convention
+        if convention is not None and (convention.embedding_form.layout == "compound" or uses_scope_layout(convention))
+        else None
+    )
     if version is None:
         out.add(
             "warning",
@@ -541,12 +546,17 @@ def _read_problems(path: Path, out: _Collector) -> None:
 
 
 def _registered_paths(convention: Convention, globals_: dict[str, Any]) -> set[str]:
-    """Attributes a tool's global registry lists (LoomExperiment's ``ReducedDimsName<i>``)."""
-    registry = convention.embedding_form.registry_global
-    if registry is None:
-        return set()
-    pattern = registry.format(i="*")
-    return {str(v).rsplit("/", 1)[-1] for k, v in globals_.items() if fnmatch.fnmatchcase(k, pattern)}
+    """2-D attributes the tool itself writes and reads.
+
+    Those its global registries list (LoomExperiment's ``ReducedDimsName<i>``, ``ReducedDimsColNames<i>``) and its
+    factor flags (``colnames_factor``).
+    """
+    form = convention.embedding_form
+    patterns = [r.format(i="*") for r in (form.registry_global, form.components_registry_global) if r]
+    found = {str(v).rsplit("/", 1)[-1] for k, v in globals_.items() if any(fnmatch.fnmatchcase(k, p) for p in patterns)}
+    if convention.r_types.factors == "flags":
+        found.add(convention.r_types.factor_flags_attr)
+    return found
 
 
 def _convention_problems(file: h5py.File, out: _Collector, convention: Convention, globals_: dict[str, Any]) -> None:
@@ -677,11 +687,13 @@ def validate_loom(
     >>> import scanpy as sc
     >>> import scanpy_loomio
     >>> scanpy_loomio.write_loom_full("pbmc.loom", sc.datasets.pbmc68k_reduced())
-    >>> report = scanpy_loomio.validate_loom("pbmc.loom", conventions=["seuratdisk"])
+    >>> scanpy_loomio.validate_loom("pbmc.loom", conventions=["seuratdisk"]).ok  # no 2-D attributes by default
+    True
+    >>> report = scanpy_loomio.validate_loom("pbmc.loom", conventions=["loomexperiment"])
     >>> report.ok
     False
     >>> print(report.errors[0])  # doctest: +ELLIPSIS
-    error: /col_attrs/X_pca: a 2-D column attribute (700, 50), which Seurat via SeuratDisk cannot read. Fix: ...
+    error: /col_attrs/colnames: missing (the cell names for LoomExperiment, sceasy). Fix: ...
     """
     path = Path(filename)
     checked = _resolve_conventions(conventions)

@@ -28,6 +28,8 @@ from ._graphs import matrix_kind, weights_exact_as_float, write_graph
 from ._h5ad_rules import frame_as_h5ad_stores, raw_as_h5ad_stores
 from ._metadata import CODEC_ATTR, METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata, dump_codec
 from ._provenance import provenance, session_report
+from ._rtypes import flagged_names, flags_matrix, is_logical, is_text_factor, mark_logical, r_values
+from ._scope import SCOPE_EMBEDDING_PAIR, ScopeLayout, plan_scope_embeddings, plan_scope_layout, uses_scope_layout
 from ._sidecar import can_encode, sidecar_put
 from ._strings import unstorable_text_reason, vlen_str_dtype
 from .conventions import DEFAULT_CONVENTION, Convention, get_convention
@@ -75,6 +77,8 @@ class WritePlan:
     """Global attributes the tool needs beside ``uns`` (LoomExperiment's ``ReducedDimsName<i>``)."""
     raw: Any = None
     """``adata.raw`` as it is written (its text columns made categoricals as ``write_h5ad`` makes them)."""
+    scope: ScopeLayout | None = None
+    """SCope's attributes, for conventions that use its layout."""
 
 
 def _check_name(name: Any, key: str) -> str:
@@ -304,11 +308,14 @@ def plan_write(
         if value.shape != adata.shape:
             msg = f"{key}: shape {value.shape} does not match the AnnData's {adata.shape}."
             raise LossyWriteError(msg)
+    scope = _plan_scope(adata, obs, convention)
     filled_layers = _missing_layers(adata, convention, fill=fill_missing_layers)
     uns_globals, uns_record, uns_sidecar = _plan_uns(adata, convention, policy)
     tool_globals = registry_globals(
         [("col_attrs", e) for e in obs.embeddings] + [("row_attrs", e) for e in var.embeddings]
     )
+    if scope is not None and scope.metadata is not None:
+        tool_globals["MetaData"] = scope.metadata
     if adata.raw is not None and not convention.sidecar:
         _lossy(policy, f"raw: convention {convention.name!r} allows no extra group to keep it.")
     metadata = Metadata(
@@ -322,6 +329,7 @@ def plan_write(
         raw=adata.raw is not None and convention.sidecar,
         writer=provenance(),
         tool_globals=list(tool_globals),
+        tool_attrs=[f"col_attrs/{name}" for name in scope.attrs] if scope else [],
     )
     return WritePlan(
         adata,
@@ -335,7 +343,28 @@ def plan_write(
         filled_layers,
         tool_globals,
         raw_as_h5ad_stores(adata) if categoricals else adata.raw,
+        scope,
     )
+
+
+def _plan_scope(adata: AnnData, obs: AxisPlan, convention: Convention) -> ScopeLayout | None:
+    """SCope's layout for conventions that name its attributes; names the AnnData already uses are left out."""
+    if not uses_scope_layout(convention):
+        return None
+    plan_scope_embeddings(obs.embeddings, adata.uns)
+    layout = plan_scope_layout(obs.embeddings, obs.columns, adata.n_obs, adata.uns)
+    taken = {obs.index_attr, *(a for _, a, _ in obs.columns)}
+    taken |= {a for e in obs.embeddings if e.storage != "pair" for a in e.attrs}
+    for name in [n for n in layout.attrs if n in taken]:
+        if name in SCOPE_EMBEDDING_PAIR:
+            msg = (
+                f"obs: an attribute named {name!r} is taken, and convention {convention.name!r} keeps embeddings there"
+            )
+            raise LossyWriteError(msg)
+        del layout.attrs[name]
+    if "MetaData" in adata.uns and layout.metadata is not None:
+        layout.metadata = None
+    return layout
 
 
 def _missing_layers(adata: AnnData, convention: Convention, *, fill: bool) -> list[str]:
@@ -395,10 +424,17 @@ def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, side
     attrs = file.require_group(f"{loom_axis}_attrs")
     fixed_text = convention.spec_version in FIXED_LENGTH_TEXT_SPECS
     _write_attribute(attrs, plan.index_attr, plan.index_values, None, fixed_text=fixed_text)
+    rtypes = convention.r_types
+    factors: set[str] = set()
     for _key, attr, enc in plan.columns:
         if attr == plan.index_attr:
             continue
-        dset = _write_attribute(attrs, attr, enc.values, enc.codec, fixed_text=fixed_text)
+        values = r_values(enc.values, enc.codec, enc.aux, rtypes)
+        dset = _write_attribute(attrs, attr, values, enc.codec, fixed_text=fixed_text)
+        if is_logical(enc.codec, enc.aux):
+            mark_logical(dset, rtypes)
+        if is_text_factor(enc.codec, enc.aux):
+            factors.add(attr)
         if not sidecar:
             put_aux_attributes(dset, enc.aux)
             continue
@@ -410,6 +446,11 @@ def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, side
             continue
         for name, values in attribute_values(emb):
             _write_attribute(attrs, name, values, None)
+    if rtypes.factors == "flags" and plan.name == "obs" and factors:
+        # LoomExperiment's import reads the flags against every other column attribute, by name, but the embeddings
+        registered = {e.attrs[0] for e in plan.embeddings if e.storage != "sidecar" and e.registry_global}
+        names = flagged_names(attrs, {rtypes.factor_flags_attr, *registered})
+        _write_attribute(attrs, rtypes.factor_flags_attr, flags_matrix(len(plan.index_values), names, factors), None)
     graphs = file.require_group(f"{loom_axis}_graphs")
     for _key, graph, value in plan.graphs:
         write_graph(graphs, graph, value, index_base=convention.graph_index_base)
@@ -457,6 +498,9 @@ def write_annotations(file: h5py.File, plan: WritePlan, *, creation_date: str | 
     convention = plan.convention
     sidecar = convention.sidecar
     _write_axis(file, plan.obs, convention, sidecar=sidecar)
+    if plan.scope is not None:
+        for name, values in plan.scope.attrs.items():
+            _write_attribute(file["col_attrs"], name, values, None)
     _write_axis(file, plan.var, convention, sidecar=sidecar)
     if plan.uns_sidecar:
         sidecar_put(file, "uns", plan.uns_sidecar)

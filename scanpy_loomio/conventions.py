@@ -31,6 +31,7 @@ __all__ = [
     "EmbeddingForm",
     "FileSummary",
     "Markers",
+    "RTypes",
     "conventions_table",
     "get_convention",
     "name_candidates",
@@ -75,6 +76,9 @@ class EmbeddingForm:
     registry_global
         Global attribute listing each embedding attribute written in this form, as a template with ``{i}`` counting
         from 1; its value is the attribute's HDF5 path (LoomExperiment's ``ReducedDimsName<i>``). ``None``: no list.
+    components_registry_global
+        Global attribute naming, for embedding ``{i}`` of :attr:`registry_global`, the attribute holding its component
+        names (LoomExperiment's ``ReducedDimsColNames<i>``); read into ``uns["loom_embedding_components"]``.
     """
 
     style: EmbeddingStyle
@@ -86,6 +90,7 @@ class EmbeddingForm:
     compound_fields: tuple[str, ...] = ("_X", "_Y", "_Z")
     name_forbidden: str = ""
     registry_global: str | None = None
+    components_registry_global: str | None = None
 
     def template(self, axis: Axis) -> str:
         """The name template for ``axis``; the plain ``"{key}"`` when the form has none for it."""
@@ -162,6 +167,7 @@ EMBEDDING_FORMS: Mapping[str, EmbeddingForm] = MappingProxyType(
                 "the name cannot contain `_`); older files nest them as `/col_attrs/reducedDims/<name>`",
                 name_forbidden="_",
                 registry_global="ReducedDimsName{i}",
+                components_registry_global="ReducedDimsColNames{i}",
             ),
             EmbeddingForm(
                 "cell_embeddings",
@@ -174,6 +180,53 @@ EMBEDDING_FORMS: Mapping[str, EmbeddingForm] = MappingProxyType(
     }
 )
 """Every embedding form, by style."""
+
+
+# -- R types ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RTypes:
+    """How a tool's own writer stores R factors and logicals, so its reader gets them back as such.
+
+    Parameters
+    ----------
+    factors
+        ``"labels"``: a factor is stored as its labels (text; R readers give character); ``"enum"``: an HDF5 enum
+        whose names are the levels, in order, coded from :attr:`enum_first_code` (SeuratDisk through hdf5r);
+        ``"flags"``: labels, plus the cells × columns integer matrix :attr:`factor_flags_attr` whose first row flags
+        each column attribute (in the order the reader lists them, by name) as a factor (LoomExperiment).
+    enum_first_code
+        Code of the first level in an enum (R's factors count from 1).
+    factor_flags_attr
+        Column attribute holding the factor flags (``"flags"`` only).
+    logical_mark
+        ``(HDF5 attribute, value)`` put on a 0/1 dataset to mark it logical (rhdf5's ``storage.mode``); ``None``: none.
+    bool_dtype
+        Integer dtype booleans are stored as. ``uint8`` is R's ``raw`` type in rhdf5, so no convention uses it.
+
+    Examples
+    --------
+    >>> from scanpy_loomio.conventions import get_convention
+    >>> get_convention("seuratdisk").r_types.factors
+    'enum'
+    >>> get_convention("loomexperiment").r_types.logical_mark
+    ('storage.mode', 'logical')
+    """
+
+    factors: Literal["labels", "enum", "flags"] = "labels"
+    enum_first_code: int = 1
+    factor_flags_attr: str = "colnames_factor"
+    logical_mark: tuple[str, str] | None = None
+    bool_dtype: str = "int8"
+
+    def __post_init__(self) -> None:
+        if self.factors not in ("labels", "enum", "flags"):
+            msg = f"RTypes.factors {self.factors!r} is not 'labels', 'enum' or 'flags'"
+            raise ValueError(msg)
+        if self.bool_dtype not in ("int8", "int16", "int32", "uint8"):
+            msg = f"RTypes.bool_dtype {self.bool_dtype!r} is not an integer dtype"
+            raise ValueError(msg)
 
 
 # -- detection -------------------------------------------------------------------------------------------------------
@@ -340,6 +393,18 @@ class Convention:
     obsm_from_columns
         ``{obsm key: (column, ...)}``: per-cell columns also stacked into an ``obsm`` entry when reading a file of
         this tool (Baysor's ``x``/``y`` → ``spatial``); the columns stay.
+    r_types
+        How factors and logicals are stored (:class:`RTypes`).
+    embedding_renames
+        The tool's embedding names (matched without regard to case) → scanpy's ``obsm`` keys, used when reading its
+        files; the original names are kept in ``uns["loom_embedding_names"]`` and written back.
+    clusterings_attr
+        Record column attribute with one integer field per clustering id, the clusterings named and labelled in
+        the JSON global ``MetaData`` (SCope's ``Clusterings``); read as categorical ``obs`` columns.
+    cluster_id_attr
+        Column attribute holding the codes of the first clustering (SCope's ``ClusterID``).
+    default_embedding_attr
+        Record column attribute holding the default embedding (SCope's ``Embedding``, embedding id ``-1``).
     """
 
     name: str
@@ -369,6 +434,11 @@ class Convention:
     aliases: tuple[str, ...] = ()
     anndata_x_layer: str | None = None
     obsm_from_columns: Mapping[str, tuple[str, ...]] = field(default_factory=_frozen)
+    r_types: RTypes = field(default_factory=RTypes)
+    embedding_renames: Mapping[str, str] = field(default_factory=_frozen)
+    clusterings_attr: str | None = None
+    cluster_id_attr: str | None = None
+    default_embedding_attr: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -388,7 +458,7 @@ class Convention:
             msg = f"Convention {self.name!r}: " + "; ".join(problems) + "."
             raise ValueError(msg)
         # Freeze mappings given as plain dicts, so a registered convention cannot change under its users.
-        for name in ("obs_renames", "var_renames", "nested_groups", "obsm_from_columns"):
+        for name in ("obs_renames", "var_renames", "nested_groups", "obsm_from_columns", "embedding_renames"):
             value = getattr(self, name)
             if not isinstance(value, MappingProxyType):
                 object.__setattr__(self, name, _frozen(value))
@@ -453,6 +523,8 @@ class Convention:
 # -- the table -------------------------------------------------------------------------------------------------------
 
 _LOOMPY_METADATA = ("LOOM_SPEC_VERSION", "CreationDate", "last_modified")
+#: Reduction names R tools and SCope use, as scanpy's obsm keys.
+_SCANPY_EMBEDDINGS = {"umap": "X_umap", "tsne": "X_tsne", "t-sne": "X_tsne", "pca": "X_pca"}
 
 _BUILTIN = (
     Convention(
@@ -463,8 +535,13 @@ _BUILTIN = (
         gene_names=("Gene",),
         var_renames={"gene_ids": "Accession"},
         metadata_globals=_LOOMPY_METADATA,
+        # the default output: 1-D attributes only, so SeuratDisk, LoomExperiment and SCopeLoomR open it too
+        embedding_style="columns",
+        multidim_attrs=False,
         markers=Markers(col_attrs=("ClusterID", "ClusterName"), row_attrs=("Accession",)),
-        notes="`Gene` is not unique; `Accession` is the unique gene id. Validator: `loompy.LoomValidator`.",
+        notes="`Gene` is not unique; `Accession` is the unique gene id. Validator: `loompy.LoomValidator`. As the "
+        "default, embeddings are written one 1-D attribute per component (`X_umap_1`, `X_umap_2`), because SeuratDisk, "
+        "LoomExperiment and SCopeLoomR fail on 2-D column attributes; `read_loom_full` puts them back together.",
     ),
     Convention(
         name="velocyto",
@@ -494,20 +571,30 @@ _BUILTIN = (
         source="aertslab/pySCENIC src/pyscenic/export.py; aertslab/SCopeLoomR R/loom.R",
         cell_names=("CellID",),
         gene_names=("Gene",),
-        embedding_style="compound",
+        # two-component embeddings go to Embeddings_X/Embeddings_Y (see default_embedding_attr), others to columns
+        embedding_style="columns",
         multidim_attrs=False,
         metadata_globals=("MetaData", "Genome", "title", "SCopeTreeL1", "SCopeTreeL2", "SCopeTreeL3"),
         json_globals=("MetaData",),
+        embedding_renames=_SCANPY_EMBEDDINGS,
+        clusterings_attr="Clusterings",
+        cluster_id_attr="ClusterID",
+        default_embedding_attr="Embedding",
         markers=Markers(
             col_attrs=("Embedding", "Embeddings_X", "Embeddings_Y", "RegulonsAUC", "Clusterings", "nGene", "nUMI"),
             row_attrs=("Regulons", "ClusterMarkers_*"),
             globals=("MetaData", "SCopeTreeL1", "Genome"),
             groups=("col_edges", "row_edges"),
         ),
-        notes="Record (compound) attributes `RegulonsAUC`, `Clusterings`, `ClusterMarkers_*` become `obsm`/`varm` "
-        "DataFrames. SCopeLoomR fails when `CellID` is the only column attribute. pySCENIC (through loompy 3) and "
-        "SCopeLoomR 0.6 and later write spec 3.0.0; older SCopeLoomR files state no spec version and keep global "
-        "attributes on the root group.",
+        notes="Written as SCopeLoomR writes it: two-component embeddings as fields of `Embeddings_X`/`Embeddings_Y` "
+        "(the first, id -1, also as `Embedding`), categoricals as fields of `Clusterings` (the first also as "
+        "`ClusterID`), all named in the `MetaData` JSON global; other embeddings as 1-D attributes. Reading a SCope "
+        "or pySCENIC file gives each clustering as a categorical `obs` column labelled from `MetaData`, embeddings "
+        "under scanpy's names (`UMAP` → `X_umap`, originals in `uns['loom_embedding_names']`), and other record "
+        "attributes (`RegulonsAUC`, `ClusterMarkers_*`) as `obsm`/`varm` DataFrames. Record attributes are outside "
+        "the loom spec: loompy's validator refuses these files (`validate_loom` warns). SCopeLoomR fails when `CellID` "
+        "is the only column attribute. pySCENIC (through loompy 3) and SCopeLoomR 0.6 and later write spec 3.0.0; "
+        "older SCopeLoomR files state no spec version and keep global attributes on the root group.",
     ),
     Convention(
         name="seuratdisk",
@@ -521,6 +608,7 @@ _BUILTIN = (
         embedding_style="columns",
         multidim_attrs=False,
         metadata_globals=("SEURAT_ASSAY", *_LOOMPY_METADATA),
+        r_types=RTypes(factors="enum", bool_dtype="int32"),
         accepted_spec_versions=("3.0.0",),
         markers=Markers(globals=("SEURAT_ASSAY",), layers=("scale.data",)),
         notes="`LoadLoom` needs `/attrs/LOOM_SPEC_VERSION`, fails on 2-D column attributes and loads graphs only "
@@ -564,6 +652,7 @@ _BUILTIN = (
         spec_version="2.0.1",
         global_layout="root",
         nested_groups={"reducedDims": "obsm", "GRanges": "columns"},
+        r_types=RTypes(factors="flags", logical_mark=("storage.mode", "logical")),
         markers=Markers(
             globals=("LoomExperiment-class", "MatrixName", "ReducedDimsName*"),
             global_values={"CreatedWith": "LoomExperiment"},
@@ -804,6 +893,21 @@ def conventions_table(conventions: Mapping[str, Convention] | None = None) -> st
             "groups nested under the attribute groups": _code(c.nested_groups),
             "layer anndata's `read_loom` makes `X`": _code(c.anndata_x_layer),
             "`obsm` entries stacked from columns": _code({k: ", ".join(v) for k, v in c.obsm_from_columns.items()}),
+            "R factors": {
+                "labels": "their labels (text)",
+                "enum": f"HDF5 enums, levels in order, coded from {c.r_types.enum_first_code}",
+                "flags": f"their labels, flagged in `{c.r_types.factor_flags_attr}`",
+            }[c.r_types.factors],
+            "booleans stored as": f"`{c.r_types.bool_dtype}`"
+            + (
+                f", marked `{c.r_types.logical_mark[0]} = {c.r_types.logical_mark[1]}`"
+                if c.r_types.logical_mark
+                else ""
+            ),
+            "tool embedding names read as scanpy's": _code(c.embedding_renames),
+            "SCope layout (default embedding, clusterings, cluster ids)": _code(
+                tuple(a for a in (c.default_embedding_attr, c.clusterings_attr, c.cluster_id_attr) if a)
+            ),
             "detected by": _markers_text(c),
         }
         lines += [f"- {k}: {v}" for k, v in details.items()]

@@ -28,6 +28,7 @@ from scanpy_loomio.conventions import (
     EMBEDDING_FORMS,
     Convention,
     Markers,
+    RTypes,
     conventions_table,
     get_convention,
     register_convention,
@@ -108,10 +109,16 @@ def test_table_holds_every_tool():
         ("loompy", "var_renames", {"gene_ids": "Accession"}),
         ("velocyto", "required_layers", ("spliced", "unspliced", "ambiguous")),
         ("velocyto", "x_layer", None),  # no spliced layer is ever X unless asked
-        ("scope", "embedding_style", "compound"),
+        ("loompy", "multidim_attrs", False),  # the default output opens in SeuratDisk, LoomExperiment, SCopeLoomR
+        ("scope", "embedding_style", "columns"),  # two-component ones go to SCope's Embeddings_X/Embeddings_Y
+        ("scope", "default_embedding_attr", "Embedding"),
+        ("scope", "clusterings_attr", "Clusterings"),
+        ("scope", "cluster_id_attr", "ClusterID"),
         ("scope", "json_globals", ("MetaData",)),
         ("seuratdisk", "embedding_style", "columns"),
         ("seuratdisk", "multidim_attrs", False),
+        ("seuratdisk", "r_types", RTypes(factors="enum", enum_first_code=1, bool_dtype="int32")),
+        ("loomexperiment", "r_types", RTypes(factors="flags", logical_mark=("storage.mode", "logical"))),
         ("loomr", "cell_names_attr", "cell_names"),
         ("loomr", "graph_index_base", (0, 1)),
         ("loomr", "spec_version", "2.0.1"),

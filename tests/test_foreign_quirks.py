@@ -298,8 +298,10 @@ def test_compound_records_become_arrays_or_frames(tmp_path):
 def test_scope_embeddings_and_metadata(tmp_path, compressed):
     adata = quiet(scope_embedding_pair(tmp_path / "f.loom", compressed=compressed))
     assert adata.uns["MetaData"]["embeddings"][1] == {"id": 1, "name": "UMAP"}
-    assert set(adata.obsm) == {"tSNE", "UMAP", "Embeddings_2"}  # id 2 has no name in MetaData
-    np.testing.assert_array_equal(adata.obsm["UMAP"], np.tile([1.0, 2.0], (N_CELLS, 1)))
+    # scanpy's names for the embeddings it knows; id 2 has no name in MetaData
+    assert set(adata.obsm) == {"X_tsne", "X_umap", "Embeddings_2"}
+    assert adata.uns["loom_embedding_names"] == {"X_tsne": "tSNE", "X_umap": "UMAP"}
+    np.testing.assert_array_equal(adata.obsm["X_umap"], np.tile([1.0, 2.0], (N_CELLS, 1)))
     assert adata.uns["Genome"] == "hg38"
 
 
@@ -446,7 +448,7 @@ def test_component_columns_grouped_only_in_that_style(tmp_path):
     detected = quiet(path)  # SEURAT_ASSAY: SeuratDisk's 1-D components
     np.testing.assert_array_equal(detected.obsm["X_umap"][:, 1], -np.arange(N_CELLS))
     assert "X_umap_1" not in detected.obs.columns
-    plain = quiet(path, convention="loompy")
+    plain = quiet(path, convention="velocyto")  # a style with 2-D embeddings
     assert {"X_umap_1", "X_umap_2"} <= set(plain.obs.columns) and "X_umap" not in plain.obsm
 
 

@@ -38,7 +38,15 @@ CLIENTS_ENV = "SCANPY_LOOMIO_CLIENTS_PYTHON"
 #: Exit status of client_read.py when the tool cannot be imported.
 CLIENT_MISSING = 3
 VELOCITY_LAYERS = ("spliced", "unspliced", "ambiguous")
-WITH_SPEC = [name for name, c in CONVENTIONS.items() if c.spec_version]
+
+
+def _writes_records(c: Convention) -> bool:
+    """SCope's layout (and any record embedding form): outside the spec, refused by loompy's validator."""
+    return bool(c.default_embedding_attr or c.clusterings_attr or c.embedding_form.layout == "compound")
+
+
+WITH_SPEC = [name for name, c in CONVENTIONS.items() if c.spec_version and not _writes_records(c)]
+WITH_RECORDS = [name for name, c in CONVENTIONS.items() if _writes_records(c)]
 
 N_OBS, N_VAR = 60, 40
 
@@ -210,6 +218,21 @@ def test_loompy_validator_conventions(tmp_path):
         assert codes.min() == 0 and len(np.unique(codes)) == codes.max() + 1
 
 
+@pytest.mark.parametrize("name", WITH_RECORDS)
+def test_record_layouts_are_refused_by_loompys_validator_as_validate_says(tmp_path, name):
+    """SCope's layout is outside the spec: loompy's validator refuses it, and validate_loom warns that it will."""
+    from scanpy_loomio import validate_loom
+
+    path = _write(tmp_path / "a.loom", annotated_adata(), name)
+    validator = loompy.LoomValidator()
+    assert not validator.validate(str(path), strictness="speconly")
+    warned = [p for p in validate_loom(path).problems if "loompy's validator refuses" in p.message]
+    with h5py.File(path, "r") as f:
+        records = {f"/col_attrs/{k}" for k, d in f["col_attrs"].items() if d.dtype.names}
+    assert records and {p.where for p in warned} == records
+    assert all(p.severity == "warning" for p in warned)
+
+
 @pytest.mark.parametrize("name", WITH_SPEC)
 def test_loompy_connect_validates_and_reads_names(tmp_path, name):
     convention = CONVENTIONS[name]
@@ -266,8 +289,13 @@ def test_anndata_read_loom_finds_names_where_the_convention_puts_them(tmp_path, 
 
 
 def test_anndata_read_loom_gets_default_embeddings(tmp_path):
+    """The default output has one 1-D attribute per component (R readers fail on 2-D ones): anndata's reader gets
+    them as columns, or as embeddings when told which attributes make each one."""
     adata = annotated_adata()
     path = _write(tmp_path / "a.loom", adata, DEFAULT_CONVENTION)
-    back = _anndata_read_loom(path)
+    plain = _anndata_read_loom(path)
+    np.testing.assert_array_equal(plain.obs["X_umap_2"], adata.obsm["X_umap"][:, 1])
+    mapping = {key: [f"{key}_{i + 1}" for i in range(value.shape[1])] for key, value in adata.obsm.items()}
+    back = _anndata_read_loom(path, obsm_names=mapping)
     np.testing.assert_array_equal(back.obsm["X_umap"], adata.obsm["X_umap"])
     np.testing.assert_array_equal(back.obsm["X_pca"], adata.obsm["X_pca"])

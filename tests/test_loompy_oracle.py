@@ -64,7 +64,9 @@ def test_loompy_reads_values_where_tools_look(tmp_path, adata):
         assert list(ds.ra.Gene) == list(adata.var_names)
         assert list(ds.ra.Accession) == list(adata.var["gene_ids"])
         assert list(ds.ca.louvain) == list(adata.obs["louvain"].astype(str))
-        np.testing.assert_array_equal(ds.ca.X_umap, adata.obsm["X_umap"])
+        # one 1-D attribute per component, as R readers need
+        np.testing.assert_array_equal(ds.ca.X_umap_1, adata.obsm["X_umap"][:, 0])
+        np.testing.assert_array_equal(ds.ca.X_umap_2, adata.obsm["X_umap"][:, 1])
         graph = ds.col_graphs["connectivities"]
         np.testing.assert_allclose(graph.toarray(), adata.obsp["connectivities"].toarray())
         assert ds.attrs["LOOM_SPEC_VERSION"] == "3.0.0"
