@@ -30,6 +30,9 @@ TOOLS = SHARED / "fixtures" / "tools"
 R_PACKAGES = ("SeuratDisk", "Seurat", "LoomExperiment", "loomR", "SCopeLoomR", "jsonlite")
 N_OBS, N_VARS = 30, 12
 
+# each R reader starts R and loads Seurat or Bioconductor: minutes in all, so the pre-release leg leaves them out
+pytestmark = [pytest.mark.interop, pytest.mark.slow]
+
 
 @cache
 def _missing_r_stack() -> str | None:
