@@ -7,18 +7,18 @@ accessor.
 from importlib.metadata import PackageNotFoundError, version
 
 from . import conventions
-from ._concat import ConcatReport, concat_loom
-from ._default import restore_defaults, use_as_default
 from ._errors import LoomConcatWarning, LoomFormatError, LoomReadWarning, LossyWriteError, LossyWriteWarning
-from ._inspect import LoomSummary, inspect_loom
-from ._migrate import MigrationResult, migrate_path, migrate_source
-from ._plugin import install as _install
-from ._read import read_loom_full
-from ._update import update_loom_full
-from ._upgrade import UpgradeResult, upgrade_loom
-from ._validate import Problem, ValidationReport, validate_loom
-from ._velocity import VelocityReport, add_velocity_layers, split_cell_name
-from ._write import write_loom_full
+from ._read.reader import read_loom_full
+from ._scanpy.default import restore_defaults, use_as_default
+from ._scanpy.plugin import install as _install
+from ._tools.concat import ConcatReport, concat_loom
+from ._tools.inspect import LoomSummary, inspect_loom
+from ._tools.migrate import MigrationResult, migrate_path, migrate_source
+from ._tools.update import update_loom_full
+from ._tools.upgrade import UpgradeResult, upgrade_loom
+from ._tools.validate import Problem, ValidationReport, validate_loom
+from ._tools.velocity import VelocityReport, add_velocity_layers, split_cell_name
+from ._write.writer import write_loom_full
 
 try:
     __version__ = version("scanpy-loomio")

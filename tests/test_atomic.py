@@ -33,7 +33,7 @@ from helpers import assert_same_as_h5ad
 from scipy import sparse
 
 from scanpy_loomio import LossyWriteError, read_loom_full, write_loom_full
-from scanpy_loomio._atomic import TMP_SUFFIX, clean_stale_temporaries
+from scanpy_loomio._write.atomic import TMP_SUFFIX, clean_stale_temporaries
 
 FORK = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
 needs_fork = pytest.mark.skipif(FORK is None, reason="the writer processes are forked (POSIX)")

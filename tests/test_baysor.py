@@ -12,7 +12,7 @@ import pytest
 from helpers import assert_same_as_h5ad
 
 from scanpy_loomio import LoomReadWarning, concat_loom, read_loom_full, validate_loom, write_loom_full
-from scanpy_loomio._read import LoomReader, ReadOptions
+from scanpy_loomio._read.reader import LoomReader, ReadOptions
 
 PER_CELL = ("x", "y", "area", "density", "elongation", "avg_confidence", "lifespan")
 

@@ -172,7 +172,8 @@ def test_layers_only_some_inputs_have(tmp_path: Path) -> None:
 
 def test_streams_in_small_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With tiny bands every input is read in many windows that straddle the output's chunks; still exact."""
-    from scanpy_loomio import _concat, _matrix
+    from scanpy_loomio import _matrix
+    from scanpy_loomio._tools import concat as _concat
 
     files = []
     for i in range(3):

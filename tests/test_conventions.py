@@ -21,7 +21,7 @@ from helpers import layer_keys
 from scipy import sparse
 
 from scanpy_loomio import LoomReadWarning, read_loom_full
-from scanpy_loomio._detect import detect_convention
+from scanpy_loomio._read.detect import detect_convention
 from scanpy_loomio.conventions import (
     CONVENTIONS,
     DEFAULT_CONVENTION,

@@ -28,8 +28,9 @@ from anndata import AnnData
 from helpers import assert_same_as_h5ad
 from scipy import sparse
 
-from scanpy_loomio import LoomFormatError, LoomReadWarning, _safety, read_loom_full, write_loom_full
-from scanpy_loomio._safety import MAX_DEPTH, UnreadableFileError
+from scanpy_loomio import LoomFormatError, LoomReadWarning, read_loom_full, write_loom_full
+from scanpy_loomio import _guards as _safety
+from scanpy_loomio._guards import MAX_DEPTH, UnreadableFileError
 
 N_OBS, N_VARS = 30, 12
 

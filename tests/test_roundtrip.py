@@ -407,7 +407,7 @@ def test_failed_write_keeps_existing_file(tmp_path):
     adata.uns["late"] = "x"
     adata.obsm["X_pca"] = RNG.random((N_OBS, 3))
 
-    from scanpy_loomio import _write
+    from scanpy_loomio._write import writer as _write
 
     original = _write.write_globals
 

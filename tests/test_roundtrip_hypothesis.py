@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from scipy import sparse
 
 from scanpy_loomio import read_loom_full, write_loom_full
-from scanpy_loomio._codecs import decode_column, encode_column
+from scanpy_loomio._codecs.columns import decode_column, encode_column
 
 # text HDF5 can hold: no NUL, no lone surrogates
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8)

@@ -14,7 +14,7 @@ from anndata import AnnData
 from helpers import assert_same_as_h5ad
 from scipy import sparse
 
-import scanpy_loomio._update
+import scanpy_loomio._tools.update
 from scanpy_loomio import LossyWriteError, read_loom_full, update_loom_full, write_loom_full
 from scanpy_loomio.conventions import CONVENTIONS
 
@@ -198,7 +198,7 @@ def test_failure_while_writing_leaves_the_old_file(written, monkeypatch):
         file.create_group("col_attrs")
         raise OSError("disk full")
 
-    monkeypatch.setattr(scanpy_loomio._update, "write_annotations", dies)
+    monkeypatch.setattr(scanpy_loomio._tools.update, "write_annotations", dies)
     before = digest(written)
     with pytest.raises(OSError, match="disk full"):
         update_loom_full(written, annotate(read_loom_full(written)))

@@ -186,7 +186,8 @@ def test_real_velocyto_file(tmp_path: Path) -> None:
 def test_use_as_default_says_once_that_x_is_the_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import anndata.io
 
-    from scanpy_loomio import LoomReadWarning, _default, use_as_default
+    from scanpy_loomio import LoomReadWarning, use_as_default
+    from scanpy_loomio._scanpy import default as _default
 
     monkeypatch.setattr(_default, "_x_hints_given", set())
     loom = make_loom(tmp_path / "s1.loom", "s1", barcodes(4, 9), ["g1", "g2"])

@@ -1,0 +1,1 @@
+"""Codecs: how one column, text value, auxiliary array or R type is stored in loom and restored exactly."""

@@ -1,0 +1,250 @@
+"""Column codecs: one encode/decode pair per pandas dtype, for ``obs``/``var`` columns.
+
+Every codec turns a column into values loom tools can read as they are (a categorical becomes its labels, a boolean
+becomes 0/1), plus what is needed to get the exact pandas dtype back: a small JSON description stored as an HDF5
+attribute on the loom dataset itself, and auxiliary arrays (categories, missing-value masks) stored beside the loom
+datasets. Because the description lives on the dataset, a tool that rewrites the dataset (loompy replaces datasets
+wholesale) also removes it, and the new values are then read as plain loom values rather than decoded with stale
+information.
+
+Contract, for every column ``s`` that :func:`encode_column` accepts::
+
+    decode_column(*encode_column(s, key)) == s  # values, dtype, categories, missing values
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from scanpy_loomio._codecs.text import decode_text, unstorable_text_reason
+from scanpy_loomio._errors import LossyWriteError
+
+#: dtypes a loom attribute may hold as they are (the loom validator's list).
+NATIVE_DTYPES = frozenset(
+    np.dtype(t)
+    for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64")
+)
+
+
+@dataclass
+class EncodedColumn:
+    """A column as it goes to disk."""
+
+    values: np.ndarray
+    """What the loom attribute dataset holds."""
+    codec: dict[str, Any] | None = None
+    """How to restore the pandas dtype; ``None`` when the values are already exact."""
+    aux: dict[str, np.ndarray] = field(default_factory=dict)
+    """Arrays kept beside the loom datasets (e.g. ``categories``, ``mask``)."""
+
+
+def _mask_aux(mask: np.ndarray) -> dict[str, np.ndarray]:
+    return {"mask": mask.astype(bool)} if mask.any() else {}
+
+
+def storable_values(values: np.ndarray, key: str) -> np.ndarray:
+    """Values of a native dtype, or text, ready for loom."""
+    if values.dtype in NATIVE_DTYPES:
+        return values
+    if values.dtype == bool:
+        return values.astype(np.uint8)
+    if values.dtype.kind in "OUS":
+        if not all(isinstance(v, str) for v in values):
+            bad = next(v for v in values if not isinstance(v, str))
+            msg = (
+                f"{key}: found a value of type {type(bad).__name__} ({bad!r}) in a text column; "
+                "loom stores text, integers and floats. Convert the column with .astype(str) or to a categorical."
+            )
+            raise LossyWriteError(msg)
+        with_nul = next((v for v in values if "\x00" in v), None)
+        if with_nul is not None:
+            msg = f"{key}: the value {with_nul!r} contains a NUL character, which HDF5 text cannot hold. Remove it."
+            raise LossyWriteError(msg)
+        try:
+            "".join(values).encode("utf-8")
+        except UnicodeEncodeError:  # find the value, to name it
+            bad = next(v for v in values if unstorable_text_reason(v) is not None)
+            msg = f"{key}: the value {bad!r} {unstorable_text_reason(bad)}. Remove or replace the character."
+            raise LossyWriteError(msg) from None
+        return values.astype(object)
+    msg = (
+        f"{key}: dtype {values.dtype} cannot be stored in a loom attribute; expected an integer, float, bool, "
+        "text, categorical or nullable pandas dtype. Convert the column before writing."
+    )
+    raise LossyWriteError(msg)
+
+
+def _encode_categorical(series: pd.Series, key: str) -> EncodedColumn:
+    cat = series.array
+    categories = np.asarray(cat.categories)
+    codes = np.asarray(cat.codes)
+    mask = codes < 0
+    stored_categories = storable_values(categories, f"{key} (categories)")
+    if stored_categories.dtype == object:
+        labels = np.empty(len(codes), dtype=object)
+        labels[:] = ""
+        if len(categories):
+            labels[~mask] = stored_categories[codes[~mask]]
+    else:
+        labels = np.zeros(len(codes), dtype=stored_categories.dtype)
+        labels[~mask] = stored_categories[codes[~mask]]
+    codec = {"type": "categorical", "ordered": bool(cat.ordered), "categories_dtype": str(categories.dtype)}
+    return EncodedColumn(labels, codec, {"categories": categories, **_mask_aux(mask)})
+
+
+def _encode_nullable(series: pd.Series, key: str) -> EncodedColumn:
+    array = series.array
+    mask = np.asarray(array.isna(), dtype=bool)
+    kind = "nullable-boolean" if isinstance(series.dtype, pd.BooleanDtype) else "nullable-integer"
+    numpy_dtype = np.dtype(np.uint8) if kind == "nullable-boolean" else series.dtype.numpy_dtype
+    values = np.asarray(array.to_numpy(dtype=numpy_dtype, na_value=0))
+    return EncodedColumn(values, {"type": kind, "dtype": str(series.dtype)}, _mask_aux(mask))
+
+
+def _is_default_text(dtype: Any) -> bool:
+    """Pandas 3's default ``str`` dtype (NaN for missing), which plain text read back takes, as with ``.h5ad``."""
+    return isinstance(dtype, pd.StringDtype) and dtype.na_value is np.nan
+
+
+def _encode_text(series: pd.Series, key: str) -> EncodedColumn:
+    """Object or pandas string columns; missing values are kept in a mask."""
+    values = np.asarray(series.array, dtype=object)
+    mask = np.asarray(pd.isna(series), dtype=bool)
+    if _is_default_text(series.dtype) and not mask.any():
+        return EncodedColumn(storable_values(values, key))  # plain text reads back in the stack's text dtype
+    if isinstance(series.dtype, pd.StringDtype):
+        stored = values.copy()
+        stored[mask] = ""
+        codec = {"type": "string", "dtype": str(series.dtype)}
+        return EncodedColumn(storable_values(stored, key), codec, _mask_aux(mask))
+    if not mask.any():
+        return EncodedColumn(storable_values(values, key))
+    missing = {type(v).__name__ for v in values[mask]}
+    if missing - {"float", "NoneType"} or len(missing) > 1:
+        msg = f"{key}: missing values of several kinds ({sorted(missing)}); expected one kind (NaN or None)."
+        raise LossyWriteError(msg)
+    stored = values.copy()
+    stored[mask] = ""
+    codec = {"type": "string", "na": "None" if missing == {"NoneType"} else "nan"}
+    return EncodedColumn(storable_values(stored, key), codec, _mask_aux(mask))
+
+
+def encode_column(series: pd.Series, key: str) -> EncodedColumn:
+    """Encode one ``obs``/``var`` column for a loom attribute dataset.
+
+    Parameters
+    ----------
+    series
+        The column.
+    key
+        Its AnnData key (e.g. ``obs['louvain']``), used in error messages.
+
+    Raises
+    ------
+    LossyWriteError
+        When the column has a dtype loom plus this package's metadata cannot store exactly.
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _encode_categorical(series, key)
+    if isinstance(dtype, pd.BooleanDtype | pd.core.arrays.integer.IntegerDtype):
+        return _encode_nullable(series, key)
+    if isinstance(dtype, pd.StringDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "O"):
+        return _encode_text(series, key)
+    if isinstance(dtype, np.dtype):
+        values = series.to_numpy()
+        if dtype.kind == "b":
+            return EncodedColumn(values.astype(np.uint8), {"type": "bool"})
+        return EncodedColumn(storable_values(values, key))
+    msg = (
+        f"{key}: pandas dtype {dtype} is not supported; expected numeric, bool, text, categorical or nullable "
+        "Int/UInt/boolean/string. Convert the column before writing."
+    )
+    raise LossyWriteError(msg)
+
+
+class CodecMismatch(ValueError):
+    """The stored values do not fit the codec description (the dataset was edited by another tool)."""
+
+
+def _apply_mask(values: np.ndarray, aux: dict[str, np.ndarray]) -> np.ndarray | None:
+    mask = aux.get("mask")
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != values.shape[:1]:
+        msg = f"mask of length {mask.shape[0]} for {values.shape[0]} values"
+        raise CodecMismatch(msg)
+    return mask
+
+
+def plain_values(values: np.ndarray, *, where: str = "") -> np.ndarray:
+    """Loom attribute values as they are, with text decoded to ``str``."""
+    if values.dtype.kind in "SO":
+        return decode_text(values, where=where)
+    return values
+
+
+def decode_column(values: np.ndarray, codec: dict[str, Any] | None, aux: dict[str, np.ndarray]) -> Any:
+    """Restore a column from its loom values, codec description and auxiliary arrays.
+
+    Raises
+    ------
+    CodecMismatch
+        When the values do not fit the description; the caller then reads the plain values instead.
+    """
+    if codec is None:
+        return plain_values(values)
+    kind = codec.get("type")
+    mask = _apply_mask(values, aux)
+    if kind == "bool":
+        if values.dtype.kind not in "iu" or (values.size and values.max(initial=0) > 1):
+            msg = "expected 0/1 values for a bool column"
+            raise CodecMismatch(msg)
+        return values.astype(bool)
+    if kind == "categorical":
+        categories = pd.Index(plain_values(np.asarray(aux["categories"])))
+        # text categories take the stack's text dtype, as anndata reads them; others their recorded dtype
+        is_text = pd.api.types.is_string_dtype(categories.dtype)
+        if not is_text and str(categories.dtype) != codec.get("categories_dtype", str(categories.dtype)):
+            categories = categories.astype(codec["categories_dtype"])
+        if not categories.is_unique:
+            msg = "the recorded categories are not unique"
+            raise CodecMismatch(msg)
+        labels = plain_values(values)
+        if categories.dtype == bool:
+            labels = labels.astype(bool)
+        codes = categories.get_indexer(labels) if len(categories) else np.full(len(labels), -1)
+        codes = np.asarray(codes, dtype=np.int64)
+        if mask is not None:
+            codes[mask] = -1
+        unknown = (codes < 0) & ~(mask if mask is not None else np.zeros(len(codes), dtype=bool))
+        if unknown.any():
+            msg = f"label {labels[unknown][0]!r} is not among the recorded categories"
+            raise CodecMismatch(msg)
+        return pd.Categorical.from_codes(codes, categories=categories, ordered=codec.get("ordered", False))
+    if kind == "nullable-integer":
+        dtype = pd.api.types.pandas_dtype(codec["dtype"])
+        return (
+            pd.array(values.astype(dtype.numpy_dtype), dtype=dtype)
+            if mask is None
+            else pd.arrays.IntegerArray(values.astype(dtype.numpy_dtype), mask)
+        )
+    if kind == "nullable-boolean":
+        return pd.arrays.BooleanArray(values.astype(bool), mask if mask is not None else np.zeros(len(values), bool))
+    if kind == "string":
+        text = plain_values(values)
+        if "dtype" in codec:
+            array = pd.array(text, dtype=codec["dtype"])
+            if mask is not None:
+                array[mask] = pd.NA
+            return array
+        if mask is not None:
+            text[mask] = None if codec.get("na") == "None" else np.nan
+        return text
+    msg = f"unknown codec type {kind!r}"
+    raise CodecMismatch(msg)

@@ -1,0 +1,1 @@
+"""The read path: which convention a file follows and how each dataset becomes part of an AnnData."""

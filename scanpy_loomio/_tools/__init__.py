@@ -1,0 +1,1 @@
+"""Tools built on the read and write paths: update, upgrade, validate, inspect, migrate, concat and velocity."""
