@@ -24,7 +24,8 @@ from scanpy_loomio._errors import LoomFormatError
 from scanpy_loomio._guards import check_structure, open_read_only
 from scanpy_loomio._read.detect import _attr_names, rank_conventions, summarize
 from scanpy_loomio._read.foreign import choose_index_attr, nested_datasets
-from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata, load_codec
+from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata
+from scanpy_loomio._record.tags import ColumnTag, MatrixTag, TagError, column_tag, layer_tag
 from scanpy_loomio._tools.validate import LOOM_GROUPS, ValidationReport, _Collector, _spec_problems, spec_version
 from scanpy_loomio.conventions import DEFAULT_CONVENTION, Convention, get_convention
 
@@ -183,10 +184,10 @@ def _attributes(group: h5py.Group | None, loom: str, coded: dict[tuple[str, str]
     out = []
     for full in sorted(_attr_names(group)[0]):  # datasets, and those in groups nested one level down
         dset = group[full]
-        codec = load_codec(dset) or {}
+        codec = _column_tag(dset)
         note = coded.get((loom, full), "")
-        if codec.get("type"):
-            note = f"{note} ({codec['type']})".strip()
+        if codec is not None:
+            note = f"{note} ({codec.kind})".strip()
         out.append(Element(f"/{loom}_attrs/{full}", _kind(dset.dtype), tuple(dset.shape), note))
     return out
 
@@ -315,15 +316,34 @@ def _read_result(adata: AnnData) -> dict[str, Any]:
 # -- what anndata's read_loom would lose --------------------------------------------------------------------------
 
 
-def _codec_loss(key: str, codec: dict[str, Any]) -> str | None:
-    kind = codec.get("type")
+def _column_tag(dset: h5py.Dataset) -> ColumnTag | None:
+    """The column's tag; a newer one is shown as none (reading names it)."""
+    try:
+        return column_tag(dset)
+    except TagError:
+        return None
+
+
+def _matrix_tag(dset: h5py.Dataset) -> MatrixTag | None:
+    """The matrix's tag when it describes a matrix (not an absent or filled one); a malformed one as none."""
+    try:
+        tag = layer_tag(dset)
+    except TagError:
+        return None
+    return tag if isinstance(tag, MatrixTag) else None
+
+
+def _codec_loss(key: str, codec: ColumnTag | None) -> str | None:
+    if codec is None:
+        return None
+    kind = codec.kind
     if kind == "categorical":
         return f"{key} would be plain values, not categorical"
     if kind == "bool":
         return f"{key} would be 0/1 integers, not bool"
     if kind in ("nullable-integer", "nullable-boolean"):
-        return f"{key} would lose its missing values (0 instead) and its dtype {codec.get('dtype', '')}".rstrip()
-    if kind == "string" and ("na" in codec or codec.get("dtype")):
+        return f"{key} would lose its missing values (0 instead) and its dtype {codec.dtype or ''}".rstrip()
+    if kind == "string" and (codec.na is not None or codec.dtype):
         return f"{key} would lose its missing values (empty text instead)"
     return None
 
@@ -374,8 +394,8 @@ def anndata_losses(
             dset = group.get(attr)
             if attr != key:
                 losses.append(f"the name of {axis}[{key!r}]: it would be {attr!r}")
-            codec = load_codec(dset) if isinstance(dset, h5py.Dataset) else None
-            loss = _codec_loss(f"{axis}[{key!r}]", codec or {})
+            codec = _column_tag(dset) if isinstance(dset, h5py.Dataset) else None
+            loss = _codec_loss(f"{axis}[{key!r}]", codec)
             if loss:
                 losses.append(loss)
         plain_multi = {k for k, d in group.items() if isinstance(d, h5py.Dataset) and d.ndim > 1 and d.shape[1] > 1}
@@ -398,14 +418,16 @@ def anndata_losses(
     if ANNDATA_X_NAME in layer_names:
         x_source = layers[ANNDATA_X_NAME]
         losses.append("X: it would be the 'spliced' layer, and /matrix would become layers['matrix']")
-    x_dtype = np.dtype((load_codec(x_source) or {}).get("dtype", x_source.dtype))
+    x_tag = _matrix_tag(x_source)
+    x_dtype = np.dtype((x_tag.dtype if x_tag else None) or x_source.dtype)
     if x_dtype != ANNDATA_DTYPE:
         losses.append(f"the dtype of X: {x_dtype} would become float32")
     for key, name in record.layers if record else []:
         if key != name:
             losses.append(f"the name of layers[{key!r}]: it would be {name!r}")
     for where, obj in [("X", file["matrix"])] + [(f"layers[{n!r}]", layers[n]) for n in layer_names]:
-        fmt = (load_codec(obj) or {}).get("format")
+        tag = _matrix_tag(obj)
+        fmt = tag.format if tag else None
         if fmt in ("csc", "dense"):
             losses.append(f"the {fmt} format of {where}: it would be CSR")
     if len(adata.uns):

@@ -180,10 +180,10 @@ def _placeholders(path: Path, adata: AnnData) -> None:
         kind = _Stored.of(dset).kind
         if kind is None:
             return None
-        dtype = np.dtype(kind["dtype"])
-        if kind["format"] == "dense":
+        dtype = np.dtype(kind.dtype)
+        if kind.format == "dense":
             return np.broadcast_to(np.zeros((), dtype=dtype), adata.shape)  # no memory for the values
-        return getattr(sparse, kind["type"])(adata.shape, dtype=dtype)
+        return getattr(sparse, kind.container)(adata.shape, dtype=dtype)
 
     with open_read_only(path) as file:
         adata.X = stand_in(file["matrix"])

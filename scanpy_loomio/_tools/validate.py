@@ -27,13 +27,15 @@ from scanpy_loomio._elements.globals import GLOBALS_GROUP, read_globals
 from scanpy_loomio._elements.orientation import stored_transposed
 from scanpy_loomio._elements.scope import uses_scope_layout
 from scanpy_loomio._errors import LoomFormatError
-from scanpy_loomio._guards import _codec_problem, _record_problem, check_structure, open_read_only
+from scanpy_loomio._guards import check_structure, open_read_only
 from scanpy_loomio._read.detect import _attr_names, rank_conventions, summarize
-from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata, load_codec
+from scanpy_loomio._record.checks import tag_problem, tagged_matrices
+from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata
+from scanpy_loomio._record.tags import TagError, graph_tag
 from scanpy_loomio.conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention, get_convention
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
 
 __all__ = ["Problem", "ValidationReport", "validate_loom"]
 
@@ -272,7 +274,11 @@ def _check_graph(out: _Collector, where: str, graph: object, n: int) -> None:
             f"a, b and w of different lengths ({shapes}); expected one length (one edge each)",
             loompy=True,
         )
-    recorded = (load_codec(graph) or {}).get("index_base", [0, 0])
+    try:
+        tag = graph_tag(graph)
+    except TagError:
+        tag = None  # reported with the record's problems
+    recorded = tag.index_base if tag else (0, 0)
     for part, base in zip("ab", recorded, strict=False):
         dset = parts.get(part)
         if dset is None or dset.dtype.kind not in "iuf" or dset.shape[0] == 0:
@@ -437,7 +443,7 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
             check=check,
         )
         return
-    problem = _record_problem(record)
+    problem = record.problem()
     if problem:
         out.add(
             "error",
@@ -472,7 +478,7 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
                     "warning", f"/{loom}_attrs/{attr}", f"missing (the {axis} column {key!r}){removed}", check=check
                 )
         for key, entry in axis_record.multi.items():
-            if entry.get("storage") == "sidecar":
+            if entry.storage == "sidecar":
                 if f"{SIDECAR_GROUP}/{axis}m/{key}" not in file:
                     out.add(
                         "warning",
@@ -481,7 +487,7 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
                         check=check,
                     )
             else:
-                for attr in entry.get("attrs", []):
+                for attr in entry.attrs:
                     if attr not in present:
                         out.add(
                             "warning",
@@ -502,9 +508,8 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
             out.add("warning", f"/{GLOBALS_GROUP}/{key}", f"missing (uns[{key!r}]){removed}", check=check)
     if record.raw and f"{SIDECAR_GROUP}/raw" not in file:
         out.add("warning", f"/{SIDECAR_GROUP}/raw", f"missing (raw){removed}", check=check)
-    for where, obj, graph in _coded_objects(file):
-        codec = load_codec(obj)
-        problem = None if codec is None else _codec_problem(codec, graph=graph)
+    for where, obj, graph in tagged_matrices(file):
+        problem = tag_problem(obj, graph=graph)
         if problem:
             out.add(
                 "error",
@@ -513,16 +518,6 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
                 f"delete the attribute scanpy_loomio_codec of {where} to read the values as plain loom",
                 check=check,
             )
-
-
-def _coded_objects(file: h5py.File) -> Iterator[tuple[str, h5py.HLObject, bool]]:
-    if isinstance(file.get("matrix"), h5py.Dataset):
-        yield "/matrix", file["matrix"], False
-    for group_name, graph in (("layers", False), ("col_graphs", True), ("row_graphs", True)):
-        group = file.get(group_name)
-        if isinstance(group, h5py.Group):
-            for name, obj in group.items():
-                yield f"/{group_name}/{name}", obj, graph
 
 
 def _read_problems(path: Path, out: _Collector) -> None:
