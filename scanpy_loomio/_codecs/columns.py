@@ -23,12 +23,10 @@ import pandas as pd
 from scanpy_loomio._codecs.text import decode_text, unstorable_text_reason
 from scanpy_loomio._errors import LossyWriteError
 from scanpy_loomio._record.tags import ColumnTag
+from scanpy_loomio._spec.facts import NUMERIC_DTYPES
 
 #: dtypes a loom attribute may hold as they are (the loom validator's list).
-NATIVE_DTYPES = frozenset(
-    np.dtype(t)
-    for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64")
-)
+NATIVE_DTYPES = NUMERIC_DTYPES
 
 
 @dataclass

@@ -45,6 +45,7 @@ import numpy as np
 from scanpy_loomio._errors import LoomFormatError
 from scanpy_loomio._record.checks import check_tags
 from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, graph_tag, layer_tag
+from scanpy_loomio._spec.facts import NUMERIC_KINDS
 
 __all__ = [
     "UnreadableFileError",
@@ -65,7 +66,6 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_DEPTH = 128
 #: Matrix formats and kinds of matrix dtype a codec attribute may name.
 MATRIX_FORMATS = frozenset({"csr", "csc", "dense"})
-NUMERIC_KINDS = frozenset("iufb")
 #: Bytes counted per text value (a Python ``str`` object and its pointer) and per obs/var name (also pandas' index).
 TEXT_VALUE_BYTES = 64
 NAME_BYTES = 128

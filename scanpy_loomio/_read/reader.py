@@ -59,11 +59,10 @@ from scanpy_loomio._record.tags import (
     layer_tag,
     stored_tag_text,
 )
+from scanpy_loomio._spec.facts import AXES
 from scanpy_loomio.conventions import Convention, get_convention
 
 logger = logging.getLogger("scanpy_loomio")
-
-AXES = {"obs": "col", "var": "row"}
 
 
 @dataclass
@@ -97,6 +96,8 @@ class LoomReader:
         self.convention = self._convention()
         self.transposed = stored_transposed(file)
         self.foreign_uns: dict[str, Any] = {}
+        self.index_attrs: dict[str, str | None] = {}
+        """The attribute each axis's names were read from (``None``: a range index), once the axis is read."""
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def error(self, where: str, found: str, expected: str, fix: str = "") -> LoomFormatError:
@@ -275,6 +276,7 @@ class LoomReader:
 
         # index
         index_attr = self._index_attr(axis, datasets, record, values_of)
+        self.index_attrs[axis] = index_attr
         if index_attr is not None:
             names = np.asarray(values_of(index_attr), dtype=str).astype(object)
             if record is None or self.options.repair_bytes_text:

@@ -14,17 +14,16 @@ from typing import Any
 import h5py
 import numpy as np
 
-from scanpy_loomio._codecs.text import is_text_dtype
 from scanpy_loomio._errors import LoomFormatError, LoomReadWarning
 from scanpy_loomio._record.record import METADATA_KEY, Metadata
 from scanpy_loomio._record.tags import (
     CODEC_ATTR,
-    NUMERIC_KINDS,
     TagError,
     parse_graph_tag,
     parse_matrix_tag,
     stored_tag_text,
 )
+from scanpy_loomio._spec.facts import ATTR_GROUPS, NUMERIC_KINDS, is_text_dtype
 
 _TAG_FIX = (
     f"Delete the attribute (with h5py: del f[{{where!r}}].attrs[{CODEC_ATTR!r}]) to read the values as plain loom."
@@ -90,7 +89,7 @@ def _text_or_numbers(dtype: np.dtype) -> bool:
 
 def file_problem(metadata: Metadata, file: h5py.File) -> str | None:
     """Where the record points, the file must still hold what it says (another tool may have replaced it)."""
-    for axis, group in (("obs", "col_attrs"), ("var", "row_attrs")):
+    for axis, group in ATTR_GROUPS.items():
         record = getattr(metadata, axis)
 
         def found(attr: str | None, *, text_or_numbers: bool = True, group: str = group) -> str | None:

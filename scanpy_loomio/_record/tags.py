@@ -25,6 +25,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy import sparse
 
+from scanpy_loomio._spec.facts import NUMERIC_KINDS
+
 #: HDF5 attribute on loom datasets/groups describing how to restore their exact AnnData form (JSON).
 CODEC_ATTR = "scanpy_loomio_codec"
 #: Keys naming a tag's kind and version, as in anndata's element encoding.
@@ -39,8 +41,6 @@ KNOWN_VERSIONS = frozenset({UNTAGGED_VERSION, TAG_VERSION})
 
 MatrixFormat = Literal["dense", "csr", "csc"]
 MATRIX_FORMATS: frozenset[str] = frozenset({"dense", "csr", "csc"})
-#: dtype kinds a matrix or graph may be restored to: numbers and bool.
-NUMERIC_KINDS = frozenset("iufb")
 ColumnKind = Literal["bool", "categorical", "nullable-integer", "nullable-boolean", "string"]
 COLUMN_KINDS: frozenset[str] = frozenset({"bool", "categorical", "nullable-integer", "nullable-boolean", "string"})
 
