@@ -35,6 +35,7 @@ import struct
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -46,6 +47,7 @@ from scanpy_loomio._errors import LoomFormatError
 from scanpy_loomio._record.checks import check_tags
 from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, graph_tag, layer_tag
 from scanpy_loomio._spec.facts import NUMERIC_KINDS
+from scanpy_loomio._spec.rules import graph_violations, group_violations, layer_violations, raise_first
 
 __all__ = [
     "UnreadableFileError",
@@ -442,34 +444,7 @@ def check_layout(file: h5py.File, path: Path) -> None:
     LoomFormatError
         Naming the object of the wrong kind.
     """
-    for name in ("col_attrs", "row_attrs", "layers", "col_graphs", "row_graphs", "col_edges", "row_edges"):
-        obj = file.get(name)
-        if obj is not None and not isinstance(obj, h5py.Group):
-            raise _error(path, f"/{name}", f"a {type(obj).__name__}", "a group")
-    layers = file.get("layers")
-    if layers is not None:
-        for name, obj in layers.items():
-            if not isinstance(obj, h5py.Dataset):
-                raise _error(path, _join(layers.name, name), f"a {type(obj).__name__}", "a 2-D dataset (a layer)")
-    for group_name in ("col_graphs", "row_graphs", "col_edges", "row_edges"):
-        group = file.get(group_name)
-        if group is None:
-            continue
-        for graph in group.values():
-            if not isinstance(graph, h5py.Group):
-                continue  # not a graph; the reader skips it
-            for part in ("a", "b", "w"):
-                obj = graph.get(part)
-                if obj is None:
-                    continue  # the reader names what is missing
-                where = _join(graph.name, part)
-                if not isinstance(obj, h5py.Dataset) or obj.ndim != 1 or obj.dtype.kind not in NUMERIC_KINDS:
-                    found = (
-                        f"a {obj.ndim}-D dataset of dtype {obj.dtype}"
-                        if isinstance(obj, h5py.Dataset)
-                        else f"a {type(obj).__name__}"
-                    )
-                    raise _error(path, where, found, "a 1-D dataset of numbers (an edge list column)")
+    raise_first(chain(group_violations(file), layer_violations(file), graph_violations(file)), path)
 
 
 def check_file(file: h5py.File, path: Path, *, allow_external: bool = False) -> list[DatasetInfo]:

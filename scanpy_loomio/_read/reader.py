@@ -60,6 +60,7 @@ from scanpy_loomio._record.tags import (
     stored_tag_text,
 )
 from scanpy_loomio._spec.facts import AXES
+from scanpy_loomio._spec.rules import layer_violations, raise_first
 from scanpy_loomio.conventions import Convention, get_convention
 
 logger = logging.getLogger("scanpy_loomio")
@@ -191,14 +192,7 @@ class LoomReader:
         self.shape  # noqa: B018 - checks /matrix
         layers_group = self.file.get("layers")
         names = list(layers_group.keys()) if layers_group is not None else []
-        for name in names:
-            dset = layers_group[name]
-            if not isinstance(dset, h5py.Dataset) or dset.shape != self.file["matrix"].shape:
-                raise self.error(
-                    f"/layers/{name}",
-                    f"shape {getattr(dset, 'shape', type(dset).__name__)}",
-                    f"the shape of /matrix {self.file['matrix'].shape}",
-                )
+        raise_first(layer_violations(self.file, self.file["matrix"].shape), self.path)
         # all-zero layers written only because the target tool needs them (fill_missing_layers=True)
         names = [n for n in names if not isinstance(layer_tag(layers_group[n]), FilledLayerTag)]
         x_name = self._x_name(names) if choose_x else None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,6 +34,7 @@ from scanpy_loomio._record.checks import tag_problem, tagged_matrices
 from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata
 from scanpy_loomio._record.tags import TagError, graph_tag
 from scanpy_loomio._spec.facts import LOOM_GROUPS, NUMERIC_DTYPES, is_text_dtype, spec_version
+from scanpy_loomio._spec.rules import edge_list_violations, group_violations, layer_violations
 from scanpy_loomio.conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention, get_convention
 
 if TYPE_CHECKING:
@@ -234,17 +236,20 @@ def _check_graph(out: _Collector, where: str, graph: object, n: int) -> None:
         out.add("error", where, f"a {type(graph).__name__}; a graph is a group of datasets a, b and w", loompy=True)
         return
     parts = {}
+    broken = set()
+    for violation in edge_list_violations(where, graph):
+        out.add("error", violation.where, violation.message(), loompy=True)
+        broken.add(violation.where)
     for part, role, kinds, expected in (
         ("a", "start vertices", "iu", "integers"),
         ("b", "end vertices", "iu", "integers"),
         ("w", "edge weights", "f", "floats"),
     ):
         dset = graph.get(part)
+        if f"{where}/{part}" in broken:
+            continue
         if not isinstance(dset, h5py.Dataset):
             out.add("error", f"{where}/{part}", f"missing; expected a 1-D dataset of {expected} ({role})", loompy=True)
-            continue
-        if dset.ndim != 1:
-            out.add("error", f"{where}/{part}", f"shape {dset.shape}; expected a 1-D dataset ({role})")
             continue
         if dset.dtype.kind not in kinds:
             fix = "convert the indices to integers (loomR and LoomExperiment write floats)" if part != "w" else ""
@@ -352,27 +357,24 @@ def _spec_problems(
             )
             shape = (shape[1], shape[0])  # check the attributes against the orientation they fit
 
+    for violation in chain(group_violations(file), layer_violations(file, shape)):
+        out.add("error", violation.where, violation.message(), loompy=True)
     layers = file.get("layers")
     if isinstance(layers, h5py.Group):
         for name, layer in layers.items():
-            where = f"/layers/{name}"
-            if not isinstance(layer, h5py.Dataset):
-                out.add("error", where, f"a {type(layer).__name__}; a layer is a 2-D dataset", loompy=True)
-                continue
-            if shape is not None and layer.shape != shape:
-                out.add("error", where, f"shape {layer.shape}; expected the shape of /matrix {shape}", loompy=True)
-            _check_matrix_dtype(out, where, layer.dtype)
-    elif layers is not None:
-        out.add("error", "/layers", f"a {type(layers).__name__}; expected a group of layers", loompy=True)
+            if isinstance(layer, h5py.Dataset):
+                _check_matrix_dtype(out, f"/layers/{name}", layer.dtype)
 
     for axis, size in (("row", shape[0] if shape else None), ("col", shape[1] if shape else None)):
         group_name = f"{axis}_attrs"
         group = file.get(group_name)
-        if not isinstance(group, h5py.Group):
+        if group is None:
             out.add(
                 "error", f"/{group_name}", f"missing; expected the group of {AXIS_OF[axis]} attributes", loompy=True
             )
             continue
+        if not isinstance(group, h5py.Group):
+            continue  # reported with the groups
         if size is None:
             continue
         for name, obj in group.items():
@@ -382,8 +384,7 @@ def _spec_problems(
             if graphs is None:
                 continue
             if not isinstance(graphs, h5py.Group):
-                out.add("error", f"/{graphs_name}", f"a {type(graphs).__name__}; expected a group of graphs")
-                continue
+                continue  # reported with the groups
             if graphs_name.endswith("edges") and len(graphs):
                 out.add(
                     "warning",
