@@ -28,15 +28,17 @@ def weights_exact_as_float(values: np.ndarray) -> bool:
 def matrix_kind(matrix: Any) -> dict[str, str]:
     """Describe a matrix's container so it can be restored: format (csr/csc/dense), class, dtype."""
     if sparse.issparse(matrix):
-        return {"format": matrix.format, "type": type(matrix).__name__, "dtype": str(matrix.dtype)}
+        # scipy-stubs narrow to an abstract base class that declares none of the attributes every container has
+        return {"format": matrix.format, "type": type(matrix).__name__, "dtype": str(matrix.dtype)}  # type: ignore[attr-defined]
     return {"format": "dense", "type": "ndarray", "dtype": str(np.asarray(matrix).dtype)}
 
 
 def write_graph(group: h5py.Group, name: str, matrix: Any, *, index_base: int | tuple[int, int] = 0) -> None:
     """Write a square matrix as the edge list ``group/name/{a,b,w}``; ``index_base`` is 0 or 1, for ``a`` and ``b``."""
     base_a, base_b = (index_base, index_base) if isinstance(index_base, int) else index_base
-    coo = sparse.coo_matrix(matrix) if sparse.issparse(matrix) else sparse.coo_matrix(np.asarray(matrix))
-    if not sparse.issparse(matrix):
+    is_sparse = sparse.issparse(matrix)
+    coo = sparse.coo_matrix(matrix) if is_sparse else sparse.coo_matrix(np.asarray(matrix))
+    if not is_sparse:
         keep = coo.data != 0
         coo = sparse.coo_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=coo.shape)
     weights = coo.data if coo.data.dtype in WEIGHT_DTYPES else coo.data.astype(np.float64)
@@ -75,5 +77,5 @@ def build_matrix(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int, kind: dict
     out = coo.tocsc() if fmt == "csc" else coo.tocsr()
     out.sort_indices()
     if (kind or {}).get("type", "").endswith("_array"):
-        out = sparse.csc_array(out) if fmt == "csc" else sparse.csr_array(out)
+        return sparse.csc_array(out) if fmt == "csc" else sparse.csr_array(out)
     return out
