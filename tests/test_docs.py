@@ -44,6 +44,9 @@ NOT_RUN = {
     "python -m sphinx": "builds these docs, which .ci/run does",
     "python benchmarks/run.py": "benchmarks take minutes and are run on their own",
     "python benchmarks/concat.py": "benchmarks take minutes and are run on their own",
+    "pre-commit": "installs git hooks and runs the linters, which are development tools, not this suite",
+    "mypy": "type checking is a step of its own in .ci/run",
+    "python docs/_inventories/make_inventories.py": "rewrites the committed inventories from the installed packages",
     "git clone": "the tests already run in a checkout",
     "cd ": "the tests already run in a checkout",
 }
