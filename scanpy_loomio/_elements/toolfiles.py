@@ -14,7 +14,7 @@ for comes from the convention table (:attr:`Convention.r_types`, :attr:`Conventi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import h5py
@@ -69,7 +69,9 @@ def pop_factor_flags(top: dict[str, h5py.Dataset], convention: Convention, globa
     return set()
 
 
-def pop_component_names(top: dict[str, h5py.Dataset], globals_: Mapping[str, Any], key_of) -> dict[str, list[str]]:
+def pop_component_names(
+    top: dict[str, h5py.Dataset], globals_: Mapping[str, Any], key_of: Callable[[str], str]
+) -> dict[str, list[str]]:
     """Remove component-name datasets listed in ``ReducedDimsColNames<i>``; obsm key → names."""
     out: dict[str, list[str]] = {}
     for form in EMBEDDING_FORMS.values():
@@ -86,7 +88,7 @@ def pop_component_names(top: dict[str, h5py.Dataset], globals_: Mapping[str, Any
     return out
 
 
-def scope_clusterings(record: np.ndarray, meta: Any) -> dict[str, pd.Categorical] | None:
+def scope_clusterings(record: np.ndarray, meta: Any) -> dict[str, pd.Categorical[str]] | None:
     """SCope's ``Clusterings`` record as categorical columns named and labelled from ``MetaData``.
 
     ``None`` when ``MetaData`` does not describe every field (the record is then kept as it is).
@@ -113,7 +115,7 @@ def scope_clusterings(record: np.ndarray, meta: Any) -> dict[str, pd.Categorical
     described = {str(c.get("id")): c for c in meta["clusterings"] if isinstance(c, dict)}
     if not record.dtype.names or any(f not in described for f in record.dtype.names):
         return None
-    out: dict[str, pd.Categorical] = {}
+    out: dict[str, pd.Categorical[str]] = {}
     for field in record.dtype.names:
         entry = described[field]
         clusters = sorted(

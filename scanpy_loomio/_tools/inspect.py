@@ -61,7 +61,7 @@ class Element:
 
 @dataclass
 class LoomSummary:
-    """What :func:`inspect_loom` found; :meth:`render` gives the text ``scanpy-loomio inspect`` prints."""
+    """What :func:`inspect_loom` found; :meth:`~LoomSummary.render` gives the text ``scanpy-loomio inspect`` prints."""
 
     path: Path
     size: int

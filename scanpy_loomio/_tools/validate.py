@@ -646,7 +646,7 @@ def validate_loom(
 
     Returns
     -------
-    The report: :attr:`~ValidationReport.problems`, :attr:`~ValidationReport.ok`, and a text rendering.
+    The report: ``problems``, :attr:`~ValidationReport.ok`, and a text rendering.
 
     Raises
     ------

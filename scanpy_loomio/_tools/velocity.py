@@ -9,6 +9,7 @@ position, and every choice is reported.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -201,7 +202,9 @@ def add_velocity_layers(
     loom_samples = np.concatenate(
         [
             _loom_sample(path, np.array([t for t, _ in split[start : start + d.n_obs]], dtype=object))
-            for path, d, start in zip(paths, data, np.cumsum([0] + [d.n_obs for d in data[:-1]]), strict=True)
+            for path, d, start in zip(
+                paths, data, itertools.accumulate((d.n_obs for d in data[:-1]), initial=0), strict=True
+            )
         ]
     )
     loom_barcodes = np.array([b for _, b in split], dtype=object)
@@ -224,7 +227,7 @@ def add_velocity_layers(
         tag, barcode = split_cell_name(str(name))
         if cell_samples is not None:
             wanted = cell_samples[i]
-        elif sample_map is not None and tag in sample_map:
+        elif isinstance(sample_map, Mapping) and tag in sample_map:
             wanted = sample_map[tag]
         elif tag in samples:
             wanted = tag
