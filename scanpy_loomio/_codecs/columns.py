@@ -100,11 +100,11 @@ def _encode_nullable(series: pd.Series, dtype: pd.BooleanDtype | IntegerDtype) -
     array = series.array
     mask = np.asarray(array.isna(), dtype=bool)
     if isinstance(dtype, pd.BooleanDtype):
-        kind, numpy_dtype = "nullable-boolean", np.dtype(np.uint8)
+        tag, numpy_dtype = ColumnTag("nullable-boolean", dtype=str(dtype)), np.dtype(np.uint8)
     else:
-        kind, numpy_dtype = "nullable-integer", _numpy_dtype(dtype)
+        tag, numpy_dtype = ColumnTag("nullable-integer", dtype=str(dtype)), _numpy_dtype(dtype)
     values = np.asarray(array.to_numpy(dtype=numpy_dtype, na_value=0))
-    return EncodedColumn(values, ColumnTag(kind, dtype=str(dtype)), _mask_aux(mask))
+    return EncodedColumn(values, tag, _mask_aux(mask))
 
 
 def _numpy_dtype(dtype: IntegerDtype) -> np.dtype:
@@ -246,7 +246,7 @@ def decode_column(values: np.ndarray, codec: ColumnTag | None, aux: dict[str, np
     if kind == "string":
         text = plain_values(values)
         if codec.dtype is not None:
-            array = pd.array(text, dtype=codec.dtype)
+            array: Any = pd.array(text, dtype=codec.dtype)  # type: ignore[call-overload]  # a pandas string dtype
             if mask is not None:
                 array[mask] = pd.NA
             return array

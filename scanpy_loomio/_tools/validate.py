@@ -496,12 +496,12 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
     if record.raw and f"{SIDECAR_GROUP}/raw" not in file:
         out.add("warning", f"/{SIDECAR_GROUP}/raw", f"missing (raw){removed}", check=check)
     for where, obj, graph in tagged_matrices(file):
-        problem = tag_problem(obj, graph=graph)
-        if problem:
+        tag_error = tag_problem(obj, graph=graph)
+        if tag_error is not None:
             out.add(
                 "error",
                 where,
-                f"a codec attribute with {problem}; expected the description this package writes",
+                f"a codec attribute with {tag_error}; expected the description this package writes",
                 f"delete the attribute scanpy_loomio_codec of {where} to read the values as plain loom",
                 check=check,
             )
