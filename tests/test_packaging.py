@@ -125,5 +125,6 @@ def test_mypy_checks_modules_that_exist():
     assert checked
     for module in checked:
         path = ROOT.joinpath(*module.removesuffix(".*").split("."))
-        assert path.is_dir() if module.endswith(".*") else path.with_suffix(".py").is_file(), module
+        is_package = (path / "__init__.py").is_file()
+        assert is_package if module.endswith(".*") else (path.with_suffix(".py").is_file() or is_package), module
     assert "mypy" not in " ".join(pyproject()["project"]["dependencies"])  # a development tool only
