@@ -43,6 +43,7 @@ from scanpy_loomio._elements.toolfiles import (
     scope_clusterings,
 )
 from scanpy_loomio._errors import LoomReadWarning
+from scanpy_loomio._read.detect import decode_json_global
 from scanpy_loomio._spec.facts import Axis, is_text_dtype
 from scanpy_loomio.conventions import CONVENTIONS, EMBEDDING_FORMS, Convention, name_candidates
 
@@ -167,8 +168,6 @@ def _record_to_frame(record: np.ndarray, where: str) -> pd.DataFrame:
 
 
 def _scope_metadata(globals_: Mapping[str, Any]) -> Any:
-    from scanpy_loomio._read.detect import decode_json_global
-
     meta = globals_.get("MetaData")
     return decode_json_global(meta) if isinstance(meta, str) else meta
 
@@ -401,8 +400,6 @@ def decode_foreign_global(key: str, value: Any, convention: Convention) -> Any:
     JSON is decoded for the globals the convention (or any registered convention) names in ``json_globals``, and
     only into a dict or list; other text stays text.
     """
-    from scanpy_loomio._read.detect import decode_json_global
-
     json_names = set(convention.json_globals).union(*(c.json_globals for c in CONVENTIONS.values()))
     if key in json_names and isinstance(value, str):
         decoded = decode_json_global(value)

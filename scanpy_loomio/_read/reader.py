@@ -19,12 +19,14 @@ import h5py
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+from anndata.utils import make_index_unique
 from scipy import sparse
 
 from scanpy_loomio import _matrix
 from scanpy_loomio._codecs.auxiliary import get_aux_attributes
 from scanpy_loomio._codecs.columns import CodecMismatch, decode_column, plain_values
 from scanpy_loomio._codecs.rtypes import enum_labels, enum_mapping
+from scanpy_loomio._codecs.text import looks_like_bytes_repr, repair_bytes_repr
 from scanpy_loomio._compat import quiet_anndata
 from scanpy_loomio._elements.embeddings import restore as restore_embedding
 from scanpy_loomio._elements.globals import decode_global, read_globals
@@ -40,6 +42,7 @@ from scanpy_loomio._guards import (
     open_read_only,
     resolve_memory_limit,
 )
+from scanpy_loomio._read.detect import detect_convention
 from scanpy_loomio._read.foreign import (
     ForeignAxis,
     choose_index_attr,
@@ -59,6 +62,7 @@ from scanpy_loomio._record.tags import (
     layer_tag,
     stored_tag_text,
 )
+from scanpy_loomio._settings import progress_default
 from scanpy_loomio._spec.facts import AXES
 from scanpy_loomio._spec.rules import layer_violations, raise_first
 from scanpy_loomio.conventions import Convention, get_convention
@@ -132,8 +136,6 @@ class LoomReader:
                 return get_convention(self.metadata.convention)
             except ValueError:
                 pass
-        from scanpy_loomio._read.detect import detect_convention
-
         return detect_convention(self.file, self.globals)
 
     @property
@@ -349,8 +351,6 @@ class LoomReader:
 
     def _make_unique(self, axis: str, frame: pd.DataFrame, index_attr: str, group_path: str) -> pd.DataFrame:
         """Unique names (anndata's ``make_index_unique``), the originals kept in a column named as the attribute."""
-        from anndata.utils import make_index_unique
-
         original = frame.index
         column = index_attr.replace("/", "_")
         while column in frame.columns:
@@ -414,8 +414,6 @@ class LoomReader:
 
     def _bytes_text(self, axis: str, columns: dict[str | None, Any]) -> dict[str | None, Any]:
         """Flag (or, with ``repair_bytes_text=True``, repair) loompy 3's ``"b'...'"`` text; key ``None``: the names."""
-        from scanpy_loomio._codecs.text import looks_like_bytes_repr, repair_bytes_repr
-
         out = dict(columns)
         for name, values in columns.items():
             if isinstance(values, np.ndarray) and values.dtype == object and looks_like_bytes_repr(values):
@@ -679,8 +677,6 @@ def read_loom_full(
     >>> adata.obs["louvain"].dtype.name
     'category'
     """
-    from scanpy_loomio._write.writer import _progress_default
-
     if isinstance(filename, AnnData):
         msg = "read_loom_full(filename): got an AnnData; pass the path of a .loom file."
         raise TypeError(msg)
@@ -698,7 +694,7 @@ def read_loom_full(
         matrices=matrices,
         repair_bytes_text=repair_bytes_text,
         n_threads=n_threads,
-        progress=_progress_default(progress),
+        progress=progress_default(progress),
     )
     limit = resolve_memory_limit(memory_limit)
     with _open_read_only(path) as file, converted_read_errors(path):

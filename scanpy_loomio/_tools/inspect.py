@@ -21,12 +21,12 @@ from scanpy_loomio._codecs.text import decode_text
 from scanpy_loomio._elements.globals import GLOBALS_GROUP, read_globals
 from scanpy_loomio._errors import LoomFormatError
 from scanpy_loomio._guards import check_structure, open_read_only
-from scanpy_loomio._read.detect import _attr_names, rank_conventions, summarize
+from scanpy_loomio._read.detect import attribute_names, rank_conventions, summarize
 from scanpy_loomio._read.plan import plan_read
 from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata
 from scanpy_loomio._record.tags import ColumnTag, MatrixTag, TagError, column_tag, layer_tag
 from scanpy_loomio._spec.facts import LOOM_GROUPS, is_text_dtype, spec_version
-from scanpy_loomio._tools.validate import ValidationReport, _Collector, _spec_problems
+from scanpy_loomio._tools.validate import Collector, ValidationReport, spec_problems
 from scanpy_loomio.conventions import DEFAULT_CONVENTION, get_convention
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ def _attributes(group: h5py.Group | None, loom: str, coded: dict[tuple[str, str]
     if not isinstance(group, h5py.Group):
         return []
     out = []
-    for full in sorted(_attr_names(group)[0]):  # datasets, and those in groups nested one level down
+    for full in sorted(attribute_names(group)[0]):  # datasets, and those in groups nested one level down
         dset = group[full]
         codec = _column_tag(dset)
         note = coded.get((loom, full), "")
@@ -482,7 +482,7 @@ def inspect_loom(filename: str | os.PathLike[str]) -> LoomSummary:
         except ValueError:
             convention = get_convention(DEFAULT_CONVENTION)
         spec = ValidationReport(path, spec_version=spec_version(globals_))
-        _spec_problems(file, _Collector(spec), globals_, convention)
+        spec_problems(file, Collector(spec), globals_, convention)
         plan = plan_read(file, path)
         if plan.shell is None:
             raise LoomFormatError(plan.error)

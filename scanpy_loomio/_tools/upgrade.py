@@ -49,7 +49,7 @@ from scanpy_loomio._guards import open_read_only
 from scanpy_loomio._read.plan import plan_read
 from scanpy_loomio._record.record import RESERVED_GLOBALS
 from scanpy_loomio._spec.facts import AXES, Axis, is_text_dtype
-from scanpy_loomio._tools.update import _Stored, _update
+from scanpy_loomio._tools.update import StoredMatrix, update_file
 from scanpy_loomio._write.atomic import atomic_target
 from scanpy_loomio.conventions import Convention
 
@@ -177,7 +177,7 @@ def _placeholders(file: h5py.File, adata: AnnData) -> None:
     """
 
     def stand_in(dset: h5py.Dataset) -> Any:
-        kind = _Stored.of(dset).kind
+        kind = StoredMatrix.of(dset).kind
         if kind is None:
             return None
         dtype = np.dtype(kind.dtype)
@@ -188,7 +188,7 @@ def _placeholders(file: h5py.File, adata: AnnData) -> None:
     adata.X = stand_in(file["matrix"])
     layers = file.get("layers")
     for name, dset in layers.items() if isinstance(layers, h5py.Group) else ():
-        if isinstance(dset, h5py.Dataset) and not _Stored.of(dset).filled:
+        if isinstance(dset, h5py.Dataset) and not StoredMatrix.of(dset).filled:
             adata.layers[name] = stand_in(dset)
 
 
@@ -337,7 +337,7 @@ def upgrade_loom(
     }
     # and no layers are asked for: the upgrade adds none, whatever the convention's tool needs
     as_stored = dataclasses.replace(convention, required_layers=(), **keep)
-    _update(
+    update_file(
         path,
         adata,
         convention=as_stored,

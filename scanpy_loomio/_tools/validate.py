@@ -28,7 +28,7 @@ from scanpy_loomio._elements.orientation import stored_transposed
 from scanpy_loomio._elements.scope import uses_scope_layout
 from scanpy_loomio._errors import LoomFormatError
 from scanpy_loomio._guards import check_structure, open_read_only
-from scanpy_loomio._read.detect import _attr_names, rank_conventions, summarize
+from scanpy_loomio._read.detect import attribute_names, rank_conventions, summarize
 from scanpy_loomio._read.plan import ReadPlan, plan_read
 from scanpy_loomio._record.checks import tag_problem, tagged_matrices
 from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata
@@ -129,7 +129,7 @@ class ValidationReport:
         return "\n".join([*lines, verdict])
 
 
-class _Collector:
+class Collector:
     """Collects problems for one file, naming it in every fix that needs the path."""
 
     def __init__(self, report: ValidationReport) -> None:
@@ -154,7 +154,7 @@ def _dtype_text(dtype: np.dtype) -> str:
     return f"dtype {dtype}"
 
 
-def _check_matrix_dtype(out: _Collector, where: str, dtype: np.dtype) -> None:
+def _check_matrix_dtype(out: Collector, where: str, dtype: np.dtype) -> None:
     if dtype in NUMERIC_DTYPES:
         return
     fix = "store booleans as uint8 (0/1)" if dtype.kind == "b" else "store integers or floats"
@@ -162,7 +162,7 @@ def _check_matrix_dtype(out: _Collector, where: str, dtype: np.dtype) -> None:
 
 
 def _check_attribute(
-    out: _Collector, where: str, obj: object, n: int, axis: str, version: str | None, records: Convention | None
+    out: Collector, where: str, obj: object, n: int, axis: str, version: str | None, records: Convention | None
 ) -> None:
     """``records``: the file's convention when it stores records (compound attributes) on purpose."""
     if isinstance(obj, h5py.Group):
@@ -208,7 +208,7 @@ def _check_attribute(
         _check_matrix_dtype(out, where, dtype)
 
 
-def _check_text(out: _Collector, where: str, dset: h5py.Dataset, version: str | None) -> None:
+def _check_text(out: Collector, where: str, dset: h5py.Dataset, version: str | None) -> None:
     variable = dset.dtype.kind == "O"
     if version == "3.0.0" and not variable:
         out.add(
@@ -231,7 +231,7 @@ def _check_text(out: _Collector, where: str, dset: h5py.Dataset, version: str | 
         out.add("error", where, f"text that is not UTF-8 ({err.reason}); expected UTF-8 text")
 
 
-def _check_graph(out: _Collector, where: str, graph: object, n: int) -> None:
+def _check_graph(out: Collector, where: str, graph: object, n: int) -> None:
     if not isinstance(graph, h5py.Group):
         out.add("error", where, f"a {type(graph).__name__}; a graph is a group of datasets a, b and w", loompy=True)
         return
@@ -298,8 +298,8 @@ def _check_graph(out: _Collector, where: str, graph: object, n: int) -> None:
             )
 
 
-def _spec_problems(
-    file: h5py.File, out: _Collector, globals_: dict[str, Any], convention: Convention | None = None
+def spec_problems(
+    file: h5py.File, out: Collector, globals_: dict[str, Any], convention: Convention | None = None
 ) -> None:
     """Check the loom spec's rules.
 
@@ -409,7 +409,7 @@ def file_convention(file: h5py.File, globals_: dict[str, Any]) -> Convention:
 # -- this package's record ----------------------------------------------------------------------------------------
 
 
-def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any]) -> None:
+def _record_problems(file: h5py.File, out: Collector, globals_: dict[str, Any]) -> None:
     raw = globals_.get(METADATA_KEY)
     if raw is None:
         return
@@ -451,7 +451,7 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
     for axis, loom in (("obs", "col"), ("var", "row")):
         axis_record = getattr(record, axis)
         group = file.get(f"{loom}_attrs")
-        present = _attr_names(group)[0]
+        present = attribute_names(group)[0]
         if axis_record.index_attr is not None and axis_record.index_attr not in present:
             out.add(
                 "warning",
@@ -507,7 +507,7 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
             )
 
 
-def _read_problems(plan: ReadPlan, out: _Collector) -> None:
+def _read_problems(plan: ReadPlan, out: Collector) -> None:
     """What reading everything but the matrices as :func:`read_loom_full` does reports: its warnings and errors."""
     if plan.error is not None:
         out.add("error", "/", f"scanpy_loomio.read_loom_full cannot read it: {plan.error}", check="read")
@@ -532,7 +532,7 @@ def _registered_paths(convention: Convention, globals_: dict[str, Any]) -> set[s
     return found
 
 
-def _convention_problems(file: h5py.File, out: _Collector, convention: Convention, globals_: dict[str, Any]) -> None:
+def _convention_problems(file: h5py.File, out: Collector, convention: Convention, globals_: dict[str, Any]) -> None:
     check = f"convention:{convention.name}"
     tool = convention.tool
     rewrite = f"rewrite it for the tool: scanpy-loomio convert IN OUT --convention {convention.name}"
@@ -671,7 +671,7 @@ def validate_loom(
     path = Path(filename)
     checked = _resolve_conventions(conventions)
     report = ValidationReport(path, conventions=tuple(c.name for c in checked))
-    out = _Collector(report)
+    out = Collector(report)
     with open_read_only(path) as file:
         try:
             check_structure(file, path)
@@ -681,7 +681,7 @@ def validate_loom(
             return report
         globals_ = read_globals(file)
         report.spec_version = spec_version(globals_)
-        _spec_problems(file, out, globals_, file_convention(file, globals_))
+        spec_problems(file, out, globals_, file_convention(file, globals_))
         _record_problems(file, out, globals_)
         for convention in checked:
             _convention_problems(file, out, convention, globals_)
