@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from scanpy_loomio.conventions import DEFAULT_CONVENTION
+
 #: Name of the global attribute holding the record.
 METADATA_KEY = "scanpy_loomio"
 #: Version of the record's layout; a reader refuses records from a newer major version.
@@ -45,7 +47,7 @@ class Metadata:
 
     obs: AxisRecord
     var: AxisRecord
-    convention: str = "loompy"
+    convention: str = DEFAULT_CONVENTION
     layers: list[tuple[str, str]] = field(default_factory=list)
     """``(AnnData layer key, loom layer name)`` in order."""
     uns_keys: list[str] = field(default_factory=list)
@@ -102,7 +104,7 @@ class Metadata:
             return cls(
                 obs=obs,
                 var=var,
-                convention=str(data.get("convention", "loompy")),
+                convention=str(data.get("convention", DEFAULT_CONVENTION)),
                 layers=[(str(k), str(n)) for k, n in data.get("layers", [])],
                 uns_keys=[str(k) for k in data.get("uns_keys", [])],
                 uns_globals={str(k): str(v) for k, v in data.get("uns_globals", {}).items()},
