@@ -88,10 +88,11 @@ def pop_component_names(
     return out
 
 
-def scope_clusterings(record: np.ndarray, meta: Any) -> dict[str, pd.Categorical[str]] | None:
+def scope_clusterings(record: np.ndarray, meta: Any, attr: str) -> dict[str, pd.Categorical[str]] | None:
     """SCope's ``Clusterings`` record as categorical columns named and labelled from ``MetaData``.
 
-    ``None`` when ``MetaData`` does not describe every field (the record is then kept as it is).
+    ``None`` when ``MetaData`` does not describe every field (the record is then kept as it is). ``attr`` is the
+    record's attribute name; an unnamed clustering is ``<attr>_<id>``.
 
     Examples
     --------
@@ -107,7 +108,7 @@ def scope_clusterings(record: np.ndarray, meta: Any) -> dict[str, pd.Categorical
     ...         }
     ...     ]
     ... }
-    >>> scope_clusterings(rec, meta)["Cell Type"].tolist()
+    >>> scope_clusterings(rec, meta, "Clusterings")["Cell Type"].tolist()
     ['A', 'B', 'A']
     """
     if not isinstance(meta, dict) or not isinstance(meta.get("clusterings"), list):
@@ -127,6 +128,6 @@ def scope_clusterings(record: np.ndarray, meta: Any) -> dict[str, pd.Categorical
             labels = [f"{c['id']}: {label}" for c, label in zip(clusters, labels, strict=True)]
         position = {cid: i for i, cid in enumerate(ids)}
         codes = np.array([position.get(int(v), -1) for v in record[field]], dtype=np.int64)
-        name = str(entry.get("name") or f"Clusterings_{field}")
+        name = str(entry.get("name") or f"{attr}_{field}")
         out[name] = pd.Categorical.from_codes(codes, categories=pd.Index(labels))
     return out

@@ -23,6 +23,9 @@ from libcst.metadata import (
     ScopeProvider,
 )
 
+from scanpy_loomio.conventions import get_convention
+from scanpy_loomio.conventions.table import ANNDATA_CONVENTION
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
@@ -49,8 +52,11 @@ READ_KEYWORDS = frozenset(
 )
 # Expressions that carry the same values as the index they are called on.
 SAME_VALUES_SUFFIXES = frozenset({"values", "to_numpy", "tolist", "to_list"})
-# The workaround column each axis got, and the attributes that hold that axis' index.
-WORKAROUNDS = {"obs": ("CellID", "obs_names"), "var": ("Gene", "var_names")}
+# What anndata's read_loom does by default (its row in the convention table): where it looks for the names, and
+# the layer it makes X.
+ANNDATA_READER = get_convention(ANNDATA_CONVENTION)
+# The workaround column each axis got (where read_loom looks for the names), and the attribute holding that axis' index.
+WORKAROUNDS = {axis: (column, f"{axis}_names") for axis, column in ANNDATA_READER.reader_names.items()}
 
 
 @dataclass
@@ -367,8 +373,8 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
         if not any(_arg_keyword(arg) == "X_name" for arg in original.args):
             self._note(
                 original,
-                "read_loom made a 'spliced' layer X by default, read_loom_full keeps /matrix as X; "
-                "add X_name='spliced' if the pipeline relied on that",
+                f"read_loom made a {ANNDATA_READER.reader_x_layer!r} layer X by default, read_loom_full keeps "
+                f"/matrix as X; add X_name={ANNDATA_READER.reader_x_layer!r} if the pipeline relied on that",
             )
         return updated.with_changes(args=args)
 

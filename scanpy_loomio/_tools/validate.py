@@ -36,6 +36,7 @@ from scanpy_loomio._record.tags import TagError, graph_tag
 from scanpy_loomio._spec.facts import LOOM_GROUPS, NUMERIC_DTYPES, is_text_dtype, spec_version
 from scanpy_loomio._spec.rules import edge_list_violations, group_violations, layer_violations
 from scanpy_loomio.conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention, get_convention
+from scanpy_loomio.conventions.model import LOOM_SPEC_VERSIONS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -313,14 +314,16 @@ def spec_problems(
         else None
     )
     if version is None:
+        default_spec = get_convention(DEFAULT_CONVENTION).spec_version
         out.add(
             "warning",
             "/",
             "no LOOM_SPEC_VERSION global attribute; readers have to guess the layout",
-            "write with scanpy_loomio.write_loom_full, which states spec 3.0.0",
+            f"write with scanpy_loomio.write_loom_full, which states spec {default_spec}",
         )
-    elif version not in ("2.0.1", "3.0.0"):
-        out.add("warning", "/", f"LOOM_SPEC_VERSION {version!r}; known versions are '2.0.1' and '3.0.0'")
+    elif version not in LOOM_SPEC_VERSIONS:
+        known = " and ".join(map(repr, LOOM_SPEC_VERSIONS))
+        out.add("warning", "/", f"LOOM_SPEC_VERSION {version!r}; known versions are {known}")
     attrs_group = file.get(GLOBALS_GROUP)
     if version == "3.0.0" and not isinstance(attrs_group, h5py.Group):
         out.add(

@@ -25,12 +25,15 @@ from anndata import AnnData
 from scipy import sparse
 
 from scanpy_loomio._read.reader import read_loom_full
+from scanpy_loomio.conventions import get_convention
+from scanpy_loomio.conventions.table import VELOCYTO_CONVENTION
 
 __all__ = ["VelocityReport", "add_velocity_layers", "split_cell_name"]
 
 logger = logging.getLogger("scanpy_loomio")
 
-VELOCITY_LAYERS = ("spliced", "unspliced", "ambiguous")
+#: The layers added by default: the ones velocyto writes, from its row in the convention table.
+VELOCITY_LAYERS = get_convention(VELOCYTO_CONVENTION).required_layers
 _BARCODE = re.compile(r"[ACGTN]{6,}")
 _SEPARATORS = "_:-.#/ "
 

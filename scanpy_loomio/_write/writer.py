@@ -26,7 +26,6 @@ from scanpy_loomio._elements.embeddings import EmbeddingPlan, attribute_values, 
 from scanpy_loomio._elements.globals import encode_global, json_tag, scalar_tag, write_globals
 from scanpy_loomio._elements.graphs import weights_exact_as_float, write_graph
 from scanpy_loomio._elements.scope import (
-    SCOPE_EMBEDDING_PAIR,
     ScopeLayout,
     plan_scope_embeddings,
     plan_scope_layout,
@@ -322,8 +321,8 @@ def plan_write(
     tool_globals = registry_globals(
         [("col_attrs", e) for e in obs.embeddings] + [("row_attrs", e) for e in var.embeddings]
     )
-    if scope is not None and scope.metadata is not None:
-        tool_globals["MetaData"] = scope.metadata
+    if scope is not None:
+        tool_globals.update(scope.globals)
     if adata.raw is not None and not convention.sidecar:
         _lossy(policy, f"raw: convention {convention.name!r} allows no extra group to keep it.")
     metadata = Metadata(
@@ -359,19 +358,17 @@ def _plan_scope(adata: AnnData, obs: AxisPlan, convention: Convention) -> ScopeL
     """SCope's layout for conventions that name its attributes; names the AnnData already uses are left out."""
     if not uses_scope_layout(convention):
         return None
-    plan_scope_embeddings(obs.embeddings, adata.uns)
-    layout = plan_scope_layout(obs.embeddings, obs.columns, adata.n_obs, adata.uns)
+    plan_scope_embeddings(obs.embeddings, adata.uns, convention)
+    layout = plan_scope_layout(obs.embeddings, obs.columns, adata.n_obs, adata.uns, convention)
     taken = {obs.index_attr, *(a for _, a, _ in obs.columns)}
     taken |= {a for e in obs.embeddings if e.storage != "pair" for a in e.attrs}
     for name in [n for n in layout.attrs if n in taken]:
-        if name in SCOPE_EMBEDDING_PAIR:
+        if name in convention.embedding_pair_attrs:
             msg = (
                 f"obs: an attribute named {name!r} is taken, and convention {convention.name!r} keeps embeddings there"
             )
             raise LossyWriteError(msg)
         del layout.attrs[name]
-    if "MetaData" in adata.uns and layout.metadata is not None:
-        layout.metadata = None
     return layout
 
 
