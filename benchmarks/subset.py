@@ -121,6 +121,7 @@ def make_file(size: str, data_dir: Path) -> Path:
 
 def table(results: dict[str, list[dict]]) -> str:
     """Markdown table of medians, with ratios to the full read."""
+
     def median(op: str, field: str) -> float:
         return statistics.median(r[field] for r in results[op])
 
