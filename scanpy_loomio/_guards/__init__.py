@@ -14,8 +14,8 @@ what is stored. Before anything is read, this module
   trusts and hangs or allocates gigabytes on when they are damaged (:func:`check_global_heaps`,
   :func:`check_vlen_datasets`);
 - checks that the loom objects are of the kinds the reader expects, and that this package's own record and codec
-  attributes are well-formed and still fit the file (:func:`check_layout`, :func:`usable_metadata`,
-  :func:`check_codecs`);
+  attributes are well-formed and still fit the file (:func:`check_layout`, :func:`~scanpy_loomio._record.checks.usable_metadata`,
+  :func:`~scanpy_loomio._record.checks.check_tags`);
 - estimates the memory the read needs from shapes, dtypes and the chunk index, and refuses files that would need more
   than is available, or that declare far more matrix data than they store (:func:`check_read_size`).
 
@@ -33,7 +33,6 @@ import re
 import stat
 import struct
 import traceback
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,12 +42,13 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 
-from scanpy_loomio._errors import LoomFormatError, LoomReadWarning
-from scanpy_loomio._record.record import Metadata, load_codec
+from scanpy_loomio._errors import LoomFormatError
+from scanpy_loomio._record.checks import check_tags
+from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, graph_tag, layer_tag
+from scanpy_loomio._spec.facts import NUMERIC_KINDS
 
 __all__ = [
     "UnreadableFileError",
-    "check_codecs",
     "check_file",
     "check_global_heaps",
     "check_layout",
@@ -58,7 +58,6 @@ __all__ = [
     "converted_read_errors",
     "open_read_only",
     "resolve_memory_limit",
-    "usable_metadata",
 ]
 
 #: The 8 bytes every HDF5 superblock starts with; it sits at byte 0 or at 512, 1024, 2048, … after a user block.
@@ -67,7 +66,6 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 MAX_DEPTH = 128
 #: Matrix formats and kinds of matrix dtype a codec attribute may name.
 MATRIX_FORMATS = frozenset({"csr", "csc", "dense"})
-NUMERIC_KINDS = frozenset("iufb")
 #: Bytes counted per text value (a Python ``str`` object and its pointer) and per obs/var name (also pandas' index).
 TEXT_VALUE_BYTES = 64
 NAME_BYTES = 128
@@ -481,7 +479,7 @@ def check_file(file: h5py.File, path: Path, *, allow_external: bool = False) -> 
     check_global_heaps(file, path, checked)
     check_vlen_datasets(file, path, datasets, checked)
     check_layout(file, path)
-    check_codecs(file, path)
+    check_tags(file, path)
     return datasets
 
 
@@ -714,153 +712,6 @@ def check_vlen_datasets(
         _check_heaps_at(handle, path, heaps, base, sizeof_size, file_size, checked if checked is not None else set())
 
 
-# -- this package's own record and codecs ---------------------------------------------------------------------------
-#: Original dtypes a record may name for an embedding stored in another dtype.
-_RECORD_DTYPES = frozenset(
-    {None, "bool", "float16", "float32", "float64", *(f"{u}int{b}" for u in ("", "u") for b in (8, 16, 32, 64))}
-)
-
-
-def _record_problem(metadata: Metadata) -> str | None:
-    for axis in ("obs", "var"):
-        record = getattr(metadata, axis)
-        for key, entry in record.multi.items():
-            storage = entry.get("storage")
-            attrs = entry.get("attrs", [])
-            if storage not in ("matrix", "columns", "compound", "pair", "sidecar"):
-                return (
-                    f"{axis}m[{key!r}] has storage {storage!r}, expected 'matrix', 'columns', 'compound', 'pair' or "
-                    "'sidecar'"
-                )
-            if not isinstance(attrs, list) or not all(isinstance(a, str) for a in attrs):
-                return f"{axis}m[{key!r}] lists attributes {attrs!r}, expected a list of names"
-            if storage == "matrix" and len(attrs) != 1:
-                return f"{axis}m[{key!r}] is stored as one attribute but lists {len(attrs)}"
-            if storage == "columns" and not attrs:
-                return f"{axis}m[{key!r}] is stored as columns but lists none"
-            fields = entry.get("fields")
-            if storage == "pair" and (
-                len(attrs) != 2 or not isinstance(fields, list) or len(fields) != 1 or not isinstance(fields[0], str)
-            ):
-                return (
-                    f"{axis}m[{key!r}] is stored as one field of two records but lists {attrs!r} and fields {fields!r}"
-                )
-            if storage == "compound" and (
-                len(attrs) != 1
-                or not isinstance(fields, list)
-                or not fields
-                or not all(isinstance(f, str) for f in fields)
-            ):
-                return f"{axis}m[{key!r}] is stored as one record attribute but lists {len(attrs)} attributes and fields {fields!r}"
-            shape = entry.get("shape", [])
-            if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
-                return f"{axis}m[{key!r}] has shape {shape!r}, expected a list of sizes"
-            if "dtype" in entry and entry["dtype"] not in _RECORD_DTYPES:
-                return f"{axis}m[{key!r}] has dtype {entry['dtype']!r}, expected 'bool', a numeric dtype or none"
-    return None
-
-
-def _file_problem(metadata: Metadata, file: h5py.File) -> str | None:
-    """Where the record points, the file must still hold what it says (another tool may have replaced it)."""
-    for axis, group in (("obs", "col_attrs"), ("var", "row_attrs")):
-        record = getattr(metadata, axis)
-
-        def found(attr: str | None, *, ndim: set[int], text_or_numbers: bool = True, group: str = group) -> str | None:
-            dset = file.get(f"{group}/{attr}") if attr else None
-            if not isinstance(dset, h5py.Dataset):
-                return None  # deleted by another tool: the reader goes without it
-            if dset.ndim in ndim and (not text_or_numbers or _text_or_numbers(dset.dtype)):
-                return None
-            return f"/{group}/{attr}, a {dset.ndim}-D dataset of dtype {dset.dtype}"
-
-        problem = found(record.index_attr, ndim={1})
-        if problem:
-            return f"{axis} names are recorded in {problem}"
-        for key, attr in record.columns:
-            problem = found(attr, ndim={1}, text_or_numbers=False)
-            if problem:
-                return f"{axis}[{key!r}] is recorded in {problem}"
-        for key, entry in record.multi.items():
-            if entry.get("storage") != "columns":
-                continue  # one attribute: a matrix, or records with a field per component (SCope)
-            for attr in entry.get("attrs", []):
-                problem = found(attr, ndim={1})
-                if problem:
-                    return f"{axis}m[{key!r}] is recorded in {problem}"
-    return None
-
-
-def _text_or_numbers(dtype: np.dtype) -> bool:
-    from scanpy_loomio._codecs.text import is_text_dtype
-
-    return dtype.kind in NUMERIC_KINDS or is_text_dtype(dtype)
-
-
-def usable_metadata(metadata: Metadata | None, path: Path, file: h5py.File | None = None) -> Metadata | None:
-    """The record when its entries make sense (and fit ``file``); otherwise ``None`` (plain loom) with a warning."""
-    if metadata is None:
-        return None
-    problem = _record_problem(metadata) or (_file_problem(metadata, file) if file is not None else None)
-    if problem is None:
-        return metadata
-    warnings.warn(
-        f"{path}: the scanpy_loomio record in the global attributes is inconsistent ({problem}); reading the file "
-        "as plain loom. Exact dtypes and index names may not be restored.",
-        LoomReadWarning,
-        stacklevel=4,
-    )
-    return None
-
-
-def _codec_problem(codec: dict[str, Any], *, graph: bool) -> str | None:
-    kind = codec.get("type")
-    if not isinstance(kind, str):
-        return f"type {kind!r} (not a string)"
-    if kind == "absent" and not graph:
-        return None
-    fmt = codec.get("format")
-    if fmt is not None and fmt not in MATRIX_FORMATS:
-        return f"format {fmt!r} (known: {', '.join(sorted(MATRIX_FORMATS))})"
-    if "dtype" in codec:
-        try:
-            dtype = np.dtype(codec["dtype"])
-        except (TypeError, ValueError):
-            return f"dtype {codec['dtype']!r} (not a numpy dtype)"
-        if dtype.kind not in NUMERIC_KINDS:
-            return f"dtype {dtype} (not a number or bool dtype)"
-    return None
-
-
-def check_codecs(file: h5py.File, path: Path) -> None:
-    """Check the codec attributes of the matrix, layers and graphs (the ones that decide how much is built).
-
-    Raises
-    ------
-    LoomFormatError
-        Naming the dataset or graph whose codec attribute is malformed.
-    """
-    from scanpy_loomio._record.record import CODEC_ATTR
-
-    candidates: list[tuple[str, Any, bool]] = []
-    if isinstance(file.get("matrix"), h5py.Dataset):
-        candidates.append(("/matrix", file["matrix"], False))
-    for group_name, graph in (("layers", False), ("col_graphs", True), ("row_graphs", True)):
-        group = file.get(group_name)
-        if isinstance(group, h5py.Group):
-            candidates.extend((_join(group.name, n), obj, graph) for n, obj in group.items() if obj is not None)
-    for where, obj, graph in candidates:
-        codec = load_codec(obj)
-        problem = None if codec is None else _codec_problem(codec, graph=graph)
-        if problem:
-            raise _error(
-                path,
-                where,
-                f"a {CODEC_ATTR} attribute with {problem}",
-                "the description this package writes",
-                f"Delete the attribute (with h5py: del f[{where!r}].attrs[{CODEC_ATTR!r}]) to read the values as plain loom.",
-            )
-
-
 # -- memory ----------------------------------------------------------------------------------------------------------
 def _read_int(path: str) -> int | None:
     try:
@@ -961,11 +812,12 @@ def _matrix_costs(path: Path, info: DatasetInfo, *, sparse: bool, dtype: str | N
             f"a {dset.ndim}-D dataset of dtype {dset.dtype}",
             "a 2-D dataset of numbers (genes × cells)",
         )
-    codec = load_codec(dset) or {}
-    if codec.get("type") == "absent":
+    tag = layer_tag(dset)  # checked by check_tags before
+    if isinstance(tag, AbsentMatrixTag):
         return []
-    fmt = codec.get("format") or ("csr" if sparse else "dense")
-    out_dtype = np.dtype(codec.get("dtype") or dtype or dset.dtype)
+    kind = tag if isinstance(tag, MatrixTag) else None
+    fmt = (kind.format if kind else None) or ("csr" if sparse else "dense")
+    out_dtype = np.dtype((kind.dtype if kind else None) or dtype or dset.dtype)
     elements = _elements(dset.shape)
     declared = elements * max(dset.dtype.itemsize, out_dtype.itemsize)
     costs: list[Cost] = []
@@ -1055,9 +907,9 @@ def check_read_size(
         if not isinstance(group, h5py.Group):
             continue
         for name, graph in group.items():
-            codec = load_codec(graph) if graph is not None else None
-            if codec and codec.get("format") == "dense":
-                itemsize = np.dtype(codec.get("dtype", "float64")).itemsize
+            codec = graph_tag(graph) if graph is not None else None
+            if codec and codec.matrix.format == "dense":
+                itemsize = np.dtype(codec.matrix.dtype or "float64").itemsize
                 costs.append(Cost(_join(group.name, name), n * n * itemsize, f"a dense {n} × {n} graph"))
     need = sum(c.nbytes for c in costs)
     if limit is None or need <= limit:

@@ -19,7 +19,7 @@ from scipy import sparse as sp
 from scanpy_loomio import _matrix
 from scanpy_loomio._compat import quiet_anndata
 from scanpy_loomio._matrix.subset import read_selection
-from scanpy_loomio._record.record import load_codec
+from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, layer_tag
 
 if TYPE_CHECKING:
     import h5py
@@ -45,10 +45,11 @@ def read_stored_matrix(
     genes. ``template``: nothing is read; an all-zero matrix of this shape, of the container and dtype reading would
     give. ``cells``/``genes``: increasing positions without repeats to read (``None``: all).
     """
-    codec = load_codec(dset) or {}
-    if codec.get("type") == "absent":
+    tag = layer_tag(dset)
+    if isinstance(tag, AbsentMatrixTag):
         return None
-    fmt = codec.get("format") or ("csr" if sparse else "dense")
+    kind = tag if isinstance(tag, MatrixTag) else None
+    fmt = (kind.format if kind else None) or ("csr" if sparse else "dense")
     if template is not None:
         value = _matrix.empty_like_read(dset, template, format=fmt)
     elif transposed:  # stored cells × genes: read it as the other orientation, then turn it
@@ -57,10 +58,10 @@ def read_stored_matrix(
         value = np.ascontiguousarray(value) if fmt == "dense" else value
     else:
         value = _read(dset, fmt, genes, cells, n_threads, progress)
-    dtype = dtype or codec.get("dtype")
+    dtype = dtype or (kind.dtype if kind else None)
     if dtype is not None and value.dtype != np.dtype(dtype):
         value = value.astype(dtype)
-    if codec.get("type", "").endswith("_array"):
+    if kind is not None and kind.is_sparse_array:
         value = sp.csc_array(value) if fmt == "csc" else sp.csr_array(value)
     return value
 
