@@ -12,9 +12,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 from anndata import AnnData
-from helpers import assert_reads_equal, layer_keys
+from helpers import assert_reads_equal, layer_keys, write_loom_as_anndata_did
 from scipy import sparse
 from test_subset import FOREIGN, ROOT, rich
 
@@ -180,3 +181,33 @@ def test_runs_on_distributed_workers(rich_file, full):
     reads = [task for task in stream.data if "read-loom-" in str(task["key"])]
     assert len(reads) >= 3 * 5  # five blocks of each matrix, read by the workers
     assert {task["worker"] for task in reads} <= workers
+
+
+@pytest.mark.parametrize("options", [{"sparse": False}, {"X_name": "spliced", "dtype": "float64"}, {"cleanup": True}])
+def test_reading_options_as_the_full_read(tmp_path, options):
+    rng = np.random.default_rng(4)
+    counts = sparse.random(130, 40, density=0.3, format="csr", dtype=np.float32, random_state=4)
+    adata = AnnData(counts, layers={"spliced": counts * 2, "unspliced": counts})
+    adata.obs["batch"] = "one"  # constant: cleanup moves it to uns
+    adata.obs["depth"] = rng.random(130)
+    path = write_loom_as_anndata_did(tmp_path / "loompy.loom", adata)  # no record: options decide
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoomReadWarning)
+        whole = read_loom_full(path, **options)
+        lazy = read_loom_lazy(path, chunks=64, **options)
+    if not options.get("sparse", True):
+        assert isinstance(lazy.X.blocks[0].compute(), np.ndarray)
+    assert_reads_equal(whole, lazy.to_memory())
+
+
+def test_empty_and_absent(tmp_path):
+    path = tmp_path / "empty.loom"
+    write_loom_full(path, AnnData(sparse.csr_matrix((0, 12), dtype=np.float32)))
+    lazy = read_loom_lazy(path)
+    assert lazy.shape == (0, 12) and lazy.X.compute().shape == (0, 12)
+    path = tmp_path / "no_x.loom"
+    adata = AnnData(obs=pd.DataFrame(index=[f"c{i}" for i in range(5)]), var=pd.DataFrame(index=["g0", "g1"]))
+    write_loom_full(path, adata)
+    lazy = read_loom_lazy(path)
+    assert lazy.X is None
+    assert_reads_equal(read_loom_full(path), lazy.to_memory())

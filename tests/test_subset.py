@@ -268,3 +268,16 @@ def test_damaged_chunk_names_the_file_and_the_chunk(tmp_path):
         handle.write(b"\x00" * info.size)
     with h5py.File(path, "r") as f, pytest.raises(LoomFormatError, match=r"broken\.loom: the chunk at \(64, 128\)"):
         read_selection(f["matrix"], np.array([70]), np.array([130, 150]))
+
+
+def test_damaged_chunk_index_fails_as_a_format_error(tmp_path, rich_file):
+    path = tmp_path / "index.loom"
+    shutil.copyfile(rich_file, path)
+    data = bytearray(path.read_bytes())
+    nodes = [i for i in range(len(data) - 5) if data[i : i + 5] == b"TREE\x01"]  # chunk index nodes
+    assert len(nodes) > 3
+    for at in nodes[1:]:
+        data[at + 6 : at + 8] = b"\xff\xff"  # entries used: far more than a node holds
+    path.write_bytes(bytes(data))
+    with pytest.raises(LoomFormatError, match=path.name):
+        read_loom_full(path, obs=[1, 2], var=[3])

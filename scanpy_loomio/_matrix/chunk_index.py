@@ -29,6 +29,9 @@ _BTREE_RAW_DATA = 1
 _NODE_HEADER = 24  # "TREE", type, level, entries used, left and right sibling addresses
 _MAX_DEPTH = 64
 _FIRST_READ = 4096
+#: Object headers are a few kilobytes; these bound what a damaged one can make the parser read.
+_MAX_HEADER_BLOCKS = 64
+_MAX_HEADER_BYTES = 2**20
 
 
 class _Unparsable(Exception):
@@ -169,11 +172,11 @@ def _messages(reader: _Nodes, header: int) -> list[tuple[int, bytes]]:
     else:
         raise _Unparsable
     out: list[tuple[int, bytes]] = []
-    for _ in range(1000):
+    for _ in range(_MAX_HEADER_BLOCKS):
         if not blocks:
             return out
         start, size, continued = blocks.pop(0)
-        if size > 2**24:
+        if size > _MAX_HEADER_BYTES:
             raise _Unparsable
         data = reader.read(start, size)
         at, end = 0, len(data)
@@ -241,7 +244,9 @@ def _walk(
         stops[last] = bounds[:, 1]  # a node's last child reaches as far as the node does
         if np.any(stops <= starts):
             raise _Unparsable
+        # children cover disjoint parts of their parent's range: each level visits at most one node per chunk wanted
         starts = np.maximum(starts, bounds[node_of, 0])
+        stops = np.minimum(stops, bounds[node_of, 1])
         hit = np.searchsorted(wanted, starts) < np.searchsorted(wanted, stops)
         children = words[hit, -1].astype(np.int64)
         nodes = list(zip(children.tolist(), starts[hit].tolist(), stops[hit].tolist(), strict=True))

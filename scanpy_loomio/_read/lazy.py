@@ -27,6 +27,7 @@ from scanpy_loomio._guards import (
     open_read_only,
     resolve_memory_limit,
 )
+from scanpy_loomio._matrix import resolve_threads
 from scanpy_loomio._read.reader import LoomReader, ReadOptions
 from scanpy_loomio._read.selection import read_stored_matrix, resolve_selection
 from scanpy_loomio.conventions import Convention, get_convention
@@ -213,6 +214,7 @@ def read_loom_lazy(
     if chunks is not None and (isinstance(chunks, bool) or not isinstance(chunks, int | np.integer) or chunks < 1):
         msg = f"read_loom_lazy(chunks={chunks!r}): pass a positive number of cells per block, or None"
         raise ValueError(msg)
+    resolve_threads(n_threads)  # refuse a bad value now, not in every task
     path = Path(os.path.abspath(filename))
     options = ReadOptions(
         convention=get_convention(convention) if convention is not None else None,
