@@ -140,6 +140,10 @@ def test_file_changed_since(tmp_path):
     write_loom_full(path, AnnData(np.ones((50, 20), dtype=np.float32)))
     with pytest.raises(LoomFormatError, match="changed since"):
         lazy.X.compute()
+    lazy = read_loom_lazy(path)
+    write_loom_full(path, AnnData(np.full((50, 20), 2, dtype=np.float32)))  # the same shape, other values
+    with pytest.raises(LoomFormatError, match="changed since"):
+        lazy.X.compute()
 
 
 def test_without_dask_says_what_to_install(rich_file):

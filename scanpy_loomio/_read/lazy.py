@@ -10,6 +10,7 @@ share).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from scanpy_loomio._guards import (
 )
 from scanpy_loomio._matrix import resolve_threads
 from scanpy_loomio._read.reader import LoomReader, ReadOptions
-from scanpy_loomio._read.selection import read_stored_matrix, resolve_selection
+from scanpy_loomio._read.selection import increasing_positions, read_stored_matrix, resolve_selection
 from scanpy_loomio.conventions import Convention, get_convention
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class LoomMatrix:
     transposed: bool = False
     cast: str | None = None
     n_threads: int = 1
-    stamp: tuple[int, int] = (0, 0)  # size and modification time of the file when the graph was made
+    stamp: tuple[int, int] | None = None  # size and modification time of the file when the graph was made
     cells: np.ndarray | None = None
     genes: np.ndarray | None = None
 
@@ -91,7 +92,7 @@ class LoomMatrix:
             after.append(0 if positions.ndim == 0 else slice(None))
             positions = np.atleast_1d(positions)
             wanted.append(positions if mapping is None else mapping[positions])
-        (cells, cell_order), (genes, gene_order) = (_increasing(p) for p in wanted)
+        (cells, cell_order), (genes, gene_order) = (increasing_positions(p) for p in wanted)
         value = self._read(cells, genes)
         if cell_order is not None:
             value = value[cell_order]
@@ -105,10 +106,17 @@ class LoomMatrix:
             dset = file.get(self.name)
             stored = getattr(dset, "shape", None)
             expected = tuple(self.file_shape or self.shape)
-            if stored is None or tuple(stored if self.transposed else stored[::-1]) != expected:
+            stat = os.stat(path)
+            if self.stamp is not None and (stat.st_size, stat.st_mtime_ns) != tuple(self.stamp):
+                found = f"a file of {stat.st_size} bytes modified at {stat.st_mtime_ns} ns"
+            elif stored is None or tuple(stored if self.transposed else stored[::-1]) != expected:
+                found = f"{self.name}: {'no dataset' if stored is None else f'shape {stored}'}"
+            else:
+                found = None
+            if found is not None:  # annotations read before and matrices read now would not belong together
                 msg = (
-                    f"{path}: {self.name}: found {'no dataset' if stored is None else f'shape {stored}'}; expected "
-                    "the matrix read_loom_lazy found when it was called. The file changed since; read it again."
+                    f"{path}: found {found}; expected the file read_loom_lazy read. The file changed since; "
+                    "read it again."
                 )
                 raise LoomFormatError(msg)
             return read_stored_matrix(
@@ -123,16 +131,7 @@ class LoomMatrix:
 
 
 def _digest(positions: np.ndarray | None) -> str | None:
-    import hashlib
-
     return None if positions is None else hashlib.sha1(positions.tobytes()).hexdigest()
-
-
-def _increasing(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    if positions.size < 2 or bool(np.all(np.diff(positions) > 0)):
-        return positions, None
-    unique, order = np.unique(positions, return_inverse=True)
-    return unique, order.ravel()
 
 
 def read_loom_lazy(

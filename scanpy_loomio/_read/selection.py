@@ -112,8 +112,8 @@ def read_subset(reader: LoomReader, obs: Any, var: Any) -> AnnData:
     if not matrices:
         return result
     x_dset, sources, _ = reader.matrix_sources()
-    unique_cells, cell_order = _sorted(cells)
-    unique_genes, gene_order = _sorted(genes)
+    unique_cells, cell_order = increasing_positions(cells)
+    unique_genes, gene_order = increasing_positions(genes)
 
     def read(dset: h5py.Dataset, dtype: str | None = None) -> Any:
         value = reader.read_layer(dset, dtype=dtype, cells=unique_cells, genes=unique_genes)
@@ -134,7 +134,7 @@ def read_subset(reader: LoomReader, obs: Any, var: Any) -> AnnData:
     return result
 
 
-def _sorted(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def increasing_positions(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Increasing positions without repeats, and how to put them back in the order asked (``None``: as they are)."""
     if positions.size < 2 or bool(np.all(np.diff(positions) > 0)):
         return positions, None
@@ -142,4 +142,4 @@ def _sorted(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return unique, order.ravel()
 
 
-__all__ = ["read_stored_matrix", "read_subset", "resolve_selection"]
+__all__ = ["increasing_positions", "read_stored_matrix", "read_subset", "resolve_selection"]
