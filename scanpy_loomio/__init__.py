@@ -8,6 +8,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import conventions
 from ._errors import LoomConcatWarning, LoomFormatError, LoomReadWarning, LossyWriteError, LossyWriteWarning
+from ._read.lazy import read_loom_lazy
 from ._read.reader import read_loom_full
 from ._scanpy.default import restore_defaults, use_as_default
 from ._scanpy.plugin import install as _install
@@ -47,6 +48,7 @@ __all__ = [
     "migrate_path",
     "migrate_source",
     "read_loom_full",
+    "read_loom_lazy",
     "restore_defaults",
     "split_cell_name",
     "update_loom_full",

@@ -86,3 +86,36 @@ def write_loom_as_anndata_did(path: str | Path, adata: AnnData, *, write_obsm_va
     path.unlink(missing_ok=True)
     loompy.create(str(path), layers, row_attrs=row_attrs, col_attrs=col_attrs)
     return path
+
+
+def _nan_free(adata: AnnData) -> AnnData:
+    """A copy with NaN in float arrays replaced by a sentinel (NaN != NaN fails any exact check)."""
+    adata = adata.copy()
+
+    def fixed(value):
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f" and np.isnan(value).any():
+            return np.where(np.isnan(value), value.dtype.type(-7777), value)
+        return value
+
+    adata.X = fixed(adata.X)
+    for mapping in (adata.layers, adata.obsm, adata.varm):
+        for key in [k for k in mapping.keys() if k is not None]:
+            mapping[key] = fixed(mapping[key])
+    return adata
+
+
+def assert_reads_equal(expected: AnnData, got: AnnData) -> None:
+    """Two reads of the same data are equal exactly: values, dtypes, matrix classes, names and column dtypes.
+
+    ``assert_adata_equal(exact=True)`` compares sparse matrices by value; this also compares their classes
+    (``csr_matrix`` vs ``csr_array`` vs dense) and treats NaN as equal to NaN.
+    """
+    assert_adata_equal(_nan_free(expected), _nan_free(got), exact=True)
+    pairs = [("X", expected.X, got.X)] + [(k, expected.layers[k], got.layers[k]) for k in layer_keys(expected)]
+    for key, want, have in pairs:
+        assert type(want) is type(have), (key, type(want), type(have))
+        assert getattr(want, "dtype", None) == getattr(have, "dtype", None), (key, want.dtype, have.dtype)
+    for axis in ("obs", "var"):
+        want, have = getattr(expected, axis), getattr(got, axis)
+        assert want.index.dtype == have.index.dtype, (axis, want.index.dtype, have.index.dtype)
+        assert list(want.dtypes.astype(str)) == list(have.dtypes.astype(str)), (axis, want.dtypes, have.dtypes)

@@ -47,6 +47,7 @@ NOT_RUN = {
     "pre-commit": "installs git hooks and runs the linters, which are development tools, not this suite",
     "mypy": "type checking is a step of its own in .ci/run",
     "python docs/_inventories/make_inventories.py": "rewrites the committed inventories from the installed packages",
+    "python benchmarks/subset.py": "benchmarks take minutes and are run on their own",
     "git clone": "the tests already run in a checkout",
     "cd ": "the tests already run in a checkout",
 }

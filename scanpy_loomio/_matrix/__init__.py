@@ -846,7 +846,11 @@ def _physical_memory() -> int:
 
 @dataclass
 class _ChunkLayout:
-    """Where the chunks of a dataset lie and how to decode them."""
+    """Where the chunks of a dataset lie and how to decode them.
+
+    The grid covers every chunk of the dataset, or (``row_ids``/``col_ids`` set) only the chunk rows and columns a
+    selection needs: grid position ``(i, j)`` is then chunk ``(row_ids[i], col_ids[j])``.
+    """
 
     chunk_rows: int
     chunk_cols: int
@@ -854,10 +858,21 @@ class _ChunkLayout:
     byte_offsets: np.ndarray  # (row blocks, column blocks) int64, -1 where the chunk is not stored
     sizes: np.ndarray  # (row blocks, column blocks) int64
     filter_masks: np.ndarray  # (row blocks, column blocks) int64, bit i set: filter i was skipped
+    row_ids: np.ndarray | None = None
+    col_ids: np.ndarray | None = None
+    n_outside: int = 0  # index entries beyond the dataset's extent
 
-    @classmethod
-    def inspect(cls, dataset: h5py.Dataset) -> _ChunkLayout | None:
-        """The layout when the fast path can decode the dataset, else ``None``."""
+    def chunk_offset(self, bi: int, bj: int) -> tuple[int, int]:
+        """Element offset in the dataset of the chunk at grid position ``(bi, bj)``."""
+        if self.row_ids is not None:
+            bi = self.row_ids[bi]
+        if self.col_ids is not None:
+            bj = self.col_ids[bj]
+        return int(bi) * self.chunk_rows, int(bj) * self.chunk_cols
+
+    @staticmethod
+    def fast_filters(dataset: h5py.Dataset) -> tuple[int, ...] | None:
+        """The filter pipeline when the fast path can decode the dataset's chunks, else ``None``."""
         import h5py
 
         if dataset.chunks is None:
@@ -869,9 +884,14 @@ class _ChunkLayout:
         filters = tuple(plist.get_filter(i)[0] for i in range(plist.get_nfilters()))
         if not set(filters) <= _FAST_FILTERS or not hasattr(dsid, "chunk_iter"):
             return None
-        chunk_rows, chunk_cols = dataset.chunks
-        n_genes, n_cells = dataset.shape
-        grid = (_ceil_div(n_genes, chunk_rows), _ceil_div(n_cells, chunk_cols))
+        return filters
+
+    @classmethod
+    def inspect(cls, dataset: h5py.Dataset) -> _ChunkLayout | None:
+        """The layout when the fast path can decode the dataset, else ``None``."""
+        filters = cls.fast_filters(dataset)
+        if filters is None:
+            return None
         records: list[tuple[int, int, int, int, int]] = []
         append = records.append
 
@@ -880,21 +900,50 @@ class _ChunkLayout:
             append((offset[0], offset[1], info.byte_offset, info.size, info.filter_mask))
 
         with _gc_paused():
-            dsid.chunk_iter(visit)
+            dataset.id.chunk_iter(visit)
+        layout = cls.from_records(dataset, filters, records)
+        # HDF5 1.14 lists the chunks of some index types (files written with libver="latest") at wrong offsets,
+        # most beyond the extent; such datasets are read through h5py (as are the rare ones really shrunk).
+        return None if layout.n_outside else layout
+
+    @classmethod
+    def from_records(
+        cls,
+        dataset: h5py.Dataset,
+        filters: tuple[int, ...],
+        records: list[tuple[int, ...]] | np.ndarray,
+        rows: np.ndarray | None = None,
+        cols: np.ndarray | None = None,
+    ) -> _ChunkLayout:
+        """The layout from chunk index entries ``(row offset, column offset, address, size, filter mask)``.
+
+        ``rows``/``cols``: sorted chunk rows/columns to keep (``None``: all); entries elsewhere are dropped.
+        """
+        chunk_rows, chunk_cols = dataset.chunks
+        n_genes, n_cells = dataset.shape
+        full = (_ceil_div(n_genes, chunk_rows), _ceil_div(n_cells, chunk_cols))
+        grid = (full[0] if rows is None else len(rows), full[1] if cols is None else len(cols))
         byte_offsets = np.full(grid, -1, dtype=np.int64)
         sizes = np.zeros(grid, dtype=np.int64)
         masks = np.zeros(grid, dtype=np.int64)
-        if records:
+        n_outside = 0
+        if len(records):
             table = _checked_chunk_table(dataset, records, chunk_rows * chunk_cols)
             del records
             bi = table[:, 0] // chunk_rows
             bj = table[:, 1] // chunk_cols
-            inside = (bi < grid[0]) & (bj < grid[1])  # chunks beyond the extent hold no data
+            inside = (bi < full[0]) & (bj < full[1])  # chunks beyond the extent hold no data
+            n_outside = int(inside.shape[0] - np.count_nonzero(inside))
+            for ids, position in ((rows, bi), (cols, bj)):
+                if ids is not None:  # keep the selected chunks, at their positions in the sub-grid
+                    at = np.minimum(np.searchsorted(ids, position), max(len(ids) - 1, 0))
+                    inside &= (ids[at] == position) if len(ids) else False
+                    position[:] = at
             bi, bj, table = bi[inside], bj[inside], table[inside]
             byte_offsets[bi, bj] = table[:, 2]
             sizes[bi, bj] = table[:, 3]
             masks[bi, bj] = table[:, 4]
-        return cls(chunk_rows, chunk_cols, filters, byte_offsets, sizes, masks)
+        return cls(chunk_rows, chunk_cols, filters, byte_offsets, sizes, masks, rows, cols, n_outside)
 
 
 def _checked_chunk_table(dataset: h5py.Dataset, records: list[tuple[int, ...]], chunk_size: int) -> np.ndarray:
@@ -906,7 +955,7 @@ def _checked_chunk_table(dataset: h5py.Dataset, records: list[tuple[int, ...]], 
     file_size = dataset.file.id.get_filesize()
     largest = 2 * chunk_size * dataset.dtype.itemsize + 4096  # compressed data is never much larger than a chunk
     try:
-        table = np.array(records, dtype=np.int64)
+        table = np.asarray(records, dtype=np.int64)
         bad = (table[:, 2] < 0) | (table[:, 3] > largest) | (table[:, 2] > file_size - table[:, 3])
     except OverflowError:  # an address beyond any file
         table, bad = None, None
@@ -949,8 +998,7 @@ class _RawChunkSource:
         if stored.shape[0] == 0:
             return True
         bi, bj = stored[0]
-        offset = (int(bi) * self.layout.chunk_rows, int(bj) * self.layout.chunk_cols)
-        expected = self.dsid.read_direct_chunk(offset)[1]
+        expected = self.dsid.read_direct_chunk(self.layout.chunk_offset(bi, bj))[1]
         address = int(self.layout.byte_offsets[bi, bj])
         size = int(self.layout.sizes[bi, bj])
         userblock = h5file.id.get_create_plist().get_userblock()
@@ -998,11 +1046,8 @@ class _RawChunkSource:
         if block_rows.shape[0] == 0:
             return []
         if self.fd is None:
-            th, tw = self.layout.chunk_rows, self.layout.chunk_cols
-            read = self.dsid.read_direct_chunk
-            return [
-                read((bi * th, bj * tw))[1] for bi, bj in zip(block_rows.tolist(), block_cols.tolist(), strict=True)
-            ]
+            read, offset = self.dsid.read_direct_chunk, self.layout.chunk_offset
+            return [read(offset(bi, bj))[1] for bi, bj in zip(block_rows.tolist(), block_cols.tolist(), strict=True)]
         addresses = self.layout.byte_offsets[block_rows, block_cols] + self.base
         lengths = self.layout.sizes[block_rows, block_cols]
         # Read runs of nearby chunks with one call each (this package's files keep a band's chunks together;
@@ -1234,7 +1279,7 @@ class _ChunkReader:
         if cause is not None:
             found += f" ({cause})"
         msg = (
-            f"{self.dataset.file.filename}: the chunk at {(int(bi) * self.th, int(bj) * self.tw)} of "
+            f"{self.dataset.file.filename}: the chunk at {self.layout.chunk_offset(bi, bj)} of "
             f"{self.dataset.name} decodes to {found}, expected {self.tile_bytes} bytes; the file is damaged. "
             "Re-create it from its source."
         )
@@ -1438,3 +1483,20 @@ def _read_banded(dataset: h5py.Dataset, *, format: MatrixFormat, progress: bool)
     finally:
         bar.close()
     return out if format == "dense" else assembler.finish(format)
+
+
+# Public within the package: the selection reader (scanpy_loomio._matrix.subset) builds on these.
+ChunkLayout = _ChunkLayout
+ChunkReader = _ChunkReader
+RawChunkSource = _RawChunkSource
+CompressedAssembler = _CompressedAssembler
+INDEX32_MAX = _INDEX32_MAX
+gc_paused = _gc_paused
+kernel_dtype_ok = _kernel_dtype_ok
+load_kernels = _kernels
+nonzero_mask = _nonzero_mask
+ordered_map = _ordered_map
+progress_bar = _progress_bar
+resolve_threads = _resolve_threads
+sparse_result_dtype = _sparse_result_dtype
+tiles_to_nonzeros = _tiles_to_nonzeros

@@ -20,9 +20,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from anndata.utils import make_index_unique
-from scipy import sparse
 
-from scanpy_loomio import _matrix
 from scanpy_loomio._codecs.auxiliary import get_aux_attributes
 from scanpy_loomio._codecs.columns import CodecMismatch, decode_column, plain_values
 from scanpy_loomio._codecs.rtypes import enum_labels, enum_mapping
@@ -50,12 +48,11 @@ from scanpy_loomio._read.foreign import (
     graph_index_base,
     nested_datasets,
 )
+from scanpy_loomio._read.selection import read_stored_matrix, read_subset
 from scanpy_loomio._record.checks import record_error, tag_error, usable_metadata
 from scanpy_loomio._record.record import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata
 from scanpy_loomio._record.tags import (
-    AbsentMatrixTag,
     FilledLayerTag,
-    MatrixTag,
     TagError,
     column_tag,
     graph_tag,
@@ -155,36 +152,31 @@ class LoomReader:
 
     # -- matrices --------------------------------------------------------------------------------------------
     def read_layer(
-        self, dset: h5py.Dataset, *, dtype: str | None = None, template: tuple[int, int] | None = None
+        self,
+        dset: h5py.Dataset,
+        *,
+        dtype: str | None = None,
+        template: tuple[int, int] | None = None,
+        cells: np.ndarray | None = None,
+        genes: np.ndarray | None = None,
     ) -> Any:
         """A matrix as stored (its recorded container and dtype), cast to ``dtype`` when given.
 
         ``template``: nothing is read; an all-zero matrix of this shape, of the container and dtype reading would
-        give (what :func:`scanpy_loomio.concat_loom` plans with).
+        give (what :func:`scanpy_loomio.concat_loom` plans with). ``cells``/``genes``: increasing positions to read
+        (``None``: all).
         """
-        tag = layer_tag(dset)
-        if isinstance(tag, AbsentMatrixTag):
-            return None
-        kind = tag if isinstance(tag, MatrixTag) else None
-        fmt = (kind.format if kind else None) or ("csr" if self.options.sparse else "dense")
-        if template is not None:
-            value = _matrix.empty_like_read(dset, template, format=fmt)
-        elif self.transposed:  # stored cells × genes: read it as the other orientation, then turn it
-            other = {"csr": "csc", "csc": "csr"}.get(fmt, fmt)
-            value = _matrix.read_matrix(
-                dset, format=other, n_threads=self.options.n_threads, progress=self.options.progress
-            ).T
-            value = np.ascontiguousarray(value) if fmt == "dense" else value
-        else:
-            value = _matrix.read_matrix(
-                dset, format=fmt, n_threads=self.options.n_threads, progress=self.options.progress
-            )
-        dtype = dtype or (kind.dtype if kind else None)
-        if dtype is not None and value.dtype != np.dtype(dtype):
-            value = value.astype(dtype)
-        if kind is not None and kind.is_sparse_array:
-            value = sparse.csc_array(value) if fmt == "csc" else sparse.csr_array(value)
-        return value
+        return read_stored_matrix(
+            dset,
+            sparse=self.options.sparse,
+            transposed=self.transposed,
+            dtype=dtype,
+            template=template,
+            cells=cells,
+            genes=genes,
+            n_threads=self.options.n_threads,
+            progress=self.options.progress,
+        )
 
     def matrix_sources(self, *, choose_x: bool = True) -> tuple[h5py.Dataset, dict[str, h5py.Dataset], str | None]:
         """The dataset read as ``X``, the datasets read as layers by key (in reading order), and the X layer name.
@@ -594,6 +586,8 @@ def _collapse_constant_columns(frame: pd.DataFrame) -> dict[str, Any]:
 def read_loom_full(
     filename: str | os.PathLike[str],
     *,
+    obs: Any = None,
+    var: Any = None,
     convention: str | Convention | None = None,
     X_name: str | None = None,
     obs_names: str | None = None,
@@ -622,6 +616,11 @@ def read_loom_full(
     ----------
     filename
         Path of the ``.loom`` file. It is opened read-only and never modified.
+    obs, var
+        Read only these cells / genes: a boolean mask, integer positions, a slice or a list of names, as
+        ``adata[obs, var]`` takes them (``None``: all). The result equals ``read_loom_full(filename)[obs, var]`` as
+        an actual AnnData (not a view), and only the chunks of ``X`` and the layers that hold the selection are read.
+        See :doc:`/out-of-core`.
     convention
         Name of a convention in :data:`scanpy_loomio.conventions.CONVENTIONS`, or a
         :class:`~scanpy_loomio.conventions.Convention`; ``None`` detects it.
@@ -676,6 +675,13 @@ def read_loom_full(
     >>> adata = scanpy_loomio.read_loom_full("pbmc.loom")
     >>> adata.obs["louvain"].dtype.name
     'category'
+
+    Only some cells and genes:
+
+    >>> b_cells = adata.obs["bulk_labels"] == "CD19+ B"
+    >>> part = scanpy_loomio.read_loom_full("pbmc.loom", obs=b_cells, var=["CD79A", "MS4A1"])
+    >>> part.shape
+    (95, 2)
     """
     if isinstance(filename, AnnData):
         msg = "read_loom_full(filename): got an AnnData; pass the path of a .loom file."
@@ -701,10 +707,19 @@ def read_loom_full(
         datasets = check_file(file, path, allow_external=allow_external)
         reader = LoomReader(file, path, options)
         n_obs, n_vars = reader.shape
-        check_read_size(
-            file, path, datasets, n_obs=n_obs, n_vars=n_vars, sparse=sparse, dtype=dtype, matrices=matrices, limit=limit
+        whole = obs is None and var is None
+        check_read_size(  # a subset read holds the annotations whole, and of the matrices only the selection
+            file,
+            path,
+            datasets,
+            n_obs=n_obs,
+            n_vars=n_vars,
+            sparse=sparse,
+            dtype=dtype,
+            matrices=matrices and whole,
+            limit=limit,
         )
-        return reader.read()
+        return reader.read() if whole else read_subset(reader, obs, var)
 
 
 def _open_read_only(path: Path) -> h5py.File:

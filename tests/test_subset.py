@@ -1,0 +1,283 @@
+"""Subset reads: ``read_loom_full(f, obs=..., var=...)`` equals ``read_loom_full(f)[obs, var]`` and reads only the
+chunks that hold the selection."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from anndata import AnnData
+from anndata.tests.helpers import assert_adata_equal
+from helpers import assert_reads_equal
+from scipy import sparse
+
+from scanpy_loomio import LoomFormatError, LoomReadWarning, read_loom_full, write_loom_full
+from scanpy_loomio._matrix import ChunkLayout, read_matrix, write_matrix
+from scanpy_loomio._matrix.chunk_index import selection_layout
+from scanpy_loomio._matrix.subset import read_selection
+from scanpy_loomio.conventions import CONVENTIONS
+
+ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FOREIGN = sorted([*ROOT.glob("real/*.loom"), *ROOT.glob("tools/*.loom")]) if ROOT.is_dir() else []
+
+
+def rich(n_obs: int = 150, n_vars: int = 90, *, extras: bool = True, seed: int = 0) -> AnnData:
+    """Counts in X and layers of every container the record keeps, annotations, embeddings, graphs, uns and raw."""
+    rng = np.random.default_rng(seed)
+    x = sparse.random(n_obs, n_vars, density=0.2, format="csr", dtype=np.float32, random_state=seed)
+    x.data = np.round(x.data * 10) + 1
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical(rng.choice(["a", "b", "c"], n_obs)), "depth": rng.random(n_obs)},
+        index=[f"cell{i}" for i in range(n_obs)],
+    )
+    var = pd.DataFrame({"highly_variable": rng.random(n_vars) < 0.3}, index=[f"gene{j}" for j in range(n_vars)])
+    adata = AnnData(x, obs=obs, var=var)
+    adata.layers["counts"] = x.astype(np.int32)
+    adata.layers["dense"] = x.toarray().astype(np.float64)
+    adata.obsm["X_pca"] = rng.standard_normal((n_obs, 5)).astype(np.float32)
+    adata.varm["loadings"] = rng.standard_normal((n_vars, 3))
+    if extras:  # elements only conventions with this package's extra group keep
+        adata.layers["by_genes"] = x.tocsc()
+        adata.layers["array"] = sparse.csr_array(x)
+        graph = sparse.random(n_obs, n_obs, density=0.05, format="csr", dtype=np.float32, random_state=seed + 1)
+        adata.obsp["connectivities"] = graph
+        adata.varp["correlation"] = sparse.random(n_vars, n_vars, density=0.1, format="csr", random_state=seed + 2)
+        adata.uns["params"] = {"n_neighbors": 15, "colours": np.array(["red", "blue"])}
+        adata.obs["cell_type_colors"] = "x"
+        adata.raw = adata.copy()
+    return adata
+
+
+@pytest.fixture(scope="module")
+def rich_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("subset") / "rich.loom"
+    write_loom_full(path, rich(), chunks=(16, 8))  # many chunks in both directions
+    return path
+
+
+@pytest.fixture(scope="module")
+def full(rich_file):
+    return read_loom_full(rich_file)
+
+
+SELECTIONS = {
+    "mask and names": (lambda a: a.obs["cell_type"] == "b", lambda a: ["gene5", "gene70", "gene1"]),
+    "positions unsorted with repeats": (lambda a: [120, 3, 3, 77, 8], lambda a: np.array([89, 0, 40])),
+    "slices with steps": (lambda a: slice(5, 140, 7), lambda a: slice(None, None, 4)),
+    "reversed slice": (lambda a: slice(None, None, -3), lambda a: slice(10, 30)),
+    "cells only": (lambda a: np.arange(a.n_obs) % 5 == 0, lambda a: None),
+    "genes only": (lambda a: None, lambda a: a.var["highly_variable"].to_numpy()),
+    "one cell, every gene": (lambda a: [7], lambda a: slice(None)),
+    "nothing": (lambda a: np.zeros(a.n_obs, dtype=bool), lambda a: [0, 1]),
+    "negative positions": (lambda a: [-1, -5, 0], lambda a: [-2, 3]),
+    "names of cells": (lambda a: ["cell9", "cell2", "cell149"], lambda a: slice("gene3", "gene11")),
+}
+
+
+@pytest.mark.parametrize("case", list(SELECTIONS))
+def test_subset_equals_subsetting_the_full_read(rich_file, full, case):
+    pick_obs, pick_var = SELECTIONS[case]
+    obs, var = pick_obs(full), pick_var(full)
+    part = read_loom_full(rich_file, obs=obs, var=var)
+    assert not part.is_view
+    expected = full[slice(None) if obs is None else obs, slice(None) if var is None else var]
+    assert_adata_equal(expected, part, exact=True)
+    assert_reads_equal(expected.copy(), part)
+    for key in part.layers:
+        assert type(part.layers[key]) is type(full.layers[key]), key
+    assert part.raw is not None and part.raw.n_vars == full.n_vars  # raw is subset along obs only
+
+
+def test_unknown_names_fail_as_anndata_does(rich_file, full):
+    with pytest.raises(KeyError, match="nope"):
+        read_loom_full(rich_file, obs=["cell1", "nope"])
+    with pytest.raises(IndexError):
+        read_loom_full(rich_file, var=np.ones(3, dtype=bool))
+
+
+def test_matrices_false_and_dtype(rich_file, full):
+    part = read_loom_full(rich_file, obs=slice(0, 10), matrices=False)
+    assert part.X is None and not part.layers and part.n_obs == 10
+    part = read_loom_full(rich_file, obs=slice(0, 10), var=[3, 4], dtype="float64")
+    assert part.X.dtype == np.float64
+    assert np.array_equal(part.X.toarray(), full.X[:10, [3, 4]].toarray())
+
+
+@pytest.mark.parametrize("name", list(CONVENTIONS))
+def test_every_convention(tmp_path, name):
+    adata = rich(70, 50, extras=CONVENTIONS[name].sidecar, seed=3)
+    path = tmp_path / f"{name}.loom"
+    write_loom_full(path, adata, convention=name, fill_missing_layers=True, chunks=(8, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoomReadWarning)
+        whole = read_loom_full(path)
+        obs, var = np.array([69, 1, 30, 31, 2]), whole.var_names[::3]
+        part = read_loom_full(path, obs=obs, var=var)
+    assert_reads_equal(whole[obs, var].copy(), part)
+
+
+@pytest.mark.skipif(not FOREIGN, reason=f"fixtures not found under {ROOT} (../shared beside the repo)")
+@pytest.mark.parametrize("path", FOREIGN, ids=lambda p: p.name)
+def test_other_tools_files(tmp_path, path):
+    copy = tmp_path / path.name
+    shutil.copyfile(path, copy)
+    rng = np.random.default_rng(len(path.name))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoomReadWarning)
+        whole = read_loom_full(copy)
+        obs = rng.permutation(whole.n_obs)[: max(1, whole.n_obs // 3)]
+        var = rng.random(whole.n_vars) < 0.4
+        part = read_loom_full(copy, obs=obs, var=var)
+    assert_reads_equal(whole[obs, var].copy(), part)
+
+
+# -- only the chunks that hold the selection -----------------------------------------------------------------------
+def _damage_chunks_outside(path: Path, cells: np.ndarray, genes: np.ndarray) -> int:
+    """Overwrite the stored bytes of every chunk of every matrix that holds none of the selection; return how many."""
+    damaged = []
+    with h5py.File(path, "r") as f:
+        names = ["matrix", *(f"layers/{k}" for k in f.get("layers", {}))]
+        for name in names:
+            dset = f[name]
+            th, tw = dset.chunks
+            rows, cols = set((genes // th).tolist()), set((cells // tw).tolist())
+
+            def visit(info, rows=rows, cols=cols, th=th, tw=tw):
+                if info.chunk_offset[0] // th not in rows or info.chunk_offset[1] // tw not in cols:
+                    damaged.append((info.byte_offset, info.size))
+
+            dset.id.chunk_iter(visit)
+    with open(path, "r+b") as handle:
+        for offset, size in damaged:
+            handle.seek(offset)
+            handle.write(b"\xff" * size)
+    return len(damaged)
+
+
+def test_reads_only_the_chunks_of_the_selection(tmp_path, rich_file, full):
+    path = tmp_path / "damaged.loom"
+    shutil.copyfile(rich_file, path)
+    cells, genes = np.array([3, 70, 71, 140]), np.array([5, 50, 89])
+    assert _damage_chunks_outside(path, cells, genes) > 100
+    with pytest.raises(LoomFormatError, match="damaged"):
+        read_loom_full(path)  # the full read meets the damage
+    part = read_loom_full(path, obs=cells, var=genes)
+    assert_reads_equal(full[cells, genes].copy(), part)
+
+
+# -- the engine -----------------------------------------------------------------------------------------------------
+def _datasets(f: h5py.File, x: sparse.csr_matrix) -> None:
+    dense = x.toarray()
+    write_matrix(f, "deflate", x)
+    write_matrix(f, "int16", x.astype(np.int16), chunks=(32, 100))
+    write_matrix(f, "float16", dense.astype(np.float16))
+    f.create_dataset(
+        "shuffle_big_endian", data=dense.T.astype(">f8"), chunks=(50, 70), compression="gzip", shuffle=True
+    )
+    f.create_dataset("contiguous", data=dense.T)
+    f.create_dataset("bool", data=dense.T != 0, chunks=(64, 64))
+    f.create_dataset("fill", data=dense.T, chunks=(64, 64), compression="gzip", fillvalue=3.0)
+    f.create_dataset("only_fill", shape=dense.T.shape, dtype="f4", chunks=(64, 64), compression="gzip", fillvalue=-1.5)
+    f.create_dataset("lzf", data=dense.T, chunks=(64, 64), compression="lzf")
+
+
+DATASETS = ["deflate", "int16", "float16", "shuffle_big_endian", "contiguous", "bool", "fill", "only_fill", "lzf"]
+
+
+@pytest.fixture(scope="module")
+def engine_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("engine") / "datasets.h5"
+    x = sparse.random(700, 333, density=0.1, format="csr", dtype=np.float32, random_state=0)
+    with h5py.File(path, "w") as f:
+        _datasets(f, x)
+    return path
+
+
+@pytest.mark.parametrize("name", DATASETS)
+@pytest.mark.parametrize("fmt", ["csr", "csc", "dense"])
+def test_selection_equals_the_same_part_of_the_whole(engine_file, name, fmt):
+    rng = np.random.default_rng(7)
+    with h5py.File(engine_file, "r") as f:
+        dset = f[name]
+        n_genes, n_cells = dset.shape
+        whole = read_matrix(dset, format=fmt)
+        for rows, cols in [
+            (None, np.sort(rng.choice(n_cells, 50, replace=False))),
+            (np.sort(rng.choice(n_genes, 40, replace=False)), None),
+            (np.sort(rng.choice(n_genes, 3, replace=False)), np.sort(rng.choice(n_cells, 300, replace=False))),
+            (np.arange(0, 0), np.arange(5)),
+            (None, None),
+        ]:
+            got = read_selection(dset, rows, cols, format=fmt, n_threads=2)
+            r = np.arange(n_genes) if rows is None else rows
+            c = np.arange(n_cells) if cols is None else cols
+            want = whole[np.ix_(c, r)] if fmt == "dense" else whole[c][:, r]
+            assert type(got) is type(want) and got.dtype == want.dtype and got.shape == want.shape
+            if fmt == "dense":
+                assert np.array_equal(got.view(np.uint8), want.view(np.uint8))
+            else:
+                assert got.format == fmt and got.has_canonical_format
+                assert (got != want).nnz == 0 and got.nnz == want.nnz
+
+
+@pytest.mark.parametrize("libver", ["earliest", "latest"])
+@pytest.mark.parametrize("userblock", [0, 512])
+def test_chunk_index_of_a_selection(tmp_path, libver, userblock):
+    """The B-tree walk finds what HDF5's chunk listing finds (``latest`` files use another index: the fallback)."""
+    path = tmp_path / "index.h5"
+    x = sparse.random(3000, 900, density=0.05, format="csr", dtype=np.float32, random_state=1)
+    with h5py.File(path, "w", libver=libver, userblock_size=userblock) as f:
+        write_matrix(f, "matrix", x, chunks=(16, 16))  # thousands of chunks: a B-tree several levels deep
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "r") as f:
+        dset = f["matrix"]
+        assert (read_matrix(dset) != x).nnz == 0  # HDF5 lists the chunks of "latest" files at wrong offsets
+        assert (read_selection(dset, np.array([3, 500]), np.arange(0, 3000, 7)) != x[::7][:, [3, 500]]).nnz == 0
+        whole = ChunkLayout.inspect(dset)
+        if whole is None:  # so the fast path leaves such files to h5py
+            assert libver == "latest"
+            return
+        grid = whole.byte_offsets.shape
+        for rows, cols in [
+            (np.sort(rng.choice(grid[0], 7, replace=False)), np.sort(rng.choice(grid[1], 30, replace=False))),
+            (None, np.array([0, grid[1] - 1])),
+            (np.array([grid[0] - 1]), None),
+        ]:
+            part = selection_layout(dset, rows, cols)
+            pick = np.ix_(np.arange(grid[0]) if rows is None else rows, np.arange(grid[1]) if cols is None else cols)
+            assert np.array_equal(part.byte_offsets, whole.byte_offsets[pick])
+            assert np.array_equal(part.sizes, whole.sizes[pick])
+            assert np.array_equal(part.filter_masks, whole.filter_masks[pick])
+        assert (part.byte_offsets >= 0).any()
+
+
+def test_damaged_chunk_names_the_file_and_the_chunk(tmp_path):
+    path = tmp_path / "broken.loom"
+    x = sparse.random(200, 100, density=0.3, format="csr", dtype=np.float32, random_state=2)
+    with h5py.File(path, "w") as f:
+        write_matrix(f, "matrix", x)
+    with h5py.File(path, "r") as f:
+        info = f["matrix"].id.get_chunk_info_by_coord((64, 128))
+    with open(path, "r+b") as handle:
+        handle.seek(info.byte_offset)
+        handle.write(b"\x00" * info.size)
+    with h5py.File(path, "r") as f, pytest.raises(LoomFormatError, match=r"broken\.loom: the chunk at \(64, 128\)"):
+        read_selection(f["matrix"], np.array([70]), np.array([130, 150]))
+
+
+def test_damaged_chunk_index_fails_as_a_format_error(tmp_path, rich_file):
+    path = tmp_path / "index.loom"
+    shutil.copyfile(rich_file, path)
+    data = bytearray(path.read_bytes())
+    nodes = [i for i in range(len(data) - 5) if data[i : i + 5] == b"TREE\x01"]  # chunk index nodes
+    assert len(nodes) > 3
+    for at in nodes[1:]:
+        data[at + 6 : at + 8] = b"\xff\xff"  # entries used: far more than a node holds
+    path.write_bytes(bytes(data))
+    with pytest.raises(LoomFormatError, match=path.name):
+        read_loom_full(path, obs=[1, 2], var=[3])
