@@ -46,6 +46,8 @@ class EmbeddingPlan:
     """Trailing shape of an array of more than two dimensions that was flattened to components."""
     registry_global: str | None = None
     """Template of the global attribute listing this attribute for the tool (``ReducedDimsName{i}``)."""
+    store: str | None = None
+    """Path of the 2-D dataset holding the values when the attributes are virtual views of it (see ``views``)."""
 
     def record(self) -> dict[str, Any]:
         """The entry in the metadata record."""
@@ -58,6 +60,8 @@ class EmbeddingPlan:
             out["fields"] = self.fields
         if self.shape is not None:
             out["shape"] = list(self.shape)
+        if self.store is not None:
+            out["store"] = self.store
         return out
 
 

@@ -38,7 +38,7 @@ __all__ = [
     "register_convention",
 ]
 
-EmbeddingStyle = Literal["matrix", "columns", "compound", "reduced_dims", "cell_embeddings"]
+EmbeddingStyle = Literal["matrix", "columns", "compound", "reduced_dims", "cell_embeddings", "reduced_dims_stored"]
 GlobalLayout = Literal["datasets", "root"]
 Axis = Literal["obs", "var"]
 
@@ -79,6 +79,9 @@ class EmbeddingForm:
     components_registry_global
         Global attribute naming, for embedding ``{i}`` of :attr:`registry_global`, the attribute holding its component
         names (LoomExperiment's ``ReducedDimsColNames<i>``); read into ``uns["loom_embedding_components"]``.
+    group
+        HDF5 group holding the attributes of this form instead of ``/col_attrs``/``/row_attrs`` (a form that
+        :attr:`Convention.embedding_store` names, kept where readers of the attribute groups do not look).
     """
 
     style: EmbeddingStyle
@@ -91,6 +94,7 @@ class EmbeddingForm:
     name_forbidden: str = ""
     registry_global: str | None = None
     components_registry_global: str | None = None
+    group: str | None = None
 
     def template(self, axis: Axis) -> str:
         """The name template for ``axis``; the plain ``"{key}"`` when the form has none for it."""
@@ -168,6 +172,18 @@ EMBEDDING_FORMS: Mapping[str, EmbeddingForm] = MappingProxyType(
                 name_forbidden="_",
                 registry_global="ReducedDimsName{i}",
                 components_registry_global="ReducedDimsColNames{i}",
+            ),
+            EmbeddingForm(
+                "reduced_dims_stored",
+                "matrix",
+                "reducedDims_{basis}",
+                None,
+                "2-D dataset `/scanpy_loomio/reducedDims_<name>` listed in global attributes `ReducedDimsName<i>`: where "
+                "LoomExperiment reads it (it takes the name from the third `_`-separated part of the path, as in "
+                "`/col_attrs/reducedDims_<name>`), outside `/col_attrs`, where readers that break on 2-D attributes look",
+                name_forbidden="_",
+                registry_global="ReducedDimsName{i}",
+                group="scanpy_loomio",
             ),
             EmbeddingForm(
                 "cell_embeddings",
@@ -405,6 +421,14 @@ class Convention:
         Column attribute holding the codes of the first clustering (SCope's ``ClusterID``).
     default_embedding_attr
         Record column attribute holding the default embedding (SCope's ``Embedding``, embedding id ``-1``).
+    link_names
+        Write every attribute of :attr:`cell_names` and :attr:`gene_names`, not only the first: the others are HDF5
+        hard links to it (one dataset under several names, stored once), so each reader finds the name it looks
+        for. The record lists them, so reading does not take them for columns.
+    embedding_store
+        Key of :data:`EMBEDDING_FORMS` (a ``"matrix"`` form with a :attr:`EmbeddingForm.group`) holding each
+        ``obsm`` entry once as a 2-D dataset; the :attr:`embedding_style` attributes (1-D columns) are then HDF5
+        virtual datasets reading their component from it, so readers wanting either shape get it without a copy.
     """
 
     name: str
@@ -439,6 +463,8 @@ class Convention:
     clusterings_attr: str | None = None
     cluster_id_attr: str | None = None
     default_embedding_attr: str | None = None
+    link_names: bool = False
+    embedding_store: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -454,6 +480,9 @@ class Convention:
         bad_nested = {g: how for g, how in self.nested_groups.items() if how not in ("obsm", "columns")}
         if bad_nested:
             problems.append(f"nested_groups {bad_nested} must map to 'obsm' or 'columns'")
+        store = EMBEDDING_FORMS.get(self.embedding_store) if self.embedding_store is not None else None
+        if self.embedding_store is not None and (store is None or store.layout != "matrix" or store.group is None):
+            problems.append(f"embedding_store {self.embedding_store!r} is not a 'matrix' form with its own group")
         if problems:
             msg = f"Convention {self.name!r}: " + "; ".join(problems) + "."
             raise ValueError(msg)
@@ -724,6 +753,45 @@ _BUILTIN = (
         notes="The names go to `obs_names`/`var_names` (or the index's name), which anndata's own `read_loom` does "
         "not read back. `obsm`/`varm` only with `write_obsm_varm=True`; `obsp`, `varp`, `uns` and `raw` are dropped.",
     ),
+    Convention(
+        name="portable",
+        aliases=("all",),
+        tool="every reader above in one file (loompy, anndata, scVelo, velocyto.py and .R, pySCENIC, SeuratDisk, "
+        "loomR, LoomExperiment, sceasy, SCopeLoomR)",
+        source="the sources of each row above; checked by running each reader (tests/test_portable.py)",
+        cell_names=("CellID", "colnames", "cell_names"),
+        gene_names=("Gene", "rownames", "gene_names"),
+        var_renames={"gene_ids": "Accession"},
+        link_names=True,
+        embedding_style="columns",
+        multidim_attrs=False,
+        embedding_store="reduced_dims_stored",
+        metadata_globals=(*_LOOMPY_METADATA, "ReducedDimsName*"),
+        r_types=RTypes(logical_mark=("storage.mode", "logical")),
+        # nothing else writes all six names; a portable file whose record is gone is still read as one
+        detect=lambda s: (
+            20
+            if {"CellID", "colnames", "cell_names"} <= s.text_col_attrs
+            and {"Gene", "rownames", "gene_names"} <= s.text_row_attrs
+            else 0
+        ),
+        notes="One file that every reader above opens with the right names. Nothing is stored twice: `CellID`/`Gene` "
+        "are the name datasets, and `colnames`/`rownames` (LoomExperiment, sceasy) and `cell_names`/`gene_names` "
+        "(loomR) are HDF5 hard links to them; each `obsm` entry is one 2-D dataset, `/scanpy_loomio/reducedDims_<name>`, "
+        "which LoomExperiment reads as a reduced dimension, and the 1-D attributes `X_umap_1`, `X_umap_2`, … in "
+        "`/col_attrs` are HDF5 virtual datasets reading its components, for the readers that fail on 2-D column "
+        "attributes (SeuratDisk, SCopeLoomR, LoomExperiment). So anndata and scVelo see embeddings as `obs` columns "
+        "(their `obsm_mapping` puts them together), SeuratDisk and SCopeLoomR as metadata columns. Booleans are `int8` "
+        'marked `storage.mode = "logical"`: logical in LoomExperiment, integer elsewhere (as in SeuratDisk\'s own '
+        "files). Categoricals are their labels: text in Python, `character` in R. Where readers conflict, this file "
+        "gives up what would break another: SeuratDisk's enum factors (Python readers would see bare codes), "
+        "LoomExperiment's factor flags (a 2-D column attribute SeuratDisk cannot load), SCope's embeddings and "
+        "clusterings (record attributes loompy refuses, so anndata, scVelo and velocyto.py would too: SCopeLoomR's "
+        "`get_embeddings` finds none), and loomR's validation (spec 3's `/attrs` and the group of kept elements are "
+        "extra top-level groups: open with `skip.validate = TRUE`). Graphs count vertices from 0, as the spec, "
+        "SeuratDisk and LoomExperiment do; loomR's `get.graph` counts `b` from 1 and gets them shifted by one. Use "
+        "`seuratdisk`, `loomexperiment` or `scope` for a file meant for that tool alone.",
+    ),
 )
 
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in _BUILTIN}
@@ -881,6 +949,12 @@ def conventions_table(conventions: Mapping[str, Convention] | None = None) -> st
             "layers it needs": _code(c.required_layers),
             "embeddings": f"`{c.embedding_style}`: {c.embedding_form.description}",
             "reader survives 2-D attributes": "yes" if c.multidim_attrs else "no",
+            "other name attributes, hard links to the names": _code(
+                (*c.names("obs")[1:], *c.names("var")[1:]) if c.link_names else ()
+            ),
+            "embeddings stored once as": f"`{c.embedding_store}`, the `{c.embedding_style}` attributes reading it"
+            if c.embedding_store
+            else "—",
             "graph index base (a, b)": f"{c.graph_index_base[0]}, {c.graph_index_base[1]}",
             "metadata in global attributes": _code(c.metadata_globals),
             "global attributes decoded from JSON": _code(c.json_globals),
