@@ -118,6 +118,31 @@ def test_pbmc68k_reduced_round_trip_is_exact(tmp_path):
     assert_same_as_h5ad(adata, read_loom_full(tmp_path / "pbmc.loom"))
 
 
+def test_edge_cases_round_trip_exactly(tmp_path):
+    """Columns named as the other name attributes, embeddings of one and of 3-D components, names LoomExperiment
+    would split, and no cells at all."""
+    adata = AnnData(X=np.ones((4, 3), np.float32))
+    adata.obs_names, adata.var_names = list("abcd"), list("xyz")
+    adata.obs["colnames"] = list("pqrs")
+    adata.obs["cell_names"] = list("abcd")
+    adata.obsm["X_3d"] = np.arange(24.0).reshape(4, 3, 2)
+    adata.obsm["X_one"] = np.arange(4.0).reshape(4, 1)
+    adata.obsm["X_a_b"] = np.ones((4, 2))
+    adata.obsm["X_a.b"] = np.zeros((4, 2))
+    for case in (adata, adata[:0].copy()):
+        path = tmp_path / f"{case.n_obs}.loom"
+        write_loom_full(path, case, convention="portable")
+        assert_same_as_h5ad(case, read_loom_full(path))
+    with h5py.File(tmp_path / "4.loom", "r") as f:
+        assert sorted(f["scanpy_loomio"]) == [
+            "reducedDims_3d",
+            "reducedDims_a.b",
+            "reducedDims_a.b.2",
+            "reducedDims_one",
+        ]
+        assert f["col_attrs/colnames"] == f["col_attrs/CellID"] != f["col_attrs/obs_colnames"]
+
+
 def test_every_name_attribute_is_the_same_object(written):
     adata, path = written
     with h5py.File(path, "r") as f:

@@ -147,7 +147,7 @@ def attribute_values(plan: EmbeddingPlan) -> list[tuple[str, np.ndarray]]:
     """The ``(attribute name, values)`` pairs to write for a planned embedding."""
     values = plan.values.astype(np.uint8) if plan.values.dtype == bool else plan.values
     if plan.shape is not None or (plan.storage != "matrix" and values.ndim > 2):
-        values = values.reshape(values.shape[0], -1)
+        values = values.reshape(values.shape[0], int(np.prod(values.shape[1:])))  # -1 fails with no entries
     if plan.storage == "matrix":
         return [(plan.attrs[0], values)]
     if plan.storage == "pair":
