@@ -47,6 +47,8 @@ class EmbeddingPlan:
     """Trailing shape of an array of more than two dimensions that was flattened to components."""
     registry_global: str | None = None
     """Template of the global attribute listing this attribute for the tool (``ReducedDimsName{i}``)."""
+    store: str | None = None
+    """Path of the 2-D dataset holding the values when the attributes are virtual views of it (see ``views``)."""
 
     def record(self) -> EmbeddingEntry:
         """The entry in the metadata record."""
@@ -57,6 +59,7 @@ class EmbeddingPlan:
             dtype=self.dtype or None,
             fields=tuple(self.fields),
             shape=self.shape,
+            store=self.store,
         )
 
 
@@ -142,7 +145,7 @@ def attribute_values(plan: EmbeddingPlan) -> list[tuple[str, np.ndarray]]:
     """The ``(attribute name, values)`` pairs to write for a planned embedding."""
     values = plan.values.astype(np.uint8) if plan.values.dtype == bool else plan.values
     if plan.shape is not None or (plan.storage != "matrix" and values.ndim > 2):
-        values = values.reshape(values.shape[0], -1)
+        values = values.reshape(values.shape[0], int(np.prod(values.shape[1:])))  # -1 fails with no entries
     if plan.storage == "matrix":
         return [(plan.attrs[0], values)]
     if plan.storage == "pair":

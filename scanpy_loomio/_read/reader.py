@@ -26,6 +26,7 @@ from scanpy_loomio._codecs.columns import CodecMismatch, decode_column, plain_va
 from scanpy_loomio._codecs.rtypes import enum_labels, enum_mapping
 from scanpy_loomio._codecs.text import looks_like_bytes_repr, repair_bytes_repr
 from scanpy_loomio._compat import quiet_anndata
+from scanpy_loomio._elements.aliases import other_names
 from scanpy_loomio._elements.embeddings import restore as restore_embedding
 from scanpy_loomio._elements.globals import decode_global, read_globals
 from scanpy_loomio._elements.graphs import build_matrix
@@ -271,6 +272,7 @@ class LoomReader:
                 names = self._bytes_text(axis, {None: names})[None]
             index = pd.Index(names)  # text, as anndata builds it: str with pandas 3, object before
             used.add(index_attr)
+            used.update(other_names(datasets, index_attr))  # the names under other names (hard links): not columns
         else:
             index = pd.RangeIndex(n).astype(str)
         index.name = record.index_name if record else None

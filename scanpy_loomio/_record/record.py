@@ -60,6 +60,8 @@ class EmbeddingEntry:
     """Record field names of the ``"compound"`` and ``"pair"`` storages, in component order."""
     shape: tuple[int, ...] | None = None
     """Trailing shape of an array of more than two dimensions that was flattened to components."""
+    store: str | None = None
+    """HDF5 path of the 2-D dataset holding the values when the attributes are virtual views of it."""
     invalid: str | None = field(default=None, compare=False)
     """What was malformed in the stored entry (then it is unusable)."""
 
@@ -90,6 +92,7 @@ class EmbeddingEntry:
             "dtype": self.dtype,
             "fields": list(self.fields) or None,
             "shape": None if self.shape is None else list(self.shape),
+            "store": self.store,
         }
         return out | {k: v for k, v in optional.items() if v is not None}
 
@@ -107,7 +110,9 @@ class EmbeddingEntry:
             invalid, fields = invalid or f"lists fields {fields!r}, expected a list of names", []
         if shape is not None and (not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape)):
             invalid, shape = invalid or f"has shape {shape!r}, expected a list of sizes", None
-        ndim, dtype = entry.get("ndim"), entry.get("dtype")
+        ndim, dtype, store = entry.get("ndim"), entry.get("dtype"), entry.get("store")
+        if store is not None and not isinstance(store, str):
+            invalid, store = invalid or f"has store {store!r}, expected an HDF5 path", None
         return cls(
             storage=entry.get("storage"),  # type: ignore[arg-type]  # checked by problem()
             attrs=tuple(attrs),
@@ -115,6 +120,7 @@ class EmbeddingEntry:
             dtype=dtype if dtype is None else str(dtype),
             fields=tuple(fields),
             shape=None if shape is None else tuple(shape),
+            store=store,
             invalid=invalid,
         )
 

@@ -22,6 +22,7 @@ from scanpy_loomio._codecs.columns import NATIVE_DTYPES, EncodedColumn, encode_c
 from scanpy_loomio._codecs.rtypes import flagged_names, flags_matrix, is_logical, is_text_factor, mark_logical, r_values
 from scanpy_loomio._codecs.text import unstorable_text_reason, vlen_str_dtype
 from scanpy_loomio._compat import named_layers
+from scanpy_loomio._elements.aliases import link_names, linked_names, linked_paths
 from scanpy_loomio._elements.embeddings import EmbeddingPlan, attribute_values, plan_embedding, registry_globals
 from scanpy_loomio._elements.globals import encode_global, json_tag, scalar_tag, write_globals
 from scanpy_loomio._elements.graphs import weights_exact_as_float, write_graph
@@ -32,6 +33,7 @@ from scanpy_loomio._elements.scope import (
     uses_scope_layout,
 )
 from scanpy_loomio._elements.sidecar import can_encode, sidecar_put
+from scanpy_loomio._elements.views import plan_stores, store_registry, write_stored
 from scanpy_loomio._errors import LossyWriteError, LossyWriteWarning
 from scanpy_loomio._record.record import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata
 from scanpy_loomio._record.tags import AbsentMatrixTag, ColumnTag, FilledLayerTag, MatrixTag, write_tag
@@ -173,6 +175,7 @@ def _plan_axis(
     renames = convention.obs_renames if axis == "obs" else convention.var_renames
     names = _Names()
     names.taken.add(index_attr)
+    names.taken.update(linked_names(convention, axis))  # the names' other names, hard links to them
     index_name = frame.index.name
     if index_name is not None and not isinstance(index_name, str):
         msg = (
@@ -323,6 +326,8 @@ def plan_write(
     )
     if scope is not None:
         tool_globals.update(scope.globals)
+    plan_stores(obs.embeddings, "obs", convention, adata.n_obs)
+    tool_globals.update(store_registry(obs.embeddings, convention, tool_globals))
     if adata.raw is not None and not convention.sidecar:
         _lossy(policy, f"raw: convention {convention.name!r} allows no extra group to keep it.")
     metadata = Metadata(
@@ -336,7 +341,7 @@ def plan_write(
         raw=adata.raw is not None and convention.sidecar,
         writer=provenance(),
         tool_globals=list(tool_globals),
-        tool_attrs=[f"col_attrs/{name}" for name in scope.attrs] if scope else [],
+        tool_attrs=([f"col_attrs/{name}" for name in scope.attrs] if scope else []) + linked_paths(convention),
     )
     return WritePlan(
         adata,
@@ -429,6 +434,7 @@ def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, side
     attrs = file.require_group(f"{loom_axis}_attrs")
     fixed_text = convention.spec_version in FIXED_LENGTH_TEXT_SPECS
     _write_attribute(attrs, plan.index_attr, plan.index_values, None, fixed_text=fixed_text)
+    link_names(attrs, plan.index_attr, linked_names(convention, plan.name))
     rtypes = convention.r_types
     factors: set[str] = set()
     for _key, attr, enc in plan.columns:
@@ -448,6 +454,11 @@ def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, side
     for emb in plan.embeddings:
         if emb.storage == "sidecar":
             sidecar_put(file, f"{plan.name}m/{emb.key}", emb.values)
+            continue
+        if emb.store is not None:
+            write_stored(
+                file, attrs, emb, lambda g, name, values: _write_attribute(g, name, values, None), rtypes.bool_dtype
+            )
             continue
         for name, values in attribute_values(emb):
             _write_attribute(attrs, name, values, None)

@@ -21,7 +21,7 @@ __all__ = [
     "RTypes",
 ]
 
-EmbeddingStyle = Literal["matrix", "columns", "compound", "reduced_dims", "cell_embeddings"]
+EmbeddingStyle = Literal["matrix", "columns", "compound", "reduced_dims", "cell_embeddings", "reduced_dims_stored"]
 GlobalLayout = Literal["datasets", "root"]
 Axis = Literal["obs", "var"]
 #: The styles an :class:`EmbeddingForm` can have; the table has one form for each.
@@ -68,6 +68,9 @@ class EmbeddingForm:
     components_registry_global
         Global attribute naming, for embedding ``{i}`` of :attr:`registry_global`, the attribute holding its component
         names (LoomExperiment's ``ReducedDimsColNames<i>``); read into ``uns["loom_embedding_components"]``.
+    group
+        HDF5 group holding the attributes of this form instead of ``/col_attrs``/``/row_attrs`` (a form that
+        :attr:`Convention.embedding_store` names, kept where readers of the attribute groups do not look).
     """
 
     style: EmbeddingStyle
@@ -80,6 +83,7 @@ class EmbeddingForm:
     name_forbidden: str = ""
     registry_global: str | None = None
     components_registry_global: str | None = None
+    group: str | None = None
 
     def template(self, axis: Axis) -> str:
         """The name template for ``axis``; the plain ``"{key}"`` when the form has none for it."""
@@ -175,6 +179,15 @@ class RTypes:
 
 
 # -- the convention --------------------------------------------------------------------------------------------------
+
+
+def _is_store_form(style: str) -> bool:
+    """Whether ``style`` names a ``"matrix"`` embedding form kept in a group of its own (an embedding store)."""
+    # imported here, not above: the forms are data, kept with the rows in the table module, which imports this one
+    from scanpy_loomio.conventions.table import EMBEDDING_FORMS
+
+    form = EMBEDDING_FORMS.get(style)
+    return form is not None and form.layout == "matrix" and form.group is not None
 
 
 @dataclass(frozen=True)
@@ -284,6 +297,14 @@ class Convention:
         A layer the tool's own reader makes ``X`` whenever a file has it (anndata's ``read_loom``: ``spliced``).
     reader_x_dtype
         The dtype the tool's own reader gives ``X`` when not told (anndata's ``read_loom``: ``float32``).
+    link_names
+        Write every attribute of :attr:`cell_names` and :attr:`gene_names`, not only the first: the others are HDF5
+        hard links to it (one dataset under several names, stored once), so each reader finds the name it looks
+        for. The record lists them, so reading does not take them for columns.
+    embedding_store
+        Key of :data:`EMBEDDING_FORMS` (a ``"matrix"`` form with a :attr:`EmbeddingForm.group`) holding each
+        ``obsm`` entry once as a 2-D dataset; the :attr:`embedding_style` attributes (1-D columns) are then HDF5
+        virtual datasets reading their component from it, so readers wanting either shape get it without a copy.
     """
 
     name: str
@@ -324,6 +345,8 @@ class Convention:
     reader_names: Mapping[str, str] = field(default_factory=_frozen)
     reader_x_layer: str | None = None
     reader_x_dtype: str | None = None
+    link_names: bool = False
+    embedding_store: str | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -343,6 +366,8 @@ class Convention:
             problems.append(
                 f"embedding_pair_attrs {self.embedding_pair_attrs!r} must name two attributes (x, y) or none"
             )
+        if self.embedding_store is not None and not _is_store_form(self.embedding_store):
+            problems.append(f"embedding_store {self.embedding_store!r} is not a 'matrix' form with its own group")
         if not set(self.reader_names) <= {"obs", "var"}:
             problems.append(f"reader_names {dict(self.reader_names)} must be keyed by 'obs' and 'var'")
         if problems:

@@ -92,6 +92,12 @@ def conventions_table(conventions: Mapping[str, Convention] | None = None) -> st
             "layers it needs": _code(c.required_layers),
             "embeddings": f"`{c.embedding_style}`: {c.embedding_form.description}",
             "reader survives 2-D attributes": "yes" if c.multidim_attrs else "no",
+            "other name attributes, hard links to the names": _code(
+                (*c.names("obs")[1:], *c.names("var")[1:]) if c.link_names else ()
+            ),
+            "embeddings stored once as": f"`{c.embedding_store}`, the `{c.embedding_style}` attributes reading it"
+            if c.embedding_store
+            else "—",
             "graph index base (a, b)": f"{c.graph_index_base[0]}, {c.graph_index_base[1]}",
             "metadata in global attributes": _code(c.metadata_globals),
             "global attributes decoded from JSON": _code(c.json_globals),

@@ -12,6 +12,27 @@ from types import MappingProxyType
 
 from scanpy_loomio.conventions.model import Convention, EmbeddingForm, Markers, RTypes
 
+#: The notes of the portable row: what each reader gets from one file, and what is given up where they conflict.
+PORTABLE_NOTES = (
+    "One file that every reader above opens with the right names. Nothing is stored twice: `CellID`/`Gene` "
+    "are the name datasets, and `colnames`/`rownames` (LoomExperiment, sceasy) and `cell_names`/`gene_names` "
+    "(loomR) are HDF5 hard links to them; each `obsm` entry is one 2-D dataset, `/scanpy_loomio/reducedDims_<name>`, "
+    "which LoomExperiment reads as a reduced dimension, and the 1-D attributes `X_umap_1`, `X_umap_2`, … in "
+    "`/col_attrs` are HDF5 virtual datasets reading its components, for the readers that fail on 2-D column "
+    "attributes (SeuratDisk, SCopeLoomR, LoomExperiment). So anndata and scVelo see embeddings as `obs` columns "
+    "(their `obsm_mapping` puts them together), SeuratDisk and SCopeLoomR as metadata columns. Booleans are `int8` "
+    'marked `storage.mode = "logical"`: logical in LoomExperiment, integer elsewhere (as in SeuratDisk\'s own '
+    "files). Categoricals are their labels: text in Python, `character` in R. Where readers conflict, this file "
+    "gives up what would break another: SeuratDisk's enum factors (Python readers would see bare codes), "
+    "LoomExperiment's factor flags (a 2-D column attribute SeuratDisk cannot load), SCope's embeddings and "
+    "clusterings (record attributes loompy refuses, so anndata, scVelo and velocyto.py would too: SCopeLoomR's "
+    "`get_embeddings` finds none), and loomR's validation (spec 3's `/attrs` and the group of kept elements are "
+    "extra top-level groups: open with `skip.validate = TRUE`). Graphs count vertices from 0, as the spec, "
+    "SeuratDisk and LoomExperiment do; loomR's `get.graph` counts `b` from 1 and gets them shifted by one. Use "
+    "`seuratdisk`, `loomexperiment` or `scope` for a file meant for that tool alone."
+)
+
+
 __all__ = [
     "ANNDATA_CONVENTION",
     "BUILTIN_CONVENTIONS",
@@ -50,6 +71,18 @@ EMBEDDING_FORMS: Mapping[str, EmbeddingForm] = MappingProxyType(
                 name_forbidden="_",
                 registry_global="ReducedDimsName{i}",
                 components_registry_global="ReducedDimsColNames{i}",
+            ),
+            EmbeddingForm(
+                "reduced_dims_stored",
+                "matrix",
+                "reducedDims_{basis}",
+                None,
+                "2-D dataset `/scanpy_loomio/reducedDims_<name>` listed in global attributes `ReducedDimsName<i>`: where "
+                "LoomExperiment reads it (it takes the name from the third `_`-separated part of the path, as in "
+                "`/col_attrs/reducedDims_<name>`), outside `/col_attrs`, where readers that break on 2-D attributes look",
+                name_forbidden="_",
+                registry_global="ReducedDimsName{i}",
+                group="scanpy_loomio",
             ),
             EmbeddingForm(
                 "cell_embeddings",
@@ -274,6 +307,30 @@ BUILTIN_CONVENTIONS: tuple[Convention, ...] = (
         reader_x_dtype="float32",
         notes="The names go to `obs_names`/`var_names` (or the index's name), which anndata's own `read_loom` does "
         "not read back. `obsm`/`varm` only with `write_obsm_varm=True`; `obsp`, `varp`, `uns` and `raw` are dropped.",
+    ),
+    Convention(
+        name="portable",
+        aliases=("all",),
+        tool="every reader above in one file (loompy, anndata, scVelo, velocyto.py and .R, pySCENIC, SeuratDisk, "
+        "loomR, LoomExperiment, sceasy, SCopeLoomR)",
+        source="the sources of each row above; checked by running each reader (tests/test_portable.py)",
+        cell_names=("CellID", "colnames", "cell_names"),
+        gene_names=("Gene", "rownames", "gene_names"),
+        var_renames={"gene_ids": "Accession"},
+        link_names=True,
+        embedding_style="columns",
+        multidim_attrs=False,
+        embedding_store="reduced_dims_stored",
+        metadata_globals=(*_LOOMPY_METADATA, "ReducedDimsName*"),
+        r_types=RTypes(logical_mark=("storage.mode", "logical")),
+        # nothing else writes all six names; a portable file whose record is gone is still read as one
+        detect=lambda s: (
+            20
+            if {"CellID", "colnames", "cell_names"} <= s.text_col_attrs
+            and {"Gene", "rownames", "gene_names"} <= s.text_row_attrs
+            else 0
+        ),
+        notes=PORTABLE_NOTES,
     ),
 )
 """Every tool's row, in the order detection prefers them on a tie."""

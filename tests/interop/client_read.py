@@ -2,7 +2,9 @@
 
 This script runs in the readers' own environment (see ``setup_clients.sh``), not in the test environment:
 
-    python client_read.py velocyto|scvelo PATH [PATH ...]
+    python client_read.py velocyto|scvelo|pyscenic PATH [PATH ...]
+
+pySCENIC needs an environment of its own (numpy 1): ``setup_pyscenic.sh``.
 
 It imports nothing from scanpy-loomio, so what it reports is what the tool itself makes of the files.
 """
@@ -58,7 +60,43 @@ def read_scvelo(path: str) -> dict[str, Any]:
     return out
 
 
-READERS = {"velocyto": read_velocyto, "scvelo": read_scvelo}
+def read_pyscenic(path: str) -> dict[str, Any]:
+    """pySCENIC's own loader (``pyscenic ctx``/``aucell`` read a loom through it), then ``aucell`` and its loom output.
+
+    AUCell runs on three gene sets made from the file's genes; ``append_auc_mtx`` (what ``pyscenic aucell -o x.loom``
+    calls) adds ``RegulonsAUC``, ``Regulons`` and ``MetaData`` to a copy of the file, ``PATH.aucell.loom``.
+    """
+    import shutil
+
+    from ctxcore.genesig import Regulon
+    from pyscenic.aucell import aucell
+    from pyscenic.cli.utils import append_auc_mtx, load_exp_matrix
+
+    matrix = load_exp_matrix(path)  # cells × genes, named from CellID and Gene
+    genes = list(matrix.columns)
+    regulons = [
+        Regulon(
+            name=f"R{i}(+)",
+            gene2weight=dict.fromkeys(genes[4 * i : 4 * i + 4], 1.0),
+            transcription_factor=genes[4 * i],
+            gene2occurrence=[],
+        )
+        for i in range(3)
+    ]
+    auc = aucell(matrix, regulons, num_workers=1, auc_threshold=0.5, seed=0)
+    out = f"{path}.aucell.loom"
+    shutil.copyfile(path, out)
+    append_auc_mtx(out, matrix, auc, regulons, seed=0, num_workers=1)
+    return {
+        "cells": _text(matrix.index),
+        "genes": _text(genes),
+        "total": float(matrix.to_numpy().sum()),
+        "aucell_loom": out,
+        "regulons": sorted(auc.columns),
+    }
+
+
+READERS = {"velocyto": read_velocyto, "scvelo": read_scvelo, "pyscenic": read_pyscenic}
 
 
 #: Exit status when the tool cannot be imported here (the tests then skip, or fail when told the tool is installed).
