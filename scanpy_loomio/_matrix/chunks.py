@@ -130,7 +130,7 @@ class RawChunkSource:
             h5file.flush()  # chunks still in HDF5's cache are not on disk yet
         path = h5file.filename
         if h5file.driver in ("sec2", "stdio") and os.path.isfile(path) and hasattr(os, "pread"):
-            self.fd = _same_file_descriptor(h5file, path)
+            self.fd = same_file_descriptor(h5file, path)
             if not self._addresses_check_out(h5file):
                 os.close(self.fd)
                 self.fd = None
@@ -220,7 +220,7 @@ class RawChunkSource:
         return pieces
 
 
-def _same_file_descriptor(h5file: h5py.File, path: str) -> int:
+def same_file_descriptor(h5file: h5py.File, path: str | os.PathLike[str]) -> int:
     """A descriptor on the file HDF5 has open: ``path`` may name another file by now (replaced by a writer)."""
     if h5file.driver == "sec2":  # its handle is a POSIX file descriptor
         try:

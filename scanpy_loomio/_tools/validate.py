@@ -27,7 +27,7 @@ from scanpy_loomio._elements.globals import GLOBALS_GROUP, read_globals
 from scanpy_loomio._elements.orientation import stored_transposed
 from scanpy_loomio._elements.scope import uses_scope_layout
 from scanpy_loomio._errors import LoomFormatError
-from scanpy_loomio._guards import _codec_problem, _record_problem, check_structure, open_read_only
+from scanpy_loomio._guards import check_structure, codec_problem, open_read_only, record_problem
 from scanpy_loomio._read.detect import _attr_names, rank_conventions, summarize
 from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata, load_codec
 from scanpy_loomio.conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention, get_convention
@@ -437,7 +437,7 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
             check=check,
         )
         return
-    problem = _record_problem(record)
+    problem = record_problem(record)
     if problem:
         out.add(
             "error",
@@ -504,7 +504,7 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
         out.add("warning", f"/{SIDECAR_GROUP}/raw", f"missing (raw){removed}", check=check)
     for where, obj, graph in _coded_objects(file):
         codec = load_codec(obj)
-        problem = None if codec is None else _codec_problem(codec, graph=graph)
+        problem = None if codec is None else codec_problem(codec, graph=graph)
         if problem:
             out.add(
                 "error",
