@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from anndata import io as anndata_io
 
 from scanpy_loomio._compat import quiet_anndata
+from scanpy_loomio._guards.boundary import hdf5_object
 from scanpy_loomio._record.record import SIDECAR_GROUP
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ def sidecar_get(file: h5py.File, path: str) -> Any | None:
     full = f"{SIDECAR_GROUP}/{path}"
     if full not in file:
         return None
-    return read_elem(file[full])
+    with hdf5_object(f"/{full}"):
+        return read_elem(file[full])
 
 
 def can_encode(value: Any) -> bool:

@@ -23,7 +23,7 @@ what is stored. Before anything is read,
 errors raised by this package's own code as they are.
 """
 
-from scanpy_loomio._guards.boundary import converted_read_errors
+from scanpy_loomio._guards.boundary import converted_read_errors, hdf5_object, read_values
 from scanpy_loomio._guards.budget import MemoryLimit, check_read_size, resolve_memory_limit
 from scanpy_loomio._guards.checks import check_file
 from scanpy_loomio._guards.heaps import check_global_heaps, check_vlen_datasets
@@ -44,7 +44,9 @@ __all__ = [
     "check_vlen_datasets",
     "codec_problem",
     "converted_read_errors",
+    "hdf5_object",
     "open_read_only",
+    "read_values",
     "record_problem",
     "resolve_memory_limit",
     "usable_metadata",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
+from scanpy_loomio._guards.boundary import hdf5_object
 from scanpy_loomio._guards.problems import file_error
 from scanpy_loomio._matrix.chunks import same_file_descriptor, stored_chunks
 from scanpy_loomio._matrix.costs import elements
@@ -153,6 +154,34 @@ def _descriptor_problem(values: np.ndarray, base_size: int, file_size: int) -> s
     return f"value {i} of a block claiming {int(nbytes[i]):,} bytes at byte {int(values['address'][i]):,}"
 
 
+def _descriptor_blocks(handle: Any, dset: h5py.Dataset, base: int, file_size: int, itemsize: int) -> list[bytes]:
+    """The stored descriptors (length, address, index) of a variable-length dataset, block by block, as bytes.
+
+    Contiguous data is read at its address (relative to the superblock at ``base``); chunks are decoded with the
+    matrix engine's filter pipeline, a chunk with another filter or a damaged stream left to HDF5.
+    """
+    dcpl = dset.id.get_create_plist()
+    layout = dcpl.get_layout()
+    blocks: list[bytes] = []
+    if layout == h5py.h5d.CONTIGUOUS:
+        offset = dset.id.get_offset()
+        if offset is not None:
+            handle.seek(base + offset)
+            blocks.append(handle.read(min(dset.id.get_storage_size(), file_size)))
+    elif layout == h5py.h5d.CHUNKED and hasattr(dset.id, "chunk_iter"):
+        filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
+        expected = elements(dset.chunks) * itemsize
+        inflate = partial(inflate_at_most, size=expected)  # never more than a chunk's worth
+        for skipped, raw in stored_chunks(dset.id):
+            try:
+                data = unfilter(bytes(raw), filters, skipped, itemsize, inflate)
+            except inflate_errors():
+                continue  # damaged: HDF5 reports it when it reads the chunk
+            if data is not None:
+                blocks.append(data[:expected])
+    return blocks
+
+
 def check_vlen_datasets(
     file: h5py.File, path: Path, datasets: list[DatasetInfo], checked: set[int] | None = None
 ) -> None:
@@ -177,28 +206,11 @@ def check_vlen_datasets(
         file_size = os.fstat(handle.fileno()).st_size
         for info in datasets:
             dset = info.dataset
-            base_size = _vlen_base_size(dset)
-            if base_size is None or dset.id.get_storage_size() == 0:
-                continue
-            dcpl = dset.id.get_create_plist()
-            layout = dcpl.get_layout()
-            blocks: list[bytes] = []
-            if layout == h5py.h5d.CONTIGUOUS:
-                offset = dset.id.get_offset()
-                if offset is not None:
-                    handle.seek(base + offset)
-                    blocks.append(handle.read(min(dset.id.get_storage_size(), file_size)))
-            elif layout == h5py.h5d.CHUNKED and hasattr(dset.id, "chunk_iter"):
-                filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
-                expected = elements(dset.chunks) * record.itemsize
-                inflate = partial(inflate_at_most, size=expected)  # never more than a chunk's worth
-                for skipped, raw in stored_chunks(dset.id):
-                    try:
-                        data = unfilter(bytes(raw), filters, skipped, record.itemsize, inflate)
-                    except inflate_errors():
-                        continue  # damaged: HDF5 reports it when it reads the chunk
-                    if data is not None:
-                        blocks.append(data[:expected])
+            with hdf5_object(dset):
+                base_size = _vlen_base_size(dset)
+                if base_size is None or dset.id.get_storage_size() == 0:
+                    continue
+                blocks = _descriptor_blocks(handle, dset, base, file_size, record.itemsize)
             for data in blocks:
                 values = np.frombuffer(data[: len(data) // record.itemsize * record.itemsize], dtype=record)
                 problem = _descriptor_problem(values, base_size, file_size)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import h5py
 
+from scanpy_loomio._guards.boundary import hdf5_object
 from scanpy_loomio._guards.problems import file_error, join_path
 
 if TYPE_CHECKING:
@@ -129,11 +130,15 @@ def _type_problem(tid: Any) -> str | None:
 
 def _check_attributes(path: Path, where: str, obj: Any) -> None:
     """Attribute names must be text and their datatypes well-formed (HDF5 crashes on some damaged ones)."""
-    for name in obj.attrs:
+    with hdf5_object(obj):
+        names = list(obj.attrs)
+    for name in names:
         label = f"{where} (attribute {name!r})"
         if not isinstance(name, str):  # h5py gives bytes for names that are not UTF-8
             raise file_error(path, label, "an attribute name that is not UTF-8 text", "UTF-8 names")
-        problem = _type_problem(obj.attrs.get_id(name).get_type())
+        with hdf5_object(obj, attribute=name):
+            tid = obj.attrs.get_id(name).get_type()
+        problem = _type_problem(tid)
         if problem:
             raise file_error(path, label, f"a damaged datatype ({problem})", "a datatype HDF5 can read")
 
@@ -190,7 +195,9 @@ def check_structure(file: h5py.File, path: Path, *, allow_external: bool = False
         visited.add(key)
         ancestors[key] = group.name
         stack.append(("leave", group, depth))
-        for name in list(group.keys()):
+        with hdf5_object(group):
+            names = list(group.keys())
+        for name in names:
             if not isinstance(name, str):  # h5py gives bytes for names that are not UTF-8
                 raise file_error(
                     path,
@@ -220,14 +227,16 @@ def check_structure(file: h5py.File, path: Path, *, allow_external: bool = False
                 continue
             if not isinstance(link, h5py.HardLink):
                 raise file_error(path, where, f"a link of type {type(link).__name__}", "a hard or soft link")
-            obj = group.get(name)
+            with hdf5_object(where):
+                obj = group.get(name)
             if isinstance(obj, h5py.Datatype) or obj is None:
                 raise file_error(
                     path, where, f"a {type(obj).__name__}", "datasets and groups only (no named datatypes)"
                 )
             _check_attributes(path, where, obj)
             if isinstance(obj, h5py.Dataset):
-                _check_dataset(path, where, obj, allow_external)
+                with hdf5_object(obj):
+                    _check_dataset(path, where, obj, allow_external)
                 datasets.append(DatasetInfo(where, obj))
             elif isinstance(obj, h5py.Group):
                 child = hash(obj.id)
