@@ -539,10 +539,10 @@ def _set_record(text: str) -> Callable[[h5py.File], None]:
         (lambda r: "{not json", r"unreadable \(not valid JSON"),
         (lambda r: json.dumps([1, 2]), r"unreadable \(not a scanpy_loomio record"),
         (
-            lambda r: json.dumps(r | {"version": 99}),
-            r"unreadable \(record version 99, this release reads versions 1 to",
+            lambda r: json.dumps(r | {"encoding-version": "0.1"}),
+            r"unreadable \(encoding-version of 'record': version '0.1'",
         ),
-        (lambda r: json.dumps(r | {"version": "1"}), r"unreadable \(record version '1'"),
+        (lambda r: json.dumps(r | {"encoding-version": 1}), r"unreadable \(encoding-version 1 of 'record'"),
         (lambda r: json.dumps(r | {"obs": None}), r"unreadable \(malformed record"),
         (lambda r: json.dumps(r | {"layers": [[1]]}), r"unreadable \(malformed record"),
         (
@@ -557,8 +557,8 @@ def _set_record(text: str) -> Callable[[h5py.File], None]:
     ids=[
         "not-json",
         "not-an-object",
-        "future-version",
-        "version-text",
+        "version-malformed",
+        "version-not-text",
         "axis-null",
         "layers-malformed",
         "storage",
@@ -572,6 +572,41 @@ def test_damaged_record_reads_as_plain_loom(
     with pytest.warns(LoomReadWarning, match=re.escape(f"{path}: the scanpy_loomio record") + ".*" + warning):
         back = read_unchanged(path)
     assert_plain_values(back, adata)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda r: r | {"encoding-version": "0.3.0"},
+        lambda r: (
+            {k: v for k, v in r.items() if not k.startswith("encoding-")} | {"encoder": "scanpy_loomio", "version": 2}
+        ),
+    ],
+    ids=["tagged", "untagged"],
+)
+def test_record_of_a_newer_release_is_refused(tmp_path: Path, valid_file: Path, change: Callable) -> None:
+    path = edited(tmp_path, valid_file, _set_record(json.dumps(change(_record(valid_file)))))
+    with pytest.raises(
+        LoomFormatError,
+        match=re.escape(f"{path}: /attrs/scanpy_loomio: found a record with ")
+        + ".*newer scanpy-loomio.*Upgrade scanpy-loomio",
+    ):
+        read_unchanged(path)
+
+
+@pytest.mark.parametrize("hdf5_path", ["matrix", "col_attrs/cluster", GRAPH])
+def test_tag_of_a_newer_release_is_refused(tmp_path: Path, valid_file: Path, hdf5_path: str) -> None:
+    def edit(f: h5py.File) -> None:
+        tag = json.loads(f[hdf5_path].attrs["scanpy_loomio_codec"])
+        f[hdf5_path].attrs["scanpy_loomio_codec"] = json.dumps(tag | {"encoding-version": "1.0.0"})
+
+    path = edited(tmp_path, valid_file, edit)
+    expected = (
+        where(path, f"/{hdf5_path}")
+        + "found a scanpy_loomio_codec attribute with .*encoding-version 1.0.0, written by a newer scanpy-loomio.*Upgrade scanpy-loomio"
+    )
+    with pytest.raises(LoomFormatError, match=expected):
+        read_unchanged(path)
 
 
 def test_names_replaced_by_records_read_as_plain_loom(tmp_path: Path, valid_file: Path, adata: AnnData) -> None:

@@ -22,12 +22,11 @@ import pandas as pd
 
 from scanpy_loomio._codecs.text import decode_text, unstorable_text_reason
 from scanpy_loomio._errors import LossyWriteError
+from scanpy_loomio._record.tags import ColumnTag
+from scanpy_loomio._spec.facts import NUMERIC_DTYPES
 
 #: dtypes a loom attribute may hold as they are (the loom validator's list).
-NATIVE_DTYPES = frozenset(
-    np.dtype(t)
-    for t in ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64")
-)
+NATIVE_DTYPES = NUMERIC_DTYPES
 
 
 @dataclass
@@ -36,7 +35,7 @@ class EncodedColumn:
 
     values: np.ndarray
     """What the loom attribute dataset holds."""
-    codec: dict[str, Any] | None = None
+    codec: ColumnTag | None = None
     """How to restore the pandas dtype; ``None`` when the values are already exact."""
     aux: dict[str, np.ndarray] = field(default_factory=dict)
     """Arrays kept beside the loom datasets (e.g. ``categories``, ``mask``)."""
@@ -92,7 +91,7 @@ def _encode_categorical(series: pd.Series, key: str) -> EncodedColumn:
     else:
         labels = np.zeros(len(codes), dtype=stored_categories.dtype)
         labels[~mask] = stored_categories[codes[~mask]]
-    codec = {"type": "categorical", "ordered": bool(cat.ordered), "categories_dtype": str(categories.dtype)}
+    codec = ColumnTag("categorical", ordered=bool(cat.ordered), categories_dtype=str(categories.dtype))
     return EncodedColumn(labels, codec, {"categories": categories, **_mask_aux(mask)})
 
 
@@ -102,7 +101,7 @@ def _encode_nullable(series: pd.Series, key: str) -> EncodedColumn:
     kind = "nullable-boolean" if isinstance(series.dtype, pd.BooleanDtype) else "nullable-integer"
     numpy_dtype = np.dtype(np.uint8) if kind == "nullable-boolean" else series.dtype.numpy_dtype
     values = np.asarray(array.to_numpy(dtype=numpy_dtype, na_value=0))
-    return EncodedColumn(values, {"type": kind, "dtype": str(series.dtype)}, _mask_aux(mask))
+    return EncodedColumn(values, ColumnTag(kind, dtype=str(series.dtype)), _mask_aux(mask))
 
 
 def _is_default_text(dtype: Any) -> bool:
@@ -119,7 +118,7 @@ def _encode_text(series: pd.Series, key: str) -> EncodedColumn:
     if isinstance(series.dtype, pd.StringDtype):
         stored = values.copy()
         stored[mask] = ""
-        codec = {"type": "string", "dtype": str(series.dtype)}
+        codec = ColumnTag("string", dtype=str(series.dtype))
         return EncodedColumn(storable_values(stored, key), codec, _mask_aux(mask))
     if not mask.any():
         return EncodedColumn(storable_values(values, key))
@@ -129,7 +128,7 @@ def _encode_text(series: pd.Series, key: str) -> EncodedColumn:
         raise LossyWriteError(msg)
     stored = values.copy()
     stored[mask] = ""
-    codec = {"type": "string", "na": "None" if missing == {"NoneType"} else "nan"}
+    codec = ColumnTag("string", na="None" if missing == {"NoneType"} else "nan")
     return EncodedColumn(storable_values(stored, key), codec, _mask_aux(mask))
 
 
@@ -158,7 +157,7 @@ def encode_column(series: pd.Series, key: str) -> EncodedColumn:
     if isinstance(dtype, np.dtype):
         values = series.to_numpy()
         if dtype.kind == "b":
-            return EncodedColumn(values.astype(np.uint8), {"type": "bool"})
+            return EncodedColumn(values.astype(np.uint8), ColumnTag("bool"))
         return EncodedColumn(storable_values(values, key))
     msg = (
         f"{key}: pandas dtype {dtype} is not supported; expected numeric, bool, text, categorical or nullable "
@@ -189,8 +188,8 @@ def plain_values(values: np.ndarray, *, where: str = "") -> np.ndarray:
     return values
 
 
-def decode_column(values: np.ndarray, codec: dict[str, Any] | None, aux: dict[str, np.ndarray]) -> Any:
-    """Restore a column from its loom values, codec description and auxiliary arrays.
+def decode_column(values: np.ndarray, codec: ColumnTag | None, aux: dict[str, np.ndarray]) -> Any:
+    """Restore a column from its loom values, tag and auxiliary arrays.
 
     Raises
     ------
@@ -199,7 +198,7 @@ def decode_column(values: np.ndarray, codec: dict[str, Any] | None, aux: dict[st
     """
     if codec is None:
         return plain_values(values)
-    kind = codec.get("type")
+    kind = codec.kind
     mask = _apply_mask(values, aux)
     if kind == "bool":
         if values.dtype.kind not in "iu" or (values.size and values.max(initial=0) > 1):
@@ -210,8 +209,8 @@ def decode_column(values: np.ndarray, codec: dict[str, Any] | None, aux: dict[st
         categories = pd.Index(plain_values(np.asarray(aux["categories"])))
         # text categories take the stack's text dtype, as anndata reads them; others their recorded dtype
         is_text = pd.api.types.is_string_dtype(categories.dtype)
-        if not is_text and str(categories.dtype) != codec.get("categories_dtype", str(categories.dtype)):
-            categories = categories.astype(codec["categories_dtype"])
+        if not is_text and codec.categories_dtype and str(categories.dtype) != codec.categories_dtype:
+            categories = categories.astype(codec.categories_dtype)
         if not categories.is_unique:
             msg = "the recorded categories are not unique"
             raise CodecMismatch(msg)
@@ -226,9 +225,9 @@ def decode_column(values: np.ndarray, codec: dict[str, Any] | None, aux: dict[st
         if unknown.any():
             msg = f"label {labels[unknown][0]!r} is not among the recorded categories"
             raise CodecMismatch(msg)
-        return pd.Categorical.from_codes(codes, categories=categories, ordered=codec.get("ordered", False))
+        return pd.Categorical.from_codes(codes, categories=categories, ordered=codec.ordered)
     if kind == "nullable-integer":
-        dtype = pd.api.types.pandas_dtype(codec["dtype"])
+        dtype = pd.api.types.pandas_dtype(codec.dtype)
         return (
             pd.array(values.astype(dtype.numpy_dtype), dtype=dtype)
             if mask is None
@@ -238,13 +237,13 @@ def decode_column(values: np.ndarray, codec: dict[str, Any] | None, aux: dict[st
         return pd.arrays.BooleanArray(values.astype(bool), mask if mask is not None else np.zeros(len(values), bool))
     if kind == "string":
         text = plain_values(values)
-        if "dtype" in codec:
-            array = pd.array(text, dtype=codec["dtype"])
+        if codec.dtype is not None:
+            array = pd.array(text, dtype=codec.dtype)
             if mask is not None:
                 array[mask] = pd.NA
             return array
         if mask is not None:
-            text[mask] = None if codec.get("na") == "None" else np.nan
+            text[mask] = None if codec.na == "None" else np.nan
         return text
     msg = f"unknown codec type {kind!r}"
     raise CodecMismatch(msg)

@@ -25,6 +25,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from scanpy_loomio._record.tags import ColumnTag
 from scanpy_loomio.conventions import CONVENTIONS, Convention, RTypes
 
 __all__ = [
@@ -170,26 +171,27 @@ def flagged_names(group: h5py.Group, exclude: Mapping[str, object] | Sequence[st
 # -- writing ---------------------------------------------------------------------------------------------------------
 
 
-def is_text_factor(codec: dict | None, aux: Mapping[str, np.ndarray]) -> bool:
+def is_text_factor(codec: ColumnTag | None, aux: Mapping[str, np.ndarray]) -> bool:
     """Whether an encoded column is a categorical with text categories (what R can hold as a factor)."""
-    if not codec or codec.get("type") != "categorical" or "categories" not in aux:
+    if codec is None or codec.kind != "categorical" or "categories" not in aux:
         return False
     categories = np.asarray(aux["categories"])
     return categories.dtype.kind in "OUS" and all(isinstance(c, str) for c in categories)
 
 
-def r_values(values: np.ndarray, codec: dict | None, aux: Mapping[str, np.ndarray], rtypes: RTypes) -> np.ndarray:
+def r_values(values: np.ndarray, codec: ColumnTag | None, aux: Mapping[str, np.ndarray], rtypes: RTypes) -> np.ndarray:
     """An encoded column's values as the convention's R writer stores them (enum factors, boolean dtype).
 
     Examples
     --------
     >>> import numpy as np
     >>> from scanpy_loomio._codecs.rtypes import r_values
+    >>> from scanpy_loomio._record.tags import ColumnTag
     >>> from scanpy_loomio.conventions import RTypes
-    >>> r_values(np.array([1, 0], np.uint8), {"type": "bool"}, {}, RTypes(bool_dtype="int32")).dtype
+    >>> r_values(np.array([1, 0], np.uint8), ColumnTag("bool"), {}, RTypes(bool_dtype="int32")).dtype
     dtype('int32')
     """
-    kind = (codec or {}).get("type")
+    kind = codec.kind if codec else None
     if kind in ("bool", "nullable-boolean"):
         return marked_bool(values, rtypes)
     if rtypes.factors == "enum" and is_text_factor(codec, aux):
@@ -197,6 +199,6 @@ def r_values(values: np.ndarray, codec: dict | None, aux: Mapping[str, np.ndarra
     return values
 
 
-def is_logical(codec: dict | None, aux: Mapping[str, np.ndarray]) -> bool:
+def is_logical(codec: ColumnTag | None, aux: Mapping[str, np.ndarray]) -> bool:
     """Whether an encoded column is a boolean with no missing value (what a logical marker may mark)."""
-    return (codec or {}).get("type") in ("bool", "nullable-boolean") and "mask" not in aux
+    return codec is not None and codec.kind in ("bool", "nullable-boolean") and "mask" not in aux

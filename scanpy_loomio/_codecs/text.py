@@ -35,17 +35,6 @@ def unstorable_text_reason(text: str) -> str | None:
     return None
 
 
-def is_text_dtype(dtype: np.dtype) -> bool:
-    """Whether an HDF5 dataset of this dtype holds text."""
-    if dtype.kind in "SU":
-        return True
-    if dtype.kind == "O":
-        import h5py
-
-        return h5py.check_string_dtype(dtype) is not None
-    return False
-
-
 def decode_text(values: np.ndarray, *, where: str = "") -> np.ndarray:
     """Turn an array of ``bytes``/``str`` read from HDF5 into an object array of ``str``.
 

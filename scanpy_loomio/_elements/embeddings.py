@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from scanpy_loomio._codecs.columns import NATIVE_DTYPES
+from scanpy_loomio._record.record import EmbeddingEntry
 from scanpy_loomio.conventions import EMBEDDING_FORMS, Convention, EmbeddingForm
 
 #: The generic 2-D form, used on an axis the convention's own form has no name for.
@@ -47,18 +48,16 @@ class EmbeddingPlan:
     registry_global: str | None = None
     """Template of the global attribute listing this attribute for the tool (``ReducedDimsName{i}``)."""
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> EmbeddingEntry:
         """The entry in the metadata record."""
-        out: dict[str, Any] = {"storage": self.storage, "attrs": self.attrs}
-        if self.storage != "sidecar":
-            out["ndim"] = int(np.ndim(self.values))
-        if self.dtype:
-            out["dtype"] = self.dtype
-        if self.fields:
-            out["fields"] = self.fields
-        if self.shape is not None:
-            out["shape"] = list(self.shape)
-        return out
+        return EmbeddingEntry(
+            storage=self.storage,  # type: ignore[arg-type]  # one of the storages by construction
+            attrs=tuple(self.attrs),
+            ndim=None if self.storage == "sidecar" else int(np.ndim(self.values)),
+            dtype=self.dtype or None,
+            fields=tuple(self.fields),
+            shape=self.shape,
+        )
 
 
 def storable_as_attribute(value: Any) -> bool:
@@ -171,20 +170,20 @@ def registry_globals(plans: list[tuple[str, EmbeddingPlan]]) -> dict[str, str]:
     return out
 
 
-def restore(record: dict[str, Any], columns: list[np.ndarray]) -> np.ndarray:
+def restore(record: EmbeddingEntry, columns: list[np.ndarray]) -> np.ndarray:
     """Rebuild an embedding from the values of its attributes."""
-    storage = record["storage"]
+    storage = record.storage
     if storage == "matrix":
         values = columns[0]
     elif storage == "compound":
         records = columns[0]
-        values = np.stack([records[name] for name in record["fields"]], axis=1)
+        values = np.stack([records[name] for name in record.fields], axis=1)
     elif storage == "pair":  # one field of each of two records (SCope's Embeddings_X, Embeddings_Y)
-        values = np.stack([records[record["fields"][0]] for records in columns], axis=1)
+        values = np.stack([records[record.fields[0]] for records in columns], axis=1)
     else:
         values = np.stack(columns, axis=1)
-    if "shape" in record:
-        values = values.reshape(values.shape[0], *record["shape"])
-    if record.get("dtype"):
-        values = values.astype(record["dtype"])
+    if record.shape is not None:
+        values = values.reshape(values.shape[0], *record.shape)
+    if record.dtype:
+        values = values.astype(record.dtype)
     return values

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
-from scanpy_loomio._record.record import CODEC_ATTR, dump_codec
+from scanpy_loomio._record.tags import GraphTag, MatrixTag, write_tag
 
 if TYPE_CHECKING:
     import h5py
@@ -23,13 +23,6 @@ def weights_exact_as_float(values: np.ndarray) -> bool:
     if values.dtype.kind not in "iu":
         return False
     return values.size == 0 or (np.abs(values.astype(np.float64)).max() < 2**53 and values.dtype.itemsize <= 8)
-
-
-def matrix_kind(matrix: Any) -> dict[str, str]:
-    """Describe a matrix's container so it can be restored: format (csr/csc/dense), class, dtype."""
-    if sparse.issparse(matrix):
-        return {"format": matrix.format, "type": type(matrix).__name__, "dtype": str(matrix.dtype)}
-    return {"format": "dense", "type": "ndarray", "dtype": str(np.asarray(matrix).dtype)}
 
 
 def write_graph(group: h5py.Group, name: str, matrix: Any, *, index_base: int | tuple[int, int] = 0) -> None:
@@ -52,28 +45,19 @@ def write_graph(group: h5py.Group, name: str, matrix: Any, *, index_base: int | 
             # kNN graphs are a large part of a file; gzip level 2 as for the matrices
             **({"compression": "gzip", "compression_opts": 2} if len(values) > 1024 else {}),
         )
-    base = {"index_base": [base_a, base_b]} if (base_a, base_b) != (0, 0) else {}
-    g.attrs[CODEC_ATTR] = dump_codec({"type": "graph", **matrix_kind(matrix), **base})
+    write_tag(g, GraphTag(MatrixTag.of(matrix), (base_a, base_b)))
 
 
-def recorded_index_base(codec: dict[str, Any] | None) -> list[int]:
-    """The ``[a, b]`` index bases a graph was written with (``[0, 0]`` unless its codec records others)."""
-    bases = (codec or {}).get("index_base", [0, 0])
-    if isinstance(bases, list) and len(bases) == 2 and all(b in (0, 1) for b in bases):
-        return [int(b) for b in bases]
-    return [0, 0]
-
-
-def build_matrix(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int, kind: dict[str, str] | None) -> Any:
+def build_matrix(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int, kind: MatrixTag | None) -> Any:
     """Assemble an ``n × n`` matrix from 0-based edges, in the recorded container when ``kind`` is given."""
-    fmt = (kind or {}).get("format", "csr")
-    dtype = np.dtype((kind or {}).get("dtype", w.dtype))
+    fmt = (kind.format if kind else None) or "csr"
+    dtype = np.dtype((kind.dtype if kind else None) or w.dtype)
     data = w.astype(dtype) if dtype != w.dtype else w
     coo = sparse.coo_matrix((data, (a, b)), shape=(n, n))
     if fmt == "dense":
         return coo.toarray()
     out = coo.tocsc() if fmt == "csc" else coo.tocsr()
     out.sort_indices()
-    if (kind or {}).get("type", "").endswith("_array"):
+    if kind is not None and kind.is_sparse_array:
         out = sparse.csc_array(out) if fmt == "csc" else sparse.csr_array(out)
     return out

@@ -12,8 +12,8 @@ what is stored. Before anything is read,
 - :mod:`~scanpy_loomio._guards.heaps` checks, from the file's own bytes, the global heaps holding text and the stored
   lengths of text values, which HDF5 trusts and hangs or allocates gigabytes on when they are damaged
   (:func:`check_global_heaps`, :func:`check_vlen_datasets`);
-- :mod:`~scanpy_loomio._guards.records` checks that this package's own record and codec attributes are well-formed
-  and still fit the file (:func:`usable_metadata`, :func:`check_codecs`);
+- :func:`~scanpy_loomio._record.checks.check_tags` checks that this package's own tags are well-formed (the record is
+  checked by :func:`~scanpy_loomio._record.checks.usable_metadata` when the reader loads it);
 - :mod:`~scanpy_loomio._guards.budget` estimates the memory the read needs and refuses files that would need more
   than is available, or that declare far more matrix data than they store (:func:`check_read_size`).
 
@@ -28,26 +28,21 @@ from scanpy_loomio._guards.budget import MemoryLimit, check_read_size, resolve_m
 from scanpy_loomio._guards.checks import check_file
 from scanpy_loomio._guards.heaps import check_global_heaps, check_vlen_datasets
 from scanpy_loomio._guards.open import UnreadableFileError, open_read_only
-from scanpy_loomio._guards.records import check_codecs, codec_problem, record_problem, usable_metadata
 from scanpy_loomio._guards.structure import MAX_DEPTH, check_layout, check_structure
 
 __all__ = [
     "MAX_DEPTH",
     "MemoryLimit",
     "UnreadableFileError",
-    "check_codecs",
     "check_file",
     "check_global_heaps",
     "check_layout",
     "check_read_size",
     "check_structure",
     "check_vlen_datasets",
-    "codec_problem",
     "converted_read_errors",
     "hdf5_object",
     "open_read_only",
     "read_values",
-    "record_problem",
     "resolve_memory_limit",
-    "usable_metadata",
 ]

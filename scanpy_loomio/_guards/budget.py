@@ -16,9 +16,9 @@ import numpy as np
 
 from scanpy_loomio._errors import LoomFormatError
 from scanpy_loomio._guards.problems import file_error, join_path
-from scanpy_loomio._guards.structure import NUMERIC_KINDS
 from scanpy_loomio._matrix.costs import Cost, MatrixRead, elements, stored_elements, value_bytes
-from scanpy_loomio._record.record import load_codec
+from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, graph_tag, layer_tag
+from scanpy_loomio._spec.facts import NUMERIC_KINDS
 
 if TYPE_CHECKING:
     from scanpy_loomio._guards.structure import DatasetInfo
@@ -104,10 +104,12 @@ def _matrix_costs(path: Path, info: DatasetInfo, *, sparse: bool, dtype: str | N
             f"a {dset.ndim}-D dataset of dtype {dset.dtype}",
             "a 2-D dataset of numbers (genes × cells)",
         )
-    codec = load_codec(dset) or {}
-    if codec.get("type") == "absent":
+    tag = layer_tag(dset)  # checked by check_tags before
+    if isinstance(tag, AbsentMatrixTag):
         return []
-    read = MatrixRead.of(dset, codec, sparse=sparse, dtype=dtype)
+    kind = tag if isinstance(tag, MatrixTag) else None
+    fmt = (kind.format if kind else None) or ("csr" if sparse else "dense")
+    read = MatrixRead(dset, fmt, np.dtype((kind.dtype if kind else None) or dtype or dset.dtype))
     if limit is not None:
         _check_matrix_limits(path, info.name, read, limit)
     return read.costs(info.name)
@@ -193,9 +195,9 @@ def check_read_size(
         if not isinstance(group, h5py.Group):
             continue
         for name, graph in group.items():
-            codec = load_codec(graph) if graph is not None else None
-            if codec and codec.get("format") == "dense":
-                itemsize = np.dtype(codec.get("dtype", "float64")).itemsize
+            codec = graph_tag(graph) if graph is not None else None
+            if codec and codec.matrix.format == "dense":
+                itemsize = np.dtype(codec.matrix.dtype or "float64").itemsize
                 costs.append(Cost(join_path(group.name, name), n * n * itemsize, f"a dense {n} × {n} graph"))
     need = sum(c.nbytes for c in costs)
     if limit is None or need <= limit:

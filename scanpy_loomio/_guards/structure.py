@@ -14,14 +14,13 @@ import h5py
 
 from scanpy_loomio._guards.boundary import hdf5_object
 from scanpy_loomio._guards.problems import file_error, join_path
+from scanpy_loomio._spec.facts import NUMERIC_KINDS
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 #: Groups nested deeper than this are refused: real loom files nest a few levels, and readers recurse.
 MAX_DEPTH = 128
-#: Kinds of dtype a matrix, an edge list column or a codec attribute's dtype may have: numbers and bool.
-NUMERIC_KINDS = frozenset("iufb")
 
 
 @dataclass(frozen=True)

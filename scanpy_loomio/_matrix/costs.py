@@ -7,7 +7,7 @@ checks compare these costs with the memory limit (:mod:`scanpy_loomio._guards.bu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -53,20 +53,11 @@ def stored_elements(dset: h5py.Dataset) -> int:
 
 @dataclass(frozen=True)
 class MatrixRead:
-    """Reading one stored (genes × cells) matrix into the container and dtype :func:`read_matrix` gives for it.
-
-    Build it with :meth:`of`, from the dataset's codec attribute and what the caller asked for.
-    """
+    """Reading one stored (genes × cells) matrix into ``format`` (``"csr"``, ``"csc"`` or ``"dense"``) and ``dtype``."""
 
     dataset: h5py.Dataset
     format: str
     dtype: np.dtype
-
-    @classmethod
-    def of(cls, dset: h5py.Dataset, codec: dict[str, Any], *, sparse: bool, dtype: str | None) -> MatrixRead:
-        """The read of ``dset``: the format and dtype its codec records, else ``sparse`` and ``dtype``."""
-        fmt = codec.get("format") or ("csr" if sparse else "dense")
-        return cls(dset, fmt, np.dtype(codec.get("dtype") or dtype or dset.dtype))
 
     @property
     def elements(self) -> int:

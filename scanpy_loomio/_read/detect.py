@@ -18,7 +18,7 @@ from typing import Any
 
 import h5py
 
-from scanpy_loomio._codecs.text import is_text_dtype
+from scanpy_loomio._spec.facts import is_text_dtype
 from scanpy_loomio.conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention, FileSummary
 
 logger = logging.getLogger("scanpy_loomio")

@@ -25,7 +25,7 @@ import logging
 import re
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import h5py
 import numpy as np
@@ -33,7 +33,6 @@ import pandas as pd
 
 from scanpy_loomio._codecs.columns import plain_values
 from scanpy_loomio._codecs.rtypes import enum_categorical, enum_mapping, is_marked_logical, logical_values
-from scanpy_loomio._codecs.text import is_text_dtype
 from scanpy_loomio._elements.scope import SCOPE_EMBEDDING_PAIR
 from scanpy_loomio._elements.toolfiles import (
     EMBEDDING_COMPONENTS_KEY,
@@ -45,12 +44,10 @@ from scanpy_loomio._elements.toolfiles import (
 )
 from scanpy_loomio._errors import LoomReadWarning
 from scanpy_loomio._guards.boundary import hdf5_object, read_values
+from scanpy_loomio._spec.facts import Axis, is_text_dtype
 from scanpy_loomio.conventions import CONVENTIONS, EMBEDDING_FORMS, Convention, name_candidates
 
 logger = logging.getLogger("scanpy_loomio")
-
-Axis = Literal["obs", "var"]
-LOOM_GROUP = {"obs": "col_attrs", "var": "row_attrs"}
 
 
 _COMPONENT = re.compile(r"^(?P<key>.+)_(?P<i>[1-9][0-9]*)$")

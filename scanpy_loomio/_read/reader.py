@@ -28,7 +28,7 @@ from scanpy_loomio._codecs.rtypes import enum_labels, enum_mapping
 from scanpy_loomio._compat import quiet_anndata
 from scanpy_loomio._elements.embeddings import restore as restore_embedding
 from scanpy_loomio._elements.globals import decode_global, read_globals
-from scanpy_loomio._elements.graphs import build_matrix, recorded_index_base
+from scanpy_loomio._elements.graphs import build_matrix
 from scanpy_loomio._elements.orientation import stored_transposed
 from scanpy_loomio._elements.sidecar import read_elem, sidecar_get
 from scanpy_loomio._errors import LoomFormatError, LoomReadWarning
@@ -41,7 +41,6 @@ from scanpy_loomio._guards import (
     open_read_only,
     read_values,
     resolve_memory_limit,
-    usable_metadata,
 )
 from scanpy_loomio._read.foreign import (
     ForeignAxis,
@@ -50,12 +49,22 @@ from scanpy_loomio._read.foreign import (
     graph_index_base,
     nested_datasets,
 )
-from scanpy_loomio._record.record import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata, load_codec
+from scanpy_loomio._record.checks import record_error, tag_error, usable_metadata
+from scanpy_loomio._record.record import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata
+from scanpy_loomio._record.tags import (
+    AbsentMatrixTag,
+    FilledLayerTag,
+    MatrixTag,
+    TagError,
+    column_tag,
+    graph_tag,
+    layer_tag,
+    stored_tag_text,
+)
+from scanpy_loomio._spec.facts import AXES
 from scanpy_loomio.conventions import Convention, get_convention
 
 logger = logging.getLogger("scanpy_loomio")
-
-AXES = {"obs": "col", "var": "row"}
 
 
 @dataclass
@@ -89,6 +98,8 @@ class LoomReader:
         self.convention = self._convention()
         self.transposed = stored_transposed(file)
         self.foreign_uns: dict[str, Any] = {}
+        self.index_attrs: dict[str, str | None] = {}
+        """The attribute each axis's names were read from (``None``: a range index), once the axis is read."""
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def error(self, where: str, found: str, expected: str, fix: str = "") -> LoomFormatError:
@@ -103,7 +114,9 @@ class LoomReader:
             return None
         try:
             return Metadata.from_json(raw)
-        except ValueError as err:
+        except TagError as err:
+            if err.newer:
+                raise record_error(self.path, err) from None
             warnings.warn(
                 f"{self.path}: the scanpy_loomio record in the global attributes is unreadable ({err}); "
                 "reading the file as plain loom. Exact dtypes and index names may not be restored.",
@@ -148,10 +161,11 @@ class LoomReader:
         ``template``: nothing is read; an all-zero matrix of this shape, of the container and dtype reading would
         give (what :func:`scanpy_loomio.concat_loom` plans with).
         """
-        codec = load_codec(dset) or {}
-        if codec.get("type") == "absent":
+        tag = layer_tag(dset)
+        if isinstance(tag, AbsentMatrixTag):
             return None
-        fmt = codec.get("format") or ("csr" if self.options.sparse else "dense")
+        kind = tag if isinstance(tag, MatrixTag) else None
+        fmt = (kind.format if kind else None) or ("csr" if self.options.sparse else "dense")
         if template is not None:
             value = _matrix.empty_like_read(dset, template, format=fmt)
         elif self.transposed:  # stored cells × genes: read it as the other orientation, then turn it
@@ -164,10 +178,10 @@ class LoomReader:
             value = _matrix.read_matrix(
                 dset, format=fmt, n_threads=self.options.n_threads, progress=self.options.progress
             )
-        dtype = dtype or codec.get("dtype")
+        dtype = dtype or (kind.dtype if kind else None)
         if dtype is not None and value.dtype != np.dtype(dtype):
             value = value.astype(dtype)
-        if codec.get("type", "").endswith("_array"):
+        if kind is not None and kind.is_sparse_array:
             value = sparse.csc_array(value) if fmt == "csc" else sparse.csr_array(value)
         return value
 
@@ -188,7 +202,7 @@ class LoomReader:
                     f"the shape of /matrix {self.file['matrix'].shape}",
                 )
         # all-zero layers written only because the target tool needs them (fill_missing_layers=True)
-        names = [n for n in names if (load_codec(layers_group[n]) or {}).get("type") != "filled"]
+        names = [n for n in names if not isinstance(layer_tag(layers_group[n]), FilledLayerTag)]
         x_name = self._x_name(names) if choose_x else None
         layers: dict[str, h5py.Dataset] = {}
         if x_name:
@@ -269,6 +283,7 @@ class LoomReader:
 
         # index
         index_attr = self._index_attr(axis, datasets, record, values_of)
+        self.index_attrs[axis] = index_attr
         if index_attr is not None:
             names = np.asarray(values_of(index_attr), dtype=str).astype(object)
             if record is None or self.options.repair_bytes_text:
@@ -294,7 +309,7 @@ class LoomReader:
                 used.add(attr)
                 if chosen_over_record and attr == index_attr:
                     continue
-                if attr == index_attr and load_codec(datasets[attr]) is None:
+                if attr == index_attr and stored_tag_text(datasets[attr]) is None:
                     columns[key] = values_of(attr).copy()
                     continue
                 with hdf5_object(datasets[attr]):
@@ -303,12 +318,12 @@ class LoomReader:
         multi: dict[str, Any] = {}
         if record:
             for key, entry in record.multi.items():
-                if entry.get("storage") == "sidecar":
+                if entry.storage == "sidecar":
                     value = self._aligned(sidecar_get(self.file, f"{axis}m/{key}"), n, f"{axis}m[{key!r}]")
                     if value is not None:
                         multi[key] = value
                     continue
-                attrs = entry.get("attrs", [])
+                attrs = entry.attrs
                 if attrs and all(a in datasets for a in attrs):
                     used.update(attrs)
                     multi[key] = restore_embedding(entry, [read_values(datasets[a]) for a in attrs])
@@ -370,7 +385,10 @@ class LoomReader:
         return frame
 
     def _decode(self, group_path: str, attr: str, dset: h5py.Dataset, values: np.ndarray) -> Any:
-        codec = load_codec(dset)
+        try:
+            codec = column_tag(dset)
+        except TagError as err:  # written by a newer release
+            raise tag_error(self.path, f"/{group_path}/{attr}", err) from None
         if codec is None:
             return values
         aux_path = f"{SIDECAR_GROUP}/{group_path}/{attr}"
@@ -464,8 +482,8 @@ class LoomReader:
             raise self.error(
                 where, f"a, b, w of shapes {a.shape}, {b.shape}, {w.shape}", "three 1-D datasets of one length"
             )
-        codec = load_codec(g)
-        bases = recorded_index_base(codec)
+        codec = graph_tag(g)
+        bases = list(codec.index_base) if codec else [0, 0]
         if codec is None:  # another tool's graph: the convention's base, unless the values rule it out
             for i, (values, name) in enumerate(((a, "a"), (b, "b"))):
                 bases[i], note = graph_index_base(values, n, self.convention.graph_index_base[i], f"{where}/{name}")
@@ -476,7 +494,7 @@ class LoomReader:
         )
         if codec is None and w.dtype.kind not in "f":
             w = w.astype(np.float32)
-        return build_matrix(a, b, w, n, codec)
+        return build_matrix(a, b, w, n, codec.matrix if codec else None)
 
     def _graph_index(self, where: str, values: np.ndarray, name: str, n: int, base: int) -> np.ndarray:
         if values.dtype.kind == "f":

@@ -27,7 +27,6 @@ from scipy import sparse
 
 from scanpy_loomio import _matrix
 from scanpy_loomio._compat import named_layers, quiet_anndata
-from scanpy_loomio._elements.graphs import matrix_kind
 from scanpy_loomio._errors import LoomConcatWarning
 from scanpy_loomio._guards import (
     check_file,
@@ -37,7 +36,7 @@ from scanpy_loomio._guards import (
     resolve_memory_limit,
 )
 from scanpy_loomio._read.reader import LoomReader, ReadOptions
-from scanpy_loomio._record.record import CODEC_ATTR, dump_codec, load_codec
+from scanpy_loomio._record.tags import AbsentMatrixTag, FilledLayerTag, MatrixTag, layer_tag, write_tag
 from scanpy_loomio._write.atomic import atomic_target
 from scanpy_loomio._write.writer import _check_name, _missing_layers, _progress_default, plan_write, write_annotations
 from scanpy_loomio.conventions import DEFAULT_CONVENTION, Convention, get_convention
@@ -119,7 +118,7 @@ class _Input:
         self.shell = self.reader.read()  # options.matrices is False: everything but X and layers
         x_dset, layer_dsets, _ = self.reader.matrix_sources()
         self.sources: dict[str | None, h5py.Dataset] = {None: x_dset, **layer_dsets}
-        self.absent = {key for key, dset in self.sources.items() if (load_codec(dset) or {}).get("type") == "absent"}
+        self.absent = {key for key, dset in self.sources.items() if isinstance(layer_tag(dset), AbsentMatrixTag)}
 
     def stand_in(self, axis: int) -> AnnData:
         """A one-row (``axis=0``) or one-column stand-in with this input's matrix containers and dtypes."""
@@ -134,7 +133,8 @@ class _Input:
             )
 
     def codec_dtype(self, key: str | None) -> np.dtype | None:
-        dtype = (load_codec(self.sources[key]) or {}).get("dtype")
+        tag = layer_tag(self.sources[key])
+        dtype = tag.dtype if isinstance(tag, MatrixTag) else None
         return None if dtype is None else np.dtype(dtype)
 
 
@@ -517,7 +517,7 @@ def concat_loom(
                 dset = _matrix.write_matrix(
                     layers_group, name, None, shape=out.shape, dtype=fill_dtype, **write_options
                 )
-                dset.attrs[CODEC_ATTR] = dump_codec({"type": "filled"})
+                write_tag(dset, FilledLayerTag())
             write_annotations(target, plan)
     return ConcatReport(out_path, out.shape, paths, result_layers, dropped, conv.name)
 
@@ -551,7 +551,7 @@ def _write_concat(
     """Write one output matrix (``key`` ``None``: ``X``) band by band; ``template`` is its concatenated stand-in."""
     if template is None:
         dset = _matrix.write_matrix(group, name, None, shape=shape, dtype=np.dtype(np.float32), **options)
-        dset.attrs[CODEC_ATTR] = dump_codec({"type": "absent"})
+        write_tag(dset, AbsentMatrixTag())
         return
     dtype = np.dtype(template.dtype)
     fills = _fill_values(template, inputs, key, positions, axis)
@@ -575,4 +575,4 @@ def _write_concat(
         for window, _, _ in parts:
             if window is not None:
                 window.close()
-    dset.attrs[CODEC_ATTR] = dump_codec({"type": "matrix", **matrix_kind(template)})
+    write_tag(dset, MatrixTag.of(template))

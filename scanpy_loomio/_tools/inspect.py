@@ -9,7 +9,6 @@ attributes as ``obsm``, no graphs and no global attributes, loompy's validator f
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,19 +17,19 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from scanpy_loomio._codecs.text import decode_text, is_text_dtype
+from scanpy_loomio._codecs.text import decode_text
 from scanpy_loomio._elements.globals import GLOBALS_GROUP, read_globals
 from scanpy_loomio._errors import LoomFormatError
 from scanpy_loomio._guards import check_structure, open_read_only
 from scanpy_loomio._read.detect import _attr_names, rank_conventions, summarize
-from scanpy_loomio._read.foreign import choose_index_attr, nested_datasets
-from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata, load_codec
-from scanpy_loomio._tools.validate import LOOM_GROUPS, ValidationReport, _Collector, _spec_problems, spec_version
-from scanpy_loomio.conventions import DEFAULT_CONVENTION, Convention, get_convention
+from scanpy_loomio._read.plan import plan_read
+from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata
+from scanpy_loomio._record.tags import ColumnTag, MatrixTag, TagError, column_tag, layer_tag
+from scanpy_loomio._spec.facts import LOOM_GROUPS, is_text_dtype, spec_version
+from scanpy_loomio._tools.validate import ValidationReport, _Collector, _spec_problems
+from scanpy_loomio.conventions import DEFAULT_CONVENTION, get_convention
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from anndata import AnnData
 
 __all__ = ["Element", "LoomSummary", "inspect_loom"]
@@ -183,10 +182,10 @@ def _attributes(group: h5py.Group | None, loom: str, coded: dict[tuple[str, str]
     out = []
     for full in sorted(_attr_names(group)[0]):  # datasets, and those in groups nested one level down
         dset = group[full]
-        codec = load_codec(dset) or {}
+        codec = _column_tag(dset)
         note = coded.get((loom, full), "")
-        if codec.get("type"):
-            note = f"{note} ({codec['type']})".strip()
+        if codec is not None:
+            note = f"{note} ({codec.kind})".strip()
         out.append(Element(f"/{loom}_attrs/{full}", _kind(dset.dtype), tuple(dset.shape), note))
     return out
 
@@ -235,31 +234,6 @@ def _record_summary(record: Metadata, file: h5py.File) -> dict[str, Any]:
     }
 
 
-def _index_attrs(file: h5py.File, record: Metadata | None, convention: Convention, path: Path) -> dict[str, str | None]:
-    """The attribute :func:`read_loom_full` takes each axis's names from (as its reader chooses them)."""
-    out: dict[str, str | None] = {}
-    for axis, loom in (("obs", "col_attrs"), ("var", "row_attrs")):
-        group = file.get(loom)
-        if not isinstance(group, h5py.Group) or not isinstance(file.get("matrix"), h5py.Dataset):
-            out[axis] = None
-            continue
-        n = file["matrix"].shape[1 if axis == "obs" else 0]
-        datasets = {k: v for k, v in group.items() if isinstance(v, h5py.Dataset) and v.ndim and v.shape[0] == n}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # nested_datasets warns; the read below reports the same
-            datasets.update(nested_datasets(group, n, f"{path}:/{loom}"))
-        recorded = getattr(record, axis).index_attr if record else None
-        if recorded in datasets:
-            out[axis] = recorded
-        else:
-            out[axis] = choose_index_attr(axis, datasets, convention, _text_reader(datasets), f"{path}:/{loom}")
-    return out
-
-
-def _text_reader(datasets: dict[str, h5py.Dataset]) -> Callable[[str], np.ndarray]:
-    return lambda name: decode_text(datasets[name][()])
-
-
 def _describe_names(attr: str | None, group: h5py.Group, frame_index: pd.Index, source: str) -> str:
     loom = group.name.lstrip("/")
     if attr is None:
@@ -281,16 +255,6 @@ def _unique_text_attributes(group: h5py.Group) -> list[str]:
             if len(set(values.tolist())) == len(values):
                 found.append(name)
     return found
-
-
-def _full_read(path: Path) -> tuple[AnnData, list[str]]:
-    from scanpy_loomio._read.reader import read_loom_full
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        adata = read_loom_full(path, matrices=False, progress=False)
-    notes = [str(w.message).removeprefix(f"{path}: ") for w in caught if issubclass(w.category, UserWarning)]
-    return adata, notes
 
 
 def _read_result(adata: AnnData) -> dict[str, Any]:
@@ -315,15 +279,34 @@ def _read_result(adata: AnnData) -> dict[str, Any]:
 # -- what anndata's read_loom would lose --------------------------------------------------------------------------
 
 
-def _codec_loss(key: str, codec: dict[str, Any]) -> str | None:
-    kind = codec.get("type")
+def _column_tag(dset: h5py.Dataset) -> ColumnTag | None:
+    """The column's tag; a newer one is shown as none (reading names it)."""
+    try:
+        return column_tag(dset)
+    except TagError:
+        return None
+
+
+def _matrix_tag(dset: h5py.Dataset) -> MatrixTag | None:
+    """The matrix's tag when it describes a matrix (not an absent or filled one); a malformed one as none."""
+    try:
+        tag = layer_tag(dset)
+    except TagError:
+        return None
+    return tag if isinstance(tag, MatrixTag) else None
+
+
+def _codec_loss(key: str, codec: ColumnTag | None) -> str | None:
+    if codec is None:
+        return None
+    kind = codec.kind
     if kind == "categorical":
         return f"{key} would be plain values, not categorical"
     if kind == "bool":
         return f"{key} would be 0/1 integers, not bool"
     if kind in ("nullable-integer", "nullable-boolean"):
-        return f"{key} would lose its missing values (0 instead) and its dtype {codec.get('dtype', '')}".rstrip()
-    if kind == "string" and ("na" in codec or codec.get("dtype")):
+        return f"{key} would lose its missing values (0 instead) and its dtype {codec.dtype or ''}".rstrip()
+    if kind == "string" and (codec.na is not None or codec.dtype):
         return f"{key} would lose its missing values (empty text instead)"
     return None
 
@@ -374,8 +357,8 @@ def anndata_losses(
             dset = group.get(attr)
             if attr != key:
                 losses.append(f"the name of {axis}[{key!r}]: it would be {attr!r}")
-            codec = load_codec(dset) if isinstance(dset, h5py.Dataset) else None
-            loss = _codec_loss(f"{axis}[{key!r}]", codec or {})
+            codec = _column_tag(dset) if isinstance(dset, h5py.Dataset) else None
+            loss = _codec_loss(f"{axis}[{key!r}]", codec)
             if loss:
                 losses.append(loss)
         plain_multi = {k for k, d in group.items() if isinstance(d, h5py.Dataset) and d.ndim > 1 and d.shape[1] > 1}
@@ -398,14 +381,16 @@ def anndata_losses(
     if ANNDATA_X_NAME in layer_names:
         x_source = layers[ANNDATA_X_NAME]
         losses.append("X: it would be the 'spliced' layer, and /matrix would become layers['matrix']")
-    x_dtype = np.dtype((load_codec(x_source) or {}).get("dtype", x_source.dtype))
+    x_tag = _matrix_tag(x_source)
+    x_dtype = np.dtype((x_tag.dtype if x_tag else None) or x_source.dtype)
     if x_dtype != ANNDATA_DTYPE:
         losses.append(f"the dtype of X: {x_dtype} would become float32")
     for key, name in record.layers if record else []:
         if key != name:
             losses.append(f"the name of layers[{key!r}]: it would be {name!r}")
     for where, obj in [("X", file["matrix"])] + [(f"layers[{n!r}]", layers[n]) for n in layer_names]:
-        fmt = (load_codec(obj) or {}).get("format")
+        tag = _matrix_tag(obj)
+        fmt = tag.format if tag else None
         if fmt in ("csc", "dense"):
             losses.append(f"the {fmt} format of {where}: it would be CSR")
     if len(adata.uns):
@@ -498,8 +483,10 @@ def inspect_loom(filename: str | os.PathLike[str]) -> LoomSummary:
             convention = get_convention(DEFAULT_CONVENTION)
         spec = ValidationReport(path, spec_version=spec_version(globals_))
         _spec_problems(file, _Collector(spec), globals_, convention)
-        adata, notes = _full_read(path)
-        index_attrs = _index_attrs(file, record, convention, path)
+        plan = plan_read(file, path)
+        if plan.shell is None:
+            raise LoomFormatError(plan.error)
+        adata, notes, index_attrs = plan.shell, plan.warnings, plan.index_attrs
         source = "recorded" if record is not None else f"the {convention.name} convention"
         coded = {}
         if record is not None:

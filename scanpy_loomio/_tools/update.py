@@ -33,11 +33,10 @@ from anndata import AnnData
 from scanpy_loomio import _matrix
 from scanpy_loomio._compat import named_layers
 from scanpy_loomio._elements.globals import read_globals
-from scanpy_loomio._elements.graphs import matrix_kind
 from scanpy_loomio._errors import LoomReadWarning
 from scanpy_loomio._guards import check_file, converted_read_errors, open_read_only
 from scanpy_loomio._read.reader import LoomReader, ReadOptions
-from scanpy_loomio._record.record import load_codec
+from scanpy_loomio._record.tags import AbsentMatrixTag, FilledLayerTag, MatrixTag, layer_tag
 from scanpy_loomio._write.atomic import atomic_target
 from scanpy_loomio._write.writer import (
     LossyPolicy,
@@ -57,42 +56,38 @@ __all__ = ["update_loom_full"]
 class _Stored:
     """How a matrix in the file reads back: ``None`` when absent, else its container and dtype."""
 
-    kind: dict[str, str] | None
+    kind: MatrixTag | None
     filled: bool = False
 
     @classmethod
     def of(cls, dset: h5py.Dataset) -> _Stored:
-        codec = load_codec(dset) or {}
-        if codec.get("type") == "absent":
+        tag = layer_tag(dset)
+        if isinstance(tag, AbsentMatrixTag):
             return cls(None)
-        if codec.get("type") == "filled":
+        if isinstance(tag, FilledLayerTag):
             return cls(None, filled=True)
-        fmt = codec.get("format") or "csr"  # read_loom_full reads matrices without a record as CSR
+        fmt = (tag.format if tag else None) or "csr"  # read_loom_full reads matrices without a record as CSR
         default_type = "ndarray" if fmt == "dense" else f"{fmt}_matrix"
-        kind = {
-            "format": fmt,
-            "type": codec.get("type") or default_type,
-            "dtype": codec.get("dtype") or str(dset.dtype),
-        }
-        return cls(kind)
+        container = tag.container if tag and tag.format else default_type
+        return cls(MatrixTag(fmt, container, (tag.dtype if tag else None) or str(dset.dtype)))
 
     def describe(self) -> str:
         if self.kind is None:
             return "no matrix"
-        return f"a {self.kind['type']} of {self.kind['dtype']}"
+        return f"a {self.kind.container} of {self.kind.dtype}"
 
 
 def _describe(value: Any) -> str:
     if value is None:
         return "no matrix"
-    kind = matrix_kind(value)
-    return f"a {kind['type']} of {kind['dtype']}"
+    kind = MatrixTag.of(value)
+    return f"a {kind.container} of {kind.dtype}"
 
 
 def _matches(stored: _Stored, value: Any) -> bool:
     if value is None or stored.kind is None:
         return value is None and stored.kind is None and not stored.filled
-    return matrix_kind(value) == stored.kind
+    return MatrixTag.of(value) == stored.kind
 
 
 class _Target:

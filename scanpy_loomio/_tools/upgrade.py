@@ -44,19 +44,17 @@ import numpy as np
 from anndata import AnnData
 from scipy import sparse
 
-from scanpy_loomio._codecs.text import is_text_dtype
 from scanpy_loomio._errors import LoomReadWarning
-from scanpy_loomio._guards import check_file, converted_read_errors, open_read_only
-from scanpy_loomio._read.reader import AXES, LoomReader, ReadOptions, read_loom_full
+from scanpy_loomio._guards import open_read_only
+from scanpy_loomio._read.plan import plan_read
 from scanpy_loomio._record.record import RESERVED_GLOBALS
-from scanpy_loomio._tools.inspect import _index_attrs
+from scanpy_loomio._spec.facts import AXES, Axis, is_text_dtype
 from scanpy_loomio._tools.update import _Stored, _update
 from scanpy_loomio._write.atomic import atomic_target
 from scanpy_loomio.conventions import Convention
 
 __all__ = ["UpgradeResult", "upgrade_loom"]
 
-Axis = Literal["obs", "var"]
 #: The convention of files written by anndata's ``write_loom``.
 LEGACY_CONVENTION = "anndata"
 
@@ -106,28 +104,30 @@ class _FileFacts:
     text: dict[str, list[str]]
     """Each axis's 1-D text attributes: where names can be."""
     shape: tuple[int, int]
+    shell: AnnData
+    """Everything but the matrices, read with the names in :attr:`names`."""
 
 
-def _file_facts(path: Path) -> _FileFacts:
-    with open_read_only(path) as file, converted_read_errors(path):
-        check_file(file, path)
-        reader = LoomReader(file, path, ReadOptions(matrices=False))
-        attributes: dict[str, dict[str, tuple[int, ...]]] = {}
-        text: dict[str, list[str]] = {}
-        for axis, loom in AXES.items():
-            group = file.get(f"{loom}_attrs")
-            datasets = dict(group.items()) if isinstance(group, h5py.Group) else {}
-            datasets = {name: d for name, d in datasets.items() if isinstance(d, h5py.Dataset)}
-            attributes[axis] = {name: d.shape for name, d in datasets.items()}
-            text[axis] = sorted(name for name, d in datasets.items() if d.ndim == 1 and is_text_dtype(d.dtype))
-        return _FileFacts(
-            has_record=reader.metadata is not None,
-            convention=reader.convention,
-            names=_index_attrs(file, reader.metadata, reader.convention, path),
-            attributes=attributes,
-            text=text,
-            shape=reader.shape,
-        )
+def _file_facts(file: h5py.File, path: Path) -> _FileFacts:
+    plan = plan_read(file, path, strict=True)
+    attributes: dict[str, dict[str, tuple[int, ...]]] = {}
+    text: dict[str, list[str]] = {}
+    for axis, loom in AXES.items():
+        group = file.get(f"{loom}_attrs")
+        datasets = dict(group.items()) if isinstance(group, h5py.Group) else {}
+        datasets = {name: d for name, d in datasets.items() if isinstance(d, h5py.Dataset)}
+        attributes[axis] = {name: d.shape for name, d in datasets.items()}
+        text[axis] = sorted(name for name, d in datasets.items() if d.ndim == 1 and is_text_dtype(d.dtype))
+    assert plan.shell is not None and plan.convention is not None  # strict: a failed read raised
+    return _FileFacts(
+        has_record=plan.record is not None,
+        convention=plan.convention,
+        names=dict(plan.index_attrs),
+        attributes=attributes,
+        text=text,
+        shape=plan.shell.shape,
+        shell=plan.shell,
+    )
 
 
 def _forced_names(path: Path, axis: Axis, asked: str, facts: _FileFacts) -> str:
@@ -169,7 +169,7 @@ def _warn_names_guessed(path: Path, axis: Axis, attr: str | None, facts: _FileFa
     )
 
 
-def _placeholders(path: Path, adata: AnnData) -> None:
+def _placeholders(file: h5py.File, adata: AnnData) -> None:
     """Give ``adata`` an ``X`` and layers of the stored kinds, without reading them.
 
     The update copies the file's matrices as they are stored and only checks that ``adata``'s are of the same
@@ -180,17 +180,16 @@ def _placeholders(path: Path, adata: AnnData) -> None:
         kind = _Stored.of(dset).kind
         if kind is None:
             return None
-        dtype = np.dtype(kind["dtype"])
-        if kind["format"] == "dense":
+        dtype = np.dtype(kind.dtype)
+        if kind.format == "dense":
             return np.broadcast_to(np.zeros((), dtype=dtype), adata.shape)  # no memory for the values
-        return getattr(sparse, kind["type"])(adata.shape, dtype=dtype)
+        return getattr(sparse, kind.container)(adata.shape, dtype=dtype)
 
-    with open_read_only(path) as file:
-        adata.X = stand_in(file["matrix"])
-        layers = file.get("layers")
-        for name, dset in layers.items() if isinstance(layers, h5py.Group) else ():
-            if isinstance(dset, h5py.Dataset) and not _Stored.of(dset).filled:
-                adata.layers[name] = stand_in(dset)
+    adata.X = stand_in(file["matrix"])
+    layers = file.get("layers")
+    for name, dset in layers.items() if isinstance(layers, h5py.Group) else ():
+        if isinstance(dset, h5py.Dataset) and not _Stored.of(dset).filled:
+            adata.layers[name] = stand_in(dset)
 
 
 def _to_categoricals(adata: AnnData) -> dict[str, tuple[str, ...]]:
@@ -293,23 +292,32 @@ def upgrade_loom(
     target = Path(output) if output is not None else None
     if not path.exists():
         raise FileNotFoundError(2, "no such loom file to upgrade", str(path))
-    facts = _file_facts(path)
-    convention, names = facts.convention, facts.names
-    if facts.has_record:
-        if target is not None:
-            with atomic_target(target) as tmp:
-                shutil.copyfile(path, tmp)
-        return UpgradeResult(target or path, upgraded=False, convention=convention.name)
-    # anndata's writer puts the names under obs_names/var_names, or under the index's name when it has one
-    legacy = convention.name == LEGACY_CONVENTION or any(_holds_names(facts, axis, f"{axis}_names") for axis in AXES)
-    for axis, asked in (("obs", obs_names), ("var", var_names)):
-        if asked is not None:
-            names[axis] = _forced_names(path, axis, asked, facts)
-        elif _holds_names(facts, axis, f"{axis}_names"):
-            names[axis] = f"{axis}_names"  # even when the reader would prefer another attribute
-        elif names[axis] is None or (legacy and names[axis] != "index"):
-            _warn_names_guessed(path, axis, names[axis], facts)
-    adata = read_loom_full(path, obs_names=names["obs"], var_names=names["var"], matrices=False)
+    with open_read_only(path) as file:
+        facts = _file_facts(file, path)
+        convention, names = facts.convention, dict(facts.names)
+        if facts.has_record:
+            if target is not None:
+                with atomic_target(target) as tmp:
+                    shutil.copyfile(path, tmp)
+            return UpgradeResult(target or path, upgraded=False, convention=convention.name)
+        # anndata's writer puts the names under obs_names/var_names, or under the index's name when it has one
+        legacy = convention.name == LEGACY_CONVENTION or any(
+            _holds_names(facts, axis, f"{axis}_names") for axis in AXES
+        )
+        for axis, asked in (("obs", obs_names), ("var", var_names)):
+            if asked is not None:
+                names[axis] = _forced_names(path, axis, asked, facts)
+            elif _holds_names(facts, axis, f"{axis}_names"):
+                names[axis] = f"{axis}_names"  # even when the reader would prefer another attribute
+            elif names[axis] is None or (legacy and names[axis] != "index"):
+                _warn_names_guessed(path, axis, names[axis], facts)
+        adata = (
+            facts.shell
+            if names == facts.names
+            else plan_read(file, path, obs_names=names["obs"], var_names=names["var"], strict=True, checked=True).shell
+        )
+        assert adata is not None  # strict: a failed read raised
+        _placeholders(file, adata)
     # the file's own bookkeeping (creation date, spec version), which the update writes itself, is not uns
     for key in RESERVED_GLOBALS & set(adata.uns):
         del adata.uns[key]
@@ -321,7 +329,6 @@ def upgrade_loom(
         index_names[axis] = attr if named else None
         getattr(adata, axis).index.name = index_names[axis]
     converted = _to_categoricals(adata) if categoricals == "auto" else {"obs": (), "var": ()}
-    _placeholders(path, adata)
     # written back under the same attributes, so tools that found the names there still do
     keep: dict[str, Any] = {
         field_name: (names[axis], *getattr(convention, field_name))

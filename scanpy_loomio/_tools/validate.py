@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,30 +21,27 @@ from typing import TYPE_CHECKING, Any, Literal
 import h5py
 import numpy as np
 
-from scanpy_loomio._codecs.text import decode_text, is_text_dtype
+from scanpy_loomio._codecs.text import decode_text
 from scanpy_loomio._elements.globals import GLOBALS_GROUP, read_globals
 from scanpy_loomio._elements.orientation import stored_transposed
 from scanpy_loomio._elements.scope import uses_scope_layout
 from scanpy_loomio._errors import LoomFormatError
-from scanpy_loomio._guards import check_structure, codec_problem, open_read_only, record_problem
+from scanpy_loomio._guards import check_structure, open_read_only
 from scanpy_loomio._read.detect import _attr_names, rank_conventions, summarize
-from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata, load_codec
+from scanpy_loomio._read.plan import ReadPlan, plan_read
+from scanpy_loomio._record.checks import tag_problem, tagged_matrices
+from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata
+from scanpy_loomio._record.tags import TagError, graph_tag
+from scanpy_loomio._spec.facts import LOOM_GROUPS, NUMERIC_DTYPES, is_text_dtype, spec_version
 from scanpy_loomio.conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention, get_convention
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
 
 __all__ = ["Problem", "ValidationReport", "validate_loom"]
 
 Severity = Literal["error", "warning"]
 
-#: Matrix, layer and numeric attribute dtypes the loom spec (and loompy's validator) allows.
-NUMERIC_DTYPES = frozenset(
-    np.dtype(t)
-    for t in ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
-)
-#: The groups of a loom file; loomR accepts only the spec-2 ones.
-LOOM_GROUPS = ("matrix", "layers", "row_attrs", "col_attrs", "row_graphs", "col_graphs")
 AXIS_OF = {"row": "var (genes, rows)", "col": "obs (cells, columns)"}
 SPEC_HELP = "see the loom format specification: http://linnarssonlab.org/loompy/format/"
 
@@ -144,14 +140,6 @@ class _Collector:
 
 
 # -- the loom specification --------------------------------------------------------------------------------------
-
-
-def spec_version(globals_: dict[str, Any]) -> str | None:
-    """The file's ``LOOM_SPEC_VERSION`` as text, or ``None``."""
-    value = globals_.get("LOOM_SPEC_VERSION")
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.ravel()[0]
-    return None if value is None else str(value)
 
 
 def _dtype_text(dtype: np.dtype) -> str:
@@ -272,7 +260,11 @@ def _check_graph(out: _Collector, where: str, graph: object, n: int) -> None:
             f"a, b and w of different lengths ({shapes}); expected one length (one edge each)",
             loompy=True,
         )
-    recorded = (load_codec(graph) or {}).get("index_base", [0, 0])
+    try:
+        tag = graph_tag(graph)
+    except TagError:
+        tag = None  # reported with the record's problems
+    recorded = tag.index_base if tag else (0, 0)
     for part, base in zip("ab", recorded, strict=False):
         dset = parts.get(part)
         if dset is None or dset.dtype.kind not in "iuf" or dset.shape[0] == 0:
@@ -437,7 +429,7 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
             check=check,
         )
         return
-    problem = record_problem(record)
+    problem = record.problem()
     if problem:
         out.add(
             "error",
@@ -472,7 +464,7 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
                     "warning", f"/{loom}_attrs/{attr}", f"missing (the {axis} column {key!r}){removed}", check=check
                 )
         for key, entry in axis_record.multi.items():
-            if entry.get("storage") == "sidecar":
+            if entry.storage == "sidecar":
                 if f"{SIDECAR_GROUP}/{axis}m/{key}" not in file:
                     out.add(
                         "warning",
@@ -481,7 +473,7 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
                         check=check,
                     )
             else:
-                for attr in entry.get("attrs", []):
+                for attr in entry.attrs:
                     if attr not in present:
                         out.add(
                             "warning",
@@ -502,9 +494,8 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
             out.add("warning", f"/{GLOBALS_GROUP}/{key}", f"missing (uns[{key!r}]){removed}", check=check)
     if record.raw and f"{SIDECAR_GROUP}/raw" not in file:
         out.add("warning", f"/{SIDECAR_GROUP}/raw", f"missing (raw){removed}", check=check)
-    for where, obj, graph in _coded_objects(file):
-        codec = load_codec(obj)
-        problem = None if codec is None else codec_problem(codec, graph=graph)
+    for where, obj, graph in tagged_matrices(file):
+        problem = tag_problem(obj, graph=graph)
         if problem:
             out.add(
                 "error",
@@ -515,31 +506,12 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
             )
 
 
-def _coded_objects(file: h5py.File) -> Iterator[tuple[str, h5py.HLObject, bool]]:
-    if isinstance(file.get("matrix"), h5py.Dataset):
-        yield "/matrix", file["matrix"], False
-    for group_name, graph in (("layers", False), ("col_graphs", True), ("row_graphs", True)):
-        group = file.get(group_name)
-        if isinstance(group, h5py.Group):
-            for name, obj in group.items():
-                yield f"/{group_name}/{name}", obj, graph
-
-
-def _read_problems(path: Path, out: _Collector) -> None:
-    """Read everything but the matrices as :func:`read_loom_full` does; its warnings and errors are problems."""
-    from scanpy_loomio._read.reader import read_loom_full
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            read_loom_full(path, matrices=False, progress=False)
-        except (LoomFormatError, ValueError, KeyError, TypeError, OSError) as err:
-            out.add("error", "/", f"scanpy_loomio.read_loom_full cannot read it: {err}", check="read")
-    for warning in caught:
-        if issubclass(warning.category, UserWarning):
-            message = str(warning.message)
-            message = message.removeprefix(f"{path}: ")
-            out.add("warning", "/", f"reading it: {message}", check="read")
+def _read_problems(plan: ReadPlan, out: _Collector) -> None:
+    """What reading everything but the matrices as :func:`read_loom_full` does reports: its warnings and errors."""
+    if plan.error is not None:
+        out.add("error", "/", f"scanpy_loomio.read_loom_full cannot read it: {plan.error}", check="read")
+    for message in plan.warnings:
+        out.add("warning", "/", f"reading it: {message}", check="read")
 
 
 # -- what a tool needs ----------------------------------------------------------------------------------------------
@@ -712,8 +684,8 @@ def validate_loom(
         _record_problems(file, out, globals_)
         for convention in checked:
             _convention_problems(file, out, convention, globals_)
-    if read and not any(
-        p.where in ("/matrix", "/row_attrs", "/col_attrs") and p.severity == "error" for p in report.problems
-    ):
-        _read_problems(path, out)
+        if read and not any(
+            p.where in ("/matrix", "/row_attrs", "/col_attrs") and p.severity == "error" for p in report.problems
+        ):
+            _read_problems(plan_read(file, path), out)
     return report

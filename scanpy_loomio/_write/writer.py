@@ -24,7 +24,7 @@ from scanpy_loomio._codecs.text import unstorable_text_reason, vlen_str_dtype
 from scanpy_loomio._compat import named_layers
 from scanpy_loomio._elements.embeddings import EmbeddingPlan, attribute_values, plan_embedding, registry_globals
 from scanpy_loomio._elements.globals import encode_global, json_tag, scalar_tag, write_globals
-from scanpy_loomio._elements.graphs import matrix_kind, weights_exact_as_float, write_graph
+from scanpy_loomio._elements.graphs import weights_exact_as_float, write_graph
 from scanpy_loomio._elements.scope import (
     SCOPE_EMBEDDING_PAIR,
     ScopeLayout,
@@ -34,15 +34,8 @@ from scanpy_loomio._elements.scope import (
 )
 from scanpy_loomio._elements.sidecar import can_encode, sidecar_put
 from scanpy_loomio._errors import LossyWriteError, LossyWriteWarning
-from scanpy_loomio._record.record import (
-    CODEC_ATTR,
-    METADATA_KEY,
-    RESERVED_GLOBALS,
-    SIDECAR_GROUP,
-    AxisRecord,
-    Metadata,
-    dump_codec,
-)
+from scanpy_loomio._record.record import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata
+from scanpy_loomio._record.tags import AbsentMatrixTag, ColumnTag, FilledLayerTag, MatrixTag, write_tag
 from scanpy_loomio._write.atomic import atomic_target
 from scanpy_loomio._write.h5ad_rules import frame_as_h5ad_stores, raw_as_h5ad_stores
 from scanpy_loomio._write.provenance import provenance, session_report
@@ -408,7 +401,7 @@ def _fixed_length_text(values: np.ndarray) -> np.ndarray | None:
 
 
 def _write_attribute(
-    group: h5py.Group, name: str, values: np.ndarray, codec: dict | None, *, fixed_text: bool = False
+    group: h5py.Group, name: str, values: np.ndarray, codec: ColumnTag | None, *, fixed_text: bool = False
 ) -> h5py.Dataset:
     fixed = _fixed_length_text(values) if fixed_text and values.dtype == object else None
     if fixed is not None:
@@ -424,7 +417,7 @@ def _write_attribute(
         **_attr_compression(values),
     )
     if codec is not None:
-        dset.attrs[CODEC_ATTR] = dump_codec(codec)
+        write_tag(dset, codec)
     return dset
 
 
@@ -475,12 +468,12 @@ def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, side
 def _write_layer(group: h5py.Group, name: str, value: Any, shape: tuple[int, int], options: dict[str, Any]) -> None:
     if value is None:
         dset = _matrix.write_matrix(group, name, None, shape=shape, dtype=np.dtype(np.float32), **options)
-        dset.attrs[CODEC_ATTR] = dump_codec({"type": "absent"})
+        write_tag(dset, AbsentMatrixTag())
         return
-    kind = matrix_kind(value)
+    kind = MatrixTag.of(value)
     stored = value.astype(np.uint8) if value.dtype == bool else value
     dset = _matrix.write_matrix(group, name, stored, **options)
-    dset.attrs[CODEC_ATTR] = dump_codec({"type": "matrix", **kind})
+    write_tag(dset, kind)
 
 
 def _write_filled_layer(group: h5py.Group, name: str, adata: AnnData, options: dict[str, Any]) -> None:
@@ -489,7 +482,7 @@ def _write_filled_layer(group: h5py.Group, name: str, adata: AnnData, options: d
     present = [v for v in (*named_layers(adata).values(), adata.X) if v is not None]
     dtype = (np.dtype(np.uint8) if present[0].dtype == bool else present[0].dtype) if present else np.dtype(np.float32)
     dset = _matrix.write_matrix(group, name, None, shape=adata.shape, dtype=dtype, **options)
-    dset.attrs[CODEC_ATTR] = dump_codec({"type": "filled"})
+    write_tag(dset, FilledLayerTag())
 
 
 def execute_plan(file: h5py.File, plan: WritePlan, matrix_options: dict[str, Any]) -> None:

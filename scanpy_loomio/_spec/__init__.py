@@ -1,0 +1,1 @@
+"""The loom format's own facts: its groups, axes, allowed dtypes and spec versions, written once."""
