@@ -26,18 +26,43 @@ extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
     "sphinx.ext.napoleon",  # before sphinx_autodoc_typehints, which relies on it
     "sphinx_autodoc_typehints",
 ]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}  # autosummary writes .rst stubs
 root_doc = "index"
 # pages made at build time (below) are included into others, not pages of their own
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "generated/*.md"]
-templates_path: list[str] = []
+exclude_patterns = ["_build", "_inventories", "Thumbs.db", ".DS_Store", "generated/*.md"]
+# classes document their methods and documented attributes on their own page (autosummary's default only lists
+# them, with links to nowhere)
+templates_path = ["_templates"]
 
-# Cross-references that cannot be resolved stay plain text: intersphinx needs the network, which CI may lack.
-nitpicky = False
+# Every cross-reference must resolve (or be listed in `nitpick_ignore` with the reason).
+nitpicky = True
 default_role = "literal"
+
+# The other projects' inventories are in the repository, made from the installed packages by
+# _inventories/make_inventories.py: the docs build without network access. The links go to the real sites.
+INVENTORIES = HERE / "_inventories"
+intersphinx_mapping = {
+    name: (url, str(INVENTORIES / f"{name}.inv"))
+    for name, url in {
+        "python": "https://docs.python.org/3/",
+        "numpy": "https://numpy.org/doc/stable/",
+        "scipy": "https://docs.scipy.org/doc/scipy/",
+        "pandas": "https://pandas.pydata.org/docs/",
+        "h5py": "https://docs.h5py.org/en/stable/",
+        "anndata": "https://anndata.readthedocs.io/en/stable/",
+        "scanpy": "https://scanpy.readthedocs.io/en/stable/",
+        "dask": "https://docs.dask.org/en/stable/",
+    }.items()
+}
+# Targets that are missing on purpose, each with the reason.
+nitpick_ignore = [
+    # use_as_default() returns a private context-manager class; its docstring says what the object does
+    ("py:class", "scanpy_loomio._scanpy.default._Switch"),
+]
 
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3  # `[text](#a-heading)` links within and across pages

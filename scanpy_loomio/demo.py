@@ -15,12 +15,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import anndata
 import numpy as np
 import pandas as pd
+import scanpy as sc
 from anndata import AnnData
 from scipy import sparse
 
-from ._compat import named_layers
+import scanpy_loomio
+from scanpy_loomio._compat import named_layers
 
 MISSING = object()
 
@@ -34,7 +37,8 @@ def describe(value: Any) -> str:
     if isinstance(value, pd.Index):
         return f"index {value.dtype}" + (f" named {value.name!r}" if value.name is not None else "")
     if sparse.issparse(value):
-        return f"{value.dtype} {type(value).__name__}"
+        # scipy-stubs narrow to an abstract base class that declares none of the attributes every container has
+        return f"{value.dtype} {type(value).__name__}"  # type: ignore[attr-defined]
     if isinstance(value, np.ndarray):
         return f"{value.dtype} array"
     return type(value).__name__
@@ -65,7 +69,7 @@ def same(expected: Any, actual: Any) -> bool:
             return False
         return True
     if sparse.issparse(expected):
-        expected, actual = expected.tocsr(), actual.tocsr()
+        expected, actual = expected.tocsr(), actual.tocsr()  # type: ignore[attr-defined]  # as in describe()
         expected.sort_indices()
         actual.sort_indices()
         return (
@@ -117,17 +121,14 @@ def lookup(adata: AnnData, name: str) -> Any:
 
 def compare(original: AnnData, ours: AnnData, theirs: AnnData | None) -> list[tuple[str, str, str]]:
     """Rows of (element, what scanpy_loomio gave back, what anndata's loom I/O gave back or ``"not run"``)."""
-    rows = []
-    for name, value in elements(original):
-        cells = []
-        for back in (ours, theirs):
-            if back is None:
-                cells.append("not run")
-                continue
-            got = lookup(back, name)
-            cells.append("exact" if same(value, got) else f"LOST ({describe(value)} -> {describe(got)})")
-        rows.append((name, *cells))
-    return rows
+
+    def verdict(value: Any, back: AnnData | None, name: str) -> str:
+        if back is None:
+            return "not run"
+        got = lookup(back, name)
+        return "exact" if same(value, got) else f"LOST ({describe(value)} -> {describe(got)})"
+
+    return [(name, verdict(value, ours, name), verdict(value, theirs, name)) for name, value in elements(original)]
 
 
 def anndata_round_trip(adata: AnnData, path: Path) -> tuple[AnnData | None, str]:
@@ -135,8 +136,6 @@ def anndata_round_trip(adata: AnnData, path: Path) -> tuple[AnnData | None, str]
 
     They need loompy, which this package does not, and anndata 0.13's ``write_loom`` fails on every AnnData.
     """
-    import anndata
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # anndata's loom functions are deprecated; we call them to compare
         try:
@@ -151,10 +150,6 @@ def anndata_round_trip(adata: AnnData, path: Path) -> tuple[AnnData | None, str]
 
 def run(folder: Path) -> tuple[list[tuple[str, str, str]], str]:
     """Write and read ``pbmc68k_reduced`` both ways in ``folder``; return the comparison rows and a note."""
-    import scanpy as sc
-
-    import scanpy_loomio
-
     adata = sc.datasets.pbmc68k_reduced()
     ours_path, theirs_path = folder / "scanpy_loomio.loom", folder / "anndata.loom"
     scanpy_loomio.write_loom_full(ours_path, adata)
@@ -168,8 +163,6 @@ def h5ad_round_trip(adata: AnnData, path: Path) -> AnnData:
 
     ``write_h5ad`` makes text columns with repeated values categoricals, on the object it writes: hence the copy.
     """
-    import anndata
-
     adata.copy().write_h5ad(path)
     return anndata.read_h5ad(path)
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import scanpy_loomio  # noqa: E402
-from scanpy_loomio._detect import detect_convention  # noqa: E402
+from scanpy_loomio._read.detect import detect_convention  # noqa: E402
 from scanpy_loomio.conventions import CONVENTIONS  # noqa: E402
 
 DEFAULT_FIXTURES = ROOT.parent / "shared" / "fixtures" / "real"

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
 import os
 import pkgutil
 import re
+import runpy
 import subprocess
 import sys
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,9 @@ NOT_RUN = {
     "python -m sphinx": "builds these docs, which .ci/run does",
     "python benchmarks/run.py": "benchmarks take minutes and are run on their own",
     "python benchmarks/concat.py": "benchmarks take minutes and are run on their own",
+    "pre-commit": "installs git hooks and runs the linters, which are development tools, not this suite",
+    "mypy": "type checking is a step of its own in .ci/run",
+    "python docs/_inventories/make_inventories.py": "rewrites the committed inventories from the installed packages",
     "git clone": "the tests already run in a checkout",
     "cd ": "the tests already run in a checkout",
 }
@@ -214,3 +220,110 @@ def test_the_block_reader_finds_code_directives_and_skips_other_directives(tmp_p
     ]
     assert blocks[0].code == "x = 1\n```\nnested\n```\n"
     assert commands(blocks[3]) == ["echo a b"]
+
+
+# -- intersphinx inventories ------------------------------------------------------------------------------------
+
+INVENTORIES = DOCS / "_inventories"
+
+
+def load_inventory_script():
+    spec = importlib.util.spec_from_file_location("make_inventories", INVENTORIES / "make_inventories.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_inventory(data: bytes) -> tuple[str, str, dict[tuple[str, str], str]]:
+    """Project, version and ``(name, role) -> uri`` of an inventory, read as Sphinx's format describes it."""
+    format_line, project, version, compressed_line, body = data.split(b"\n", 4)
+    assert format_line == b"# Sphinx inventory version 2"
+    assert compressed_line == b"# The remainder of this file is compressed using zlib."
+    entries = {}
+    for line in zlib.decompress(body).decode().splitlines():
+        name, role, priority, uri, display = line.split(" ")  # no name here has a space
+        assert role.startswith("py:") and priority.lstrip("-").isdigit() and display == "-", line
+        entries[name, role] = uri[:-1] + name if uri.endswith("$") else uri
+    return project.decode().removeprefix("# Project: "), version.decode().removeprefix("# Version: "), entries
+
+
+def test_conf_links_every_inventory_to_its_site():
+    conf = runpy.run_path(str(DOCS / "conf.py"))
+    projects = load_inventory_script().PROJECTS
+    assert {name: url for name, (url, _) in conf["intersphinx_mapping"].items()} == {
+        name: project.url for name, project in projects.items()
+    }
+    for name, (_, inventory) in conf["intersphinx_mapping"].items():
+        assert read_inventory(Path(inventory).read_bytes())[0] == name
+
+
+# Pages of the real documentation sites, as they are published.
+REAL_PAGES = {
+    ("python", "pathlib.Path", "py:class"): "library/pathlib.html#pathlib.Path",
+    ("python", "typing.Literal", "py:data"): "library/typing.html#typing.Literal",
+    ("python", "str", "py:class"): "library/stdtypes.html#str",
+    ("python", "ValueError", "py:exception"): "library/exceptions.html#ValueError",
+    ("numpy", "numpy.ndarray", "py:class"): "reference/generated/numpy.ndarray.html#numpy.ndarray",
+    (
+        "numpy",
+        "numpy.ndarray.astype",
+        "py:method",
+    ): "reference/generated/numpy.ndarray.astype.html#numpy.ndarray.astype",
+    ("scipy", "scipy.sparse.csr_matrix", "py:class"): "reference/generated/scipy.sparse.csr_matrix.html"
+    "#scipy.sparse.csr_matrix",
+    ("pandas", "pandas.api.types.is_string_dtype", "py:function"): "reference/api/pandas.api.types.is_string_dtype.html"
+    "#pandas.api.types.is_string_dtype",
+    ("h5py", "h5py.Dataset", "py:class"): "high/dataset.html#h5py.Dataset",
+    ("h5py", "h5py.string_dtype", "py:function"): "special.html#h5py.string_dtype",
+    ("anndata", "anndata.AnnData.strings_to_categoricals", "py:method"): "generated/"
+    "anndata.AnnData.strings_to_categoricals.html#anndata.AnnData.strings_to_categoricals",
+    ("scanpy", "scanpy.read_loom", "py:function"): "api/generated/scanpy.read_loom.html#scanpy.read_loom",
+    ("dask", "dask.array.Array.compute_chunk_sizes", "py:method"): "generated/"
+    "dask.array.Array.compute_chunk_sizes.html#dask.array.Array.compute_chunk_sizes",
+}
+
+
+@pytest.mark.parametrize(("project", "name", "role"), list(REAL_PAGES), ids=lambda v: v)
+def test_committed_inventories_point_at_the_real_pages(project: str, name: str, role: str):
+    _, version, entries = read_inventory((INVENTORIES / f"{project}.inv").read_bytes())
+    assert re.fullmatch(r"\d+\.\d+", version)
+    assert entries[name, role] == REAL_PAGES[project, name, role]
+
+
+def test_inventory_writer_output_reads_back():
+    script = load_inventory_script()
+    project = script.Project("demo", "demo", "https://example.org/", (), script.generated_pages("api/"))
+    lines = script.inventory_lines(project, [("demo.Thing", "py:class"), ("demo", "py:module")])
+    assert lines == ["demo.Thing py:class 1 api/demo.Thing.html#$ -"]  # modules have no generated page
+    assert read_inventory(script.inventory_bytes("demo", "1.2", lines)) == (
+        "demo",
+        "1.2",
+        {("demo.Thing", "py:class"): "api/demo.Thing.html#demo.Thing"},
+    )
+
+
+def test_inventory_roles_follow_the_objects():
+    script = load_inventory_script()
+    assert script.role_of(ValueError) == "py:exception"
+    assert script.role_of(Path) == "py:class"
+    assert script.role_of(len) == "py:function"
+    assert script.role_of(len, member=True) == "py:method"
+
+    class Thing:
+        size = 1
+
+        @property
+        def name(self) -> str:
+            return "thing"
+
+        @classmethod
+        def make(cls) -> Thing:
+            return cls()
+
+    members = dict(script.class_members(Thing))
+    assert {name: script.member_role(value) for name, value in members.items()} == {
+        "make": "py:method",
+        "name": "py:attribute",
+        "size": "py:attribute",
+    }

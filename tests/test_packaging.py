@@ -12,6 +12,7 @@ from importlib import metadata, resources
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).parents[1]
 DIST_NAME = "scanpy-loomio"
@@ -104,3 +105,26 @@ def test_twine_accepts_both_distributions(dists: dict[str, Path]):
     cmd = [sys.executable, "-m", "twine", "check", "--strict", str(dists["sdist"]), str(dists["wheel"])]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def test_pre_commit_runs_the_ruff_the_dev_extra_pins():
+    """One ruff version: the one `pip install -e ".[dev]"` installs is the one the pre-commit hook runs."""
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
+    (ruff_repo,) = [r for r in config["repos"] if r["repo"].endswith("/ruff-pre-commit")]
+    (pin,) = [r for r in pyproject()["project"]["optional-dependencies"]["dev"] if r.startswith("ruff")]
+    assert ruff_repo["rev"] == "v" + pin.removeprefix("ruff==")
+    assert {h["id"] for h in ruff_repo["hooks"]} == {"ruff-check", "ruff-format"}
+    (local,) = [r for r in config["repos"] if r["repo"] == "local"]
+    assert [(h["id"], h["entry"]) for h in local["hooks"]] == [("mypy", "mypy")]
+
+
+def test_mypy_checks_modules_that_exist():
+    """A module renamed or moved must not drop out of type checking unnoticed."""
+    overrides = pyproject()["tool"]["mypy"]["overrides"]
+    (checked,) = [o["module"] for o in overrides if o.get("ignore_errors") is False]
+    assert checked
+    for module in checked:
+        path = ROOT.joinpath(*module.removesuffix(".*").split("."))
+        is_package = (path / "__init__.py").is_file()
+        assert is_package if module.endswith(".*") else (path.with_suffix(".py").is_file() or is_package), module
+    assert "mypy" not in " ".join(pyproject()["project"]["dependencies"])  # a development tool only

@@ -8,14 +8,10 @@ not fit cannot be kept this way, and the writer says so before touching the file
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import h5py
 import numpy as np
 
 from scanpy_loomio._codecs.text import vlen_str_dtype
-
-if TYPE_CHECKING:
-    import h5py
 
 #: Prefix of the HDF5 attributes holding a column's auxiliary arrays: ``scanpy_loomio_aux:<name>``.
 AUX_ATTR_PREFIX = "scanpy_loomio_aux:"
@@ -59,8 +55,6 @@ def get_aux_attributes(dset: h5py.Dataset) -> dict[str, np.ndarray]:
 
 def fit_in_attributes(aux: dict[str, np.ndarray], length: int) -> bool:
     """Whether ``aux`` fits in the HDF5 attributes of a dataset of ``length`` entries (tried in memory)."""
-    import h5py
-
     with h5py.File("aux-probe.h5", "w", driver="core", backing_store=False) as probe:
         dset = probe.create_dataset("x", shape=(length,), dtype=np.uint8)
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.core.arrays.integer import IntegerDtype  # Int8 ... UInt64; pandas has no public name for it
 
 from scanpy_loomio._codecs.text import decode_text, unstorable_text_reason
 from scanpy_loomio._errors import LossyWriteError
@@ -95,13 +96,20 @@ def _encode_categorical(series: pd.Series, key: str) -> EncodedColumn:
     return EncodedColumn(labels, codec, {"categories": categories, **_mask_aux(mask)})
 
 
-def _encode_nullable(series: pd.Series, key: str) -> EncodedColumn:
+def _encode_nullable(series: pd.Series, dtype: pd.BooleanDtype | IntegerDtype) -> EncodedColumn:
     array = series.array
     mask = np.asarray(array.isna(), dtype=bool)
-    kind = "nullable-boolean" if isinstance(series.dtype, pd.BooleanDtype) else "nullable-integer"
-    numpy_dtype = np.dtype(np.uint8) if kind == "nullable-boolean" else series.dtype.numpy_dtype
+    if isinstance(dtype, pd.BooleanDtype):
+        tag, numpy_dtype = ColumnTag("nullable-boolean", dtype=str(dtype)), np.dtype(np.uint8)
+    else:
+        tag, numpy_dtype = ColumnTag("nullable-integer", dtype=str(dtype)), _numpy_dtype(dtype)
     values = np.asarray(array.to_numpy(dtype=numpy_dtype, na_value=0))
-    return EncodedColumn(values, ColumnTag(kind, dtype=str(series.dtype)), _mask_aux(mask))
+    return EncodedColumn(values, tag, _mask_aux(mask))
+
+
+def _numpy_dtype(dtype: IntegerDtype) -> np.dtype:
+    """The numpy dtype behind a nullable integer dtype: ``int64`` for ``Int64``."""
+    return dtype.numpy_dtype  # type: ignore[attr-defined]  # pandas-stubs leaves out BaseMaskedDtype.numpy_dtype
 
 
 def _is_default_text(dtype: Any) -> bool:
@@ -150,8 +158,8 @@ def encode_column(series: pd.Series, key: str) -> EncodedColumn:
     dtype = series.dtype
     if isinstance(dtype, pd.CategoricalDtype):
         return _encode_categorical(series, key)
-    if isinstance(dtype, pd.BooleanDtype | pd.core.arrays.integer.IntegerDtype):
-        return _encode_nullable(series, key)
+    if isinstance(dtype, pd.BooleanDtype | IntegerDtype):
+        return _encode_nullable(series, dtype)
     if isinstance(dtype, pd.StringDtype) or (isinstance(dtype, np.dtype) and dtype.kind == "O"):
         return _encode_text(series, key)
     if isinstance(dtype, np.dtype):
@@ -228,17 +236,17 @@ def decode_column(values: np.ndarray, codec: ColumnTag | None, aux: dict[str, np
         return pd.Categorical.from_codes(codes, categories=categories, ordered=codec.ordered)
     if kind == "nullable-integer":
         dtype = pd.api.types.pandas_dtype(codec.dtype)
-        return (
-            pd.array(values.astype(dtype.numpy_dtype), dtype=dtype)
-            if mask is None
-            else pd.arrays.IntegerArray(values.astype(dtype.numpy_dtype), mask)
-        )
+        if not isinstance(dtype, IntegerDtype):
+            msg = f"{codec.dtype!r} is not a nullable integer dtype"
+            raise CodecMismatch(msg)
+        no_mask = np.zeros(len(values), dtype=bool)
+        return pd.arrays.IntegerArray(values.astype(_numpy_dtype(dtype)), mask if mask is not None else no_mask)
     if kind == "nullable-boolean":
         return pd.arrays.BooleanArray(values.astype(bool), mask if mask is not None else np.zeros(len(values), bool))
     if kind == "string":
         text = plain_values(values)
         if codec.dtype is not None:
-            array = pd.array(text, dtype=codec.dtype)
+            array: Any = pd.array(text, dtype=codec.dtype)  # type: ignore[call-overload]  # a pandas string dtype
             if mask is not None:
                 array[mask] = pd.NA
             return array

@@ -63,7 +63,7 @@ def enum_labels(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return np.array([by_code.get(int(v)) for v in np.asarray(values).ravel()], dtype=object).reshape(np.shape(values))
 
 
-def enum_categorical(values: np.ndarray, dtype: np.dtype) -> pd.Categorical:
+def enum_categorical(values: np.ndarray, dtype: np.dtype) -> pd.Categorical[str]:
     """An enum dataset's values as a categorical: the names are the categories, in code order."""
     mapping = enum_mapping(dtype) or {}
     ordered = sorted(mapping.items(), key=lambda item: item[1])

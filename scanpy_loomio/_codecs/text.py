@@ -6,13 +6,14 @@ Everything is decoded as UTF-8, so non-ASCII text survives (loompy itself drops 
 
 from __future__ import annotations
 
+import codecs
+
+import h5py
 import numpy as np
 
 
-def vlen_str_dtype():
+def vlen_str_dtype() -> np.dtype:
     """HDF5 variable-length UTF-8 string dtype."""
-    import h5py
-
     return h5py.string_dtype("utf-8")
 
 
@@ -66,8 +67,6 @@ def looks_like_bytes_repr(values: np.ndarray) -> bool:
 
 def repair_bytes_repr(values: np.ndarray) -> np.ndarray:
     """Undo loompy 3's ``"b'...'"`` text for values that carry it."""
-    import codecs
-
     out = values.copy()
     for i, v in enumerate(values):
         if isinstance(v, str) and v.startswith(("b'", 'b"')) and len(v) >= 3:

@@ -28,8 +28,9 @@ def weights_exact_as_float(values: np.ndarray) -> bool:
 def write_graph(group: h5py.Group, name: str, matrix: Any, *, index_base: int | tuple[int, int] = 0) -> None:
     """Write a square matrix as the edge list ``group/name/{a,b,w}``; ``index_base`` is 0 or 1, for ``a`` and ``b``."""
     base_a, base_b = (index_base, index_base) if isinstance(index_base, int) else index_base
-    coo = sparse.coo_matrix(matrix) if sparse.issparse(matrix) else sparse.coo_matrix(np.asarray(matrix))
-    if not sparse.issparse(matrix):
+    is_sparse = sparse.issparse(matrix)
+    coo = sparse.coo_matrix(matrix) if is_sparse else sparse.coo_matrix(np.asarray(matrix))
+    if not is_sparse:
         keep = coo.data != 0
         coo = sparse.coo_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=coo.shape)
     weights = coo.data if coo.data.dtype in WEIGHT_DTYPES else coo.data.astype(np.float64)
@@ -59,5 +60,5 @@ def build_matrix(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int, kind: Matr
     out = coo.tocsc() if fmt == "csc" else coo.tocsr()
     out.sort_indices()
     if kind is not None and kind.is_sparse_array:
-        out = sparse.csc_array(out) if fmt == "csc" else sparse.csr_array(out)
+        return sparse.csc_array(out) if fmt == "csc" else sparse.csr_array(out)
     return out

@@ -6,16 +6,14 @@ They live in one extra top-level group (:data:`~scanpy_loomio._record.record.SID
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import h5py
 from anndata import io as anndata_io
 
 from scanpy_loomio._compat import quiet_anndata
 from scanpy_loomio._guards.boundary import hdf5_object
 from scanpy_loomio._record.record import SIDECAR_GROUP
-
-if TYPE_CHECKING:
-    import h5py
 
 __all__ = ["can_encode", "read_elem", "sidecar_get", "sidecar_put", "write_elem"]
 
@@ -50,8 +48,6 @@ def sidecar_get(file: h5py.File, path: str) -> Any | None:
 
 def can_encode(value: Any) -> bool:
     """Whether anndata's element encoding can store ``value`` (tried in memory, no file touched)."""
-    import h5py
-
     with h5py.File("probe.h5", "w", driver="core", backing_store=False) as probe:
         try:
             write_elem(probe, "x", value)

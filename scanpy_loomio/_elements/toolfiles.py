@@ -14,7 +14,7 @@ for comes from the convention table (:attr:`Convention.r_types`, :attr:`Conventi
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import h5py
@@ -71,7 +71,9 @@ def pop_factor_flags(top: dict[str, h5py.Dataset], convention: Convention, globa
     return set()
 
 
-def pop_component_names(top: dict[str, h5py.Dataset], globals_: Mapping[str, Any], key_of) -> dict[str, list[str]]:
+def pop_component_names(
+    top: dict[str, h5py.Dataset], globals_: Mapping[str, Any], key_of: Callable[[str], str]
+) -> dict[str, list[str]]:
     """Remove component-name datasets listed in ``ReducedDimsColNames<i>``; obsm key → names."""
     out: dict[str, list[str]] = {}
     for form in EMBEDDING_FORMS.values():
@@ -89,10 +91,11 @@ def pop_component_names(top: dict[str, h5py.Dataset], globals_: Mapping[str, Any
     return out
 
 
-def scope_clusterings(record: np.ndarray, meta: Any) -> dict[str, pd.Categorical] | None:
+def scope_clusterings(record: np.ndarray, meta: Any, attr: str) -> dict[str, pd.Categorical[str]] | None:
     """SCope's ``Clusterings`` record as categorical columns named and labelled from ``MetaData``.
 
-    ``None`` when ``MetaData`` does not describe every field (the record is then kept as it is).
+    ``None`` when ``MetaData`` does not describe every field (the record is then kept as it is). ``attr`` is the
+    record's attribute name; an unnamed clustering is ``<attr>_<id>``.
 
     Examples
     --------
@@ -108,7 +111,7 @@ def scope_clusterings(record: np.ndarray, meta: Any) -> dict[str, pd.Categorical
     ...         }
     ...     ]
     ... }
-    >>> scope_clusterings(rec, meta)["Cell Type"].tolist()
+    >>> scope_clusterings(rec, meta, "Clusterings")["Cell Type"].tolist()
     ['A', 'B', 'A']
     """
     if not isinstance(meta, dict) or not isinstance(meta.get("clusterings"), list):
@@ -116,7 +119,7 @@ def scope_clusterings(record: np.ndarray, meta: Any) -> dict[str, pd.Categorical
     described = {str(c.get("id")): c for c in meta["clusterings"] if isinstance(c, dict)}
     if not record.dtype.names or any(f not in described for f in record.dtype.names):
         return None
-    out: dict[str, pd.Categorical] = {}
+    out: dict[str, pd.Categorical[str]] = {}
     for field in record.dtype.names:
         entry = described[field]
         clusters = sorted(
@@ -128,6 +131,6 @@ def scope_clusterings(record: np.ndarray, meta: Any) -> dict[str, pd.Categorical
             labels = [f"{c['id']}: {label}" for c, label in zip(clusters, labels, strict=True)]
         position = {cid: i for i, cid in enumerate(ids)}
         codes = np.array([position.get(int(v), -1) for v in record[field]], dtype=np.int64)
-        name = str(entry.get("name") or f"Clusterings_{field}")
+        name = str(entry.get("name") or f"{attr}_{field}")
         out[name] = pd.Categorical.from_codes(codes, categories=pd.Index(labels))
     return out

@@ -8,13 +8,14 @@ damaged datatypes and fill values (on which HDF5 crashes) are refused before any
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import h5py
 
 from scanpy_loomio._guards.boundary import hdf5_object
 from scanpy_loomio._guards.problems import file_error, join_path
-from scanpy_loomio._spec.facts import NUMERIC_KINDS
+from scanpy_loomio._spec.rules import graph_violations, group_violations, layer_violations, raise_first
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -261,33 +262,4 @@ def check_layout(file: h5py.File, path: Path) -> None:
     LoomFormatError
         Naming the object of the wrong kind.
     """
-    for name in ("col_attrs", "row_attrs", "layers", "col_graphs", "row_graphs", "col_edges", "row_edges"):
-        obj = file.get(name)
-        if obj is not None and not isinstance(obj, h5py.Group):
-            raise file_error(path, f"/{name}", f"a {type(obj).__name__}", "a group")
-    layers = file.get("layers")
-    if layers is not None:
-        for name, obj in layers.items():
-            if not isinstance(obj, h5py.Dataset):
-                raise file_error(
-                    path, join_path(layers.name, name), f"a {type(obj).__name__}", "a 2-D dataset (a layer)"
-                )
-    for group_name in ("col_graphs", "row_graphs", "col_edges", "row_edges"):
-        group = file.get(group_name)
-        if group is None:
-            continue
-        for graph in group.values():
-            if not isinstance(graph, h5py.Group):
-                continue  # not a graph; the reader skips it
-            for part in ("a", "b", "w"):
-                obj = graph.get(part)
-                if obj is None:
-                    continue  # the reader names what is missing
-                where = join_path(graph.name, part)
-                if not isinstance(obj, h5py.Dataset) or obj.ndim != 1 or obj.dtype.kind not in NUMERIC_KINDS:
-                    found = (
-                        f"a {obj.ndim}-D dataset of dtype {obj.dtype}"
-                        if isinstance(obj, h5py.Dataset)
-                        else f"a {type(obj).__name__}"
-                    )
-                    raise file_error(path, where, found, "a 1-D dataset of numbers (an edge list column)")
+    raise_first(chain(group_violations(file), layer_violations(file), graph_violations(file)), path)

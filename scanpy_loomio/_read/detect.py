@@ -18,6 +18,7 @@ from typing import Any
 
 import h5py
 
+from scanpy_loomio._elements.globals import read_globals
 from scanpy_loomio._spec.facts import is_text_dtype
 from scanpy_loomio.conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention, FileSummary
 
@@ -27,7 +28,7 @@ logger = logging.getLogger("scanpy_loomio")
 ATTR_GROUPS = {"col_attrs": "col", "row_attrs": "row"}
 
 
-def _attr_names(group: object) -> tuple[set[str], set[str]]:
+def attribute_names(group: object) -> tuple[set[str], set[str]]:
     """All attribute names (nested ones as ``group/name``) and the 1-D text ones among them."""
     names: set[str] = set()
     text: set[str] = set()
@@ -48,11 +49,9 @@ def _attr_names(group: object) -> tuple[set[str], set[str]]:
 def summarize(file: h5py.File, globals_: Mapping[str, Any] | None = None) -> FileSummary:
     """What detection looks at in an open file; ``globals_`` are the already-read global attributes, if any."""
     if globals_ is None:
-        from scanpy_loomio._elements.globals import read_globals
-
         globals_ = read_globals(file)
-    cols, text_cols = _attr_names(file.get("col_attrs"))
-    rows, text_rows = _attr_names(file.get("row_attrs"))
+    cols, text_cols = attribute_names(file.get("col_attrs"))
+    rows, text_rows = attribute_names(file.get("row_attrs"))
     layers = file.get("layers")
     groups: set[str] = set()
     for name, obj in file.items():

@@ -22,6 +22,7 @@ Graph index base (loomR writes ``b`` counting from 1): see :func:`graph_index_ba
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 from collections.abc import Callable, Mapping
@@ -33,7 +34,6 @@ import pandas as pd
 
 from scanpy_loomio._codecs.columns import plain_values
 from scanpy_loomio._codecs.rtypes import enum_categorical, enum_mapping, is_marked_logical, logical_values
-from scanpy_loomio._elements.scope import SCOPE_EMBEDDING_PAIR
 from scanpy_loomio._elements.toolfiles import (
     EMBEDDING_COMPONENTS_KEY,
     EMBEDDING_NAMES_KEY,
@@ -44,6 +44,7 @@ from scanpy_loomio._elements.toolfiles import (
 )
 from scanpy_loomio._errors import LoomReadWarning
 from scanpy_loomio._guards.boundary import hdf5_object, read_values
+from scanpy_loomio._read.detect import decode_json_global
 from scanpy_loomio._spec.facts import Axis, is_text_dtype
 from scanpy_loomio.conventions import CONVENTIONS, EMBEDDING_FORMS, Convention, name_candidates
 
@@ -167,16 +168,14 @@ def _record_to_frame(record: np.ndarray, where: str) -> pd.DataFrame:
     )
 
 
-def _scope_metadata(globals_: Mapping[str, Any]) -> Any:
-    from scanpy_loomio._read.detect import decode_json_global
-
-    meta = globals_.get("MetaData")
+def _scope_metadata(globals_: Mapping[str, Any], convention: Convention) -> Any:
+    meta = globals_.get(convention.layout_json_global) if convention.layout_json_global else None
     return decode_json_global(meta) if isinstance(meta, str) else meta
 
 
-def _scope_embedding_names(globals_: Mapping[str, Any]) -> dict[str, str]:
+def _scope_embedding_names(globals_: Mapping[str, Any], convention: Convention) -> dict[str, str]:
     """SCope embedding id → name, from the (possibly compressed) ``MetaData`` global."""
-    meta = _scope_metadata(globals_)
+    meta = _scope_metadata(globals_, convention)
     out: dict[str, str] = {}
     if isinstance(meta, dict):
         for entry in meta.get("embeddings", []) or []:
@@ -241,8 +240,16 @@ class ForeignAxis:
             self._scope_layout(top)
         if self.convention.embedding_style == "columns":
             self._component_groups(top)
-        if all(name in top for name in SCOPE_EMBEDDING_PAIR):
-            self._scope_pair(top)
+        pair_layout = next(
+            (
+                c
+                for c in (self.convention, *CONVENTIONS.values())
+                if c.embedding_pair_attrs and all(name in top for name in c.embedding_pair_attrs)
+            ),
+            None,
+        )
+        if pair_layout is not None:  # the file's convention's pair, or any known one's
+            self._scope_pair(top, pair_layout)
         for name, dset in top.items():
             with hdf5_object(dset):
                 self._attribute(name, dset)
@@ -264,20 +271,22 @@ class ForeignAxis:
                 continue
             self._put(self.multi, key, np.column_stack([read_values(top.pop(parts[i])) for i in range(1, k + 1)]), key)
 
-    def _scope_pair(self, top: dict[str, h5py.Dataset]) -> None:
-        x, y = (top[name] for name in SCOPE_EMBEDDING_PAIR)
+    def _scope_pair(self, top: dict[str, h5py.Dataset], layout: Convention) -> None:
+        pair = layout.embedding_pair_attrs
+        x, y = (top[name] for name in pair)
         if not (x.dtype.names and x.dtype.names == y.dtype.names and _record_fields_numeric(x.dtype)):
             return
-        names = _scope_embedding_names(self.globals)
+        names = _scope_embedding_names(self.globals, layout)
+        stem = os.path.commonprefix(list(pair))  # Embeddings_X, Embeddings_Y: an unnamed one is Embeddings_<id>
         xs, ys = read_values(x), read_values(y)
         for field in x.dtype.names:
-            name = names.get(field, f"Embeddings_{field}")
+            name = names.get(field, f"{stem}{field}")
             key = scanpy_key(name, self.convention) or name
             value = np.column_stack([np.asarray(xs[field], np.float64), np.asarray(ys[field], np.float64)])
-            self._put(self.multi, key, value, f"Embeddings_{field}")
+            self._put(self.multi, key, value, f"{stem}{field}")
             if key != name and self.multi.get(key) is value:
                 self.uns.setdefault(EMBEDDING_NAMES_KEY, {})[key] = name
-        for name in SCOPE_EMBEDDING_PAIR:
+        for name in pair:
             del top[name]
 
     def _scope_layout(self, top: dict[str, h5py.Dataset]) -> None:
@@ -285,19 +294,19 @@ class ForeignAxis:
         c = self.convention
         if c.clusterings_attr in top and top[c.clusterings_attr].dtype.names:
             record = read_values(top[c.clusterings_attr])
-            columns = scope_clusterings(record, _scope_metadata(self.globals))
+            columns = scope_clusterings(record, _scope_metadata(self.globals, c), c.clusterings_attr)
             if columns is not None:
                 del top[c.clusterings_attr]
                 for name, column in columns.items():
-                    self._put(self.columns, name, column, f"Clusterings_{name}")
+                    self._put(self.columns, name, column, f"{c.clusterings_attr}_{name}")
                 first = np.asarray(record[record.dtype.names[0]]) if record.dtype.names else None
                 ids = top.get(c.cluster_id_attr) if c.cluster_id_attr else None
                 if ids is not None and first is not None and ids.size == first.size:
                     if np.array_equal(np.asarray(read_values(ids)).ravel(), first):
                         del top[c.cluster_id_attr]
         default = top.get(c.default_embedding_attr) if c.default_embedding_attr else None
-        pair = [top.get(name) for name in SCOPE_EMBEDDING_PAIR]
-        if default is not None and all(p is not None for p in pair) and "-1" in (pair[0].dtype.names or ()):
+        pair = [top.get(name) for name in c.embedding_pair_attrs]
+        if default is not None and pair and all(p is not None for p in pair) and "-1" in (pair[0].dtype.names or ()):
             emb = read_values(default)
             if emb.dtype.names and len(emb.dtype.names) == 2:
                 xs, ys = (np.asarray(emb[f]) for f in emb.dtype.names)
@@ -404,8 +413,6 @@ def decode_foreign_global(key: str, value: Any, convention: Convention) -> Any:
     JSON is decoded for the globals the convention (or any registered convention) names in ``json_globals``, and
     only into a dict or list; other text stays text.
     """
-    from scanpy_loomio._read.detect import decode_json_global
-
     json_names = set(convention.json_globals).union(*(c.json_globals for c in CONVENTIONS.values()))
     if key in json_names and isinstance(value, str):
         decoded = decode_json_global(value)

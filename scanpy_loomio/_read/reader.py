@@ -19,12 +19,14 @@ import h5py
 import numpy as np
 import pandas as pd
 from anndata import AnnData
+from anndata.utils import make_index_unique
 from scipy import sparse
 
 from scanpy_loomio import _matrix
 from scanpy_loomio._codecs.auxiliary import get_aux_attributes
 from scanpy_loomio._codecs.columns import CodecMismatch, decode_column, plain_values
 from scanpy_loomio._codecs.rtypes import enum_labels, enum_mapping
+from scanpy_loomio._codecs.text import looks_like_bytes_repr, repair_bytes_repr
 from scanpy_loomio._compat import quiet_anndata
 from scanpy_loomio._elements.embeddings import restore as restore_embedding
 from scanpy_loomio._elements.globals import decode_global, read_globals
@@ -42,6 +44,7 @@ from scanpy_loomio._guards import (
     read_values,
     resolve_memory_limit,
 )
+from scanpy_loomio._read.detect import detect_convention
 from scanpy_loomio._read.foreign import (
     ForeignAxis,
     choose_index_attr,
@@ -61,7 +64,9 @@ from scanpy_loomio._record.tags import (
     layer_tag,
     stored_tag_text,
 )
+from scanpy_loomio._settings import progress_default
 from scanpy_loomio._spec.facts import AXES
+from scanpy_loomio._spec.rules import layer_violations, raise_first
 from scanpy_loomio.conventions import Convention, get_convention
 
 logger = logging.getLogger("scanpy_loomio")
@@ -133,8 +138,6 @@ class LoomReader:
                 return get_convention(self.metadata.convention)
             except ValueError:
                 pass
-        from scanpy_loomio._read.detect import detect_convention
-
         return detect_convention(self.file, self.globals)
 
     @property
@@ -193,14 +196,7 @@ class LoomReader:
         self.shape  # noqa: B018 - checks /matrix
         layers_group = self.file.get("layers")
         names = list(layers_group.keys()) if layers_group is not None else []
-        for name in names:
-            dset = layers_group[name]
-            if not isinstance(dset, h5py.Dataset) or dset.shape != self.file["matrix"].shape:
-                raise self.error(
-                    f"/layers/{name}",
-                    f"shape {getattr(dset, 'shape', type(dset).__name__)}",
-                    f"the shape of /matrix {self.file['matrix'].shape}",
-                )
+        raise_first(layer_violations(self.file, self.file["matrix"].shape), self.path)
         # all-zero layers written only because the target tool needs them (fill_missing_layers=True)
         names = [n for n in names if not isinstance(layer_tag(layers_group[n]), FilledLayerTag)]
         x_name = self._x_name(names) if choose_x else None
@@ -366,8 +362,6 @@ class LoomReader:
 
     def _make_unique(self, axis: str, frame: pd.DataFrame, index_attr: str, group_path: str) -> pd.DataFrame:
         """Unique names (anndata's ``make_index_unique``), the originals kept in a column named as the attribute."""
-        from anndata.utils import make_index_unique
-
         original = frame.index
         column = index_attr.replace("/", "_")
         while column in frame.columns:
@@ -431,8 +425,6 @@ class LoomReader:
 
     def _bytes_text(self, axis: str, columns: dict[str | None, Any]) -> dict[str | None, Any]:
         """Flag (or, with ``repair_bytes_text=True``, repair) loompy 3's ``"b'...'"`` text; key ``None``: the names."""
-        from scanpy_loomio._codecs.text import looks_like_bytes_repr, repair_bytes_repr
-
         out = dict(columns)
         for name, values in columns.items():
             if isinstance(values, np.ndarray) and values.dtype == object and looks_like_bytes_repr(values):
@@ -697,8 +689,6 @@ def read_loom_full(
     >>> adata.obs["louvain"].dtype.name
     'category'
     """
-    from scanpy_loomio._write.writer import _progress_default
-
     if isinstance(filename, AnnData):
         msg = "read_loom_full(filename): got an AnnData; pass the path of a .loom file."
         raise TypeError(msg)
@@ -716,7 +706,7 @@ def read_loom_full(
         matrices=matrices,
         repair_bytes_text=repair_bytes_text,
         n_threads=n_threads,
-        progress=_progress_default(progress),
+        progress=progress_default(progress),
     )
     limit = resolve_memory_limit(memory_limit)
     with _open_read_only(path) as file, converted_read_errors(path):

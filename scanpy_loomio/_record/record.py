@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from scanpy_loomio._record.tags import ENCODING_TYPE, ENCODING_VERSION, TagError, check_version
+from scanpy_loomio.conventions import DEFAULT_CONVENTION
 
 #: Name of the global attribute holding the record.
 METADATA_KEY = "scanpy_loomio"
@@ -167,7 +168,7 @@ class Metadata:
 
     obs: AxisRecord
     var: AxisRecord
-    convention: str = "loompy"
+    convention: str = DEFAULT_CONVENTION
     layers: list[tuple[str, str]] = field(default_factory=list)
     """``(AnnData layer key, loom layer name)`` in order."""
     uns_keys: list[str] = field(default_factory=list)
@@ -236,7 +237,7 @@ class Metadata:
             record = cls(
                 obs=AxisRecord.from_dict(data["obs"]),
                 var=AxisRecord.from_dict(data["var"]),
-                convention=str(data.get("convention", "loompy")),
+                convention=str(data.get("convention", DEFAULT_CONVENTION)),
                 layers=[(str(k), str(n)) for k, n in data.get("layers", [])],
                 uns_keys=[str(k) for k in data.get("uns_keys", [])],
                 uns_globals={str(k): str(v) for k, v in data.get("uns_globals", {}).items()},

@@ -140,7 +140,8 @@ class MatrixTag:
         MatrixTag(format='dense', container='ndarray', dtype='bool')
         """
         if sparse.issparse(matrix):
-            return cls(matrix.format, type(matrix).__name__, str(matrix.dtype))
+            # scipy-stubs narrow issparse to an abstract base class without the attributes every container has
+            return cls(matrix.format, type(matrix).__name__, str(matrix.dtype))  # type: ignore[attr-defined]
         return cls("dense", "ndarray", str(np.asarray(matrix).dtype))
 
     @property

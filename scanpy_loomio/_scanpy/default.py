@@ -12,7 +12,13 @@ import importlib
 import sys
 import threading
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from scanpy_loomio._errors import LoomReadWarning
+from scanpy_loomio._guards import open_read_only
+from scanpy_loomio._read.reader import LoomReader, ReadOptions, read_loom_full
+from scanpy_loomio._write.writer import write_loom_full
 
 if TYPE_CHECKING:
     import os
@@ -43,8 +49,6 @@ def read_loom(filename: str | os.PathLike[str], **kwargs: Any) -> AnnData:
     ignored), with two differences that keep the data as it is in the file: a ``spliced`` layer becomes ``X``
     only when ``X_name="spliced"`` is passed, and ``X`` keeps its dtype unless ``dtype`` is passed.
     """
-    from scanpy_loomio._read.reader import read_loom_full
-
     options = {}
     for key, value in kwargs.items():
         if key in _IGNORED_KEYWORDS:
@@ -73,12 +77,6 @@ _x_hints_given: set[str] = set()
 
 def _warn_x_layer(filename: str | os.PathLike[str]) -> None:
     """Warn once when anndata's ``read_loom`` would have made a layer ``X`` for this file's tool (velocyto)."""
-    from pathlib import Path
-
-    from scanpy_loomio._errors import LoomReadWarning
-    from scanpy_loomio._guards import open_read_only
-    from scanpy_loomio._read.reader import LoomReader, ReadOptions
-
     path = Path(filename)
     try:
         with open_read_only(path) as file, warnings.catch_warnings():
@@ -106,8 +104,6 @@ def write_loom(filename: str | os.PathLike[str], adata: AnnData, *, write_obsm_v
     Delegates to :func:`scanpy_loomio.write_loom_full`, which keeps every element, so ``write_obsm_varm``
     has no effect: ``obsm`` and ``varm`` are always written.
     """
-    from scanpy_loomio._write.writer import write_loom_full
-
     write_loom_full(filename, adata)
 
 
@@ -141,8 +137,8 @@ def _callers(originals: dict[str, Callable[..., Any]]) -> list[tuple[str, str, C
     """
     importlib.import_module("scanpy")  # its modules bind the functions when it is imported
     by_identity = {id(func): (name, func) for name, func in originals.items()}
-    replacements = {"read_loom": read_loom, "write_loom": write_loom}
-    found = []
+    replacements: dict[str, Callable[..., Any]] = {"read_loom": read_loom, "write_loom": write_loom}
+    found: list[tuple[str, str, Callable[..., Any]]] = []
     for module_name, module in sorted(sys.modules.items()):
         if module is None or module_name.partition(".")[0] not in _CALLER_PACKAGES:
             continue
@@ -156,7 +152,7 @@ def _callers(originals: dict[str, Callable[..., Any]]) -> list[tuple[str, str, C
 def _entry_points() -> list[tuple[str, str, Callable[..., Any]]]:
     """``(module, attribute path, replacement)`` for every place the installed anndata and scanpy look up loom I/O."""
     io = importlib.import_module("anndata.io")
-    originals = {name: vars(io)[name] for name in ("read_loom", "write_loom") if name in vars(io)}
+    originals: dict[str, Callable[..., Any]] = {n: vars(io)[n] for n in ("read_loom", "write_loom") if n in vars(io)}
     points = list(_ANNDATA_ENTRY_POINTS)
     points += [p for p in _callers(originals) if p[:2] not in {q[:2] for q in points}]
     return points

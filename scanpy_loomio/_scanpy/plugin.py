@@ -7,6 +7,7 @@ import importlib.util
 import os
 import warnings
 from types import ModuleType
+from typing import Any
 
 import anndata
 import scanpy as sc
@@ -30,11 +31,11 @@ class LoomAccessor:
     def __init__(self, adata: anndata.AnnData) -> None:
         self._adata = adata
 
-    def write(self, filename: str | os.PathLike[str], **kwargs) -> None:
+    def write(self, filename: str | os.PathLike[str], **kwargs: Any) -> None:
         """Write with :func:`scanpy_loomio.write_loom_full`; keyword arguments are passed on."""
         write_loom_full(filename, self._adata, **kwargs)
 
-    def update(self, filename: str | os.PathLike[str], **kwargs) -> None:
+    def update(self, filename: str | os.PathLike[str], **kwargs: Any) -> None:
         """Write the annotations into the file it was read from with :func:`scanpy_loomio.update_loom_full`."""
         update_loom_full(filename, self._adata, **kwargs)
 

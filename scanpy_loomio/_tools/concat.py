@@ -37,8 +37,9 @@ from scanpy_loomio._guards import (
 )
 from scanpy_loomio._read.reader import LoomReader, ReadOptions
 from scanpy_loomio._record.tags import AbsentMatrixTag, FilledLayerTag, MatrixTag, layer_tag, write_tag
+from scanpy_loomio._settings import progress_default
 from scanpy_loomio._write.atomic import atomic_target
-from scanpy_loomio._write.writer import _check_name, _missing_layers, _progress_default, plan_write, write_annotations
+from scanpy_loomio._write.writer import check_name, missing_layers, plan_write, write_annotations
 from scanpy_loomio.conventions import DEFAULT_CONVENTION, Convention, get_convention
 
 __all__ = ["ConcatReport", "concat_loom"]
@@ -495,14 +496,14 @@ def concat_loom(
                 stacklevel=2,
             )
         plan = plan_write(out, conv, policy=lossy, fill_missing_layers=True)
-        plan.layers = [(_check_name(k, f"layers[{k!r}]"), k) for k in result_layers]
+        plan.layers = [(check_name(k, f"layers[{k!r}]"), k) for k in result_layers]
         plan.metadata.layers = [(k, n) for n, k in plan.layers]
-        plan.filled_layers = _missing_layers(result, conv, fill=fill_missing_layers)
+        plan.filled_layers = missing_layers(result, conv, fill=fill_missing_layers)
         write_options = {
             "chunks": tuple(chunks),
             "compression_level": int(compression_level),
             "n_threads": n_threads,
-            "progress": _progress_default(progress),
+            "progress": progress_default(progress),
         }
         with atomic_target(out_path) as tmp, h5py.File(tmp, "w") as target:
             _write_concat(target, "matrix", None, result.X, inputs, positions, ax, out.shape, write_options)

@@ -21,23 +21,20 @@ from scanpy_loomio._codecs.text import decode_text
 from scanpy_loomio._elements.globals import GLOBALS_GROUP, read_globals
 from scanpy_loomio._errors import LoomFormatError
 from scanpy_loomio._guards import check_structure, open_read_only
-from scanpy_loomio._read.detect import _attr_names, rank_conventions, summarize
+from scanpy_loomio._read.detect import attribute_names, rank_conventions, summarize
 from scanpy_loomio._read.plan import plan_read
 from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata
 from scanpy_loomio._record.tags import ColumnTag, MatrixTag, TagError, column_tag, layer_tag
 from scanpy_loomio._spec.facts import LOOM_GROUPS, is_text_dtype, spec_version
-from scanpy_loomio._tools.validate import ValidationReport, _Collector, _spec_problems
+from scanpy_loomio._tools.validate import Collector, ValidationReport, spec_problems
 from scanpy_loomio.conventions import DEFAULT_CONVENTION, get_convention
+from scanpy_loomio.conventions.table import ANNDATA_CONVENTION
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 __all__ = ["Element", "LoomSummary", "inspect_loom"]
 
-#: What anndata's ``read_loom`` looks for by default.
-ANNDATA_NAMES = {"obs": "CellID", "var": "Gene"}
-ANNDATA_X_NAME = "spliced"
-ANNDATA_DTYPE = np.dtype("float32")
 #: Global attribute values longer than this are shortened in the summary.
 VALUE_WIDTH = 60
 
@@ -61,7 +58,7 @@ class Element:
 
 @dataclass
 class LoomSummary:
-    """What :func:`inspect_loom` found; :meth:`render` gives the text ``scanpy-loomio inspect`` prints."""
+    """What :func:`inspect_loom` found; :meth:`~LoomSummary.render` gives the text ``scanpy-loomio inspect`` prints."""
 
     path: Path
     size: int
@@ -180,7 +177,7 @@ def _attributes(group: h5py.Group | None, loom: str, coded: dict[tuple[str, str]
     if not isinstance(group, h5py.Group):
         return []
     out = []
-    for full in sorted(_attr_names(group)[0]):  # datasets, and those in groups nested one level down
+    for full in sorted(attribute_names(group)[0]):  # datasets, and those in groups nested one level down
         dset = group[full]
         codec = _column_tag(dset)
         note = coded.get((loom, full), "")
@@ -336,10 +333,11 @@ def anndata_losses(
             f"everything: it refuses the file, because loompy's validator (run by loompy.connect) reports "
             f"{first.where}: {first.message}{more}"
         ]
+    anndata = get_convention(ANNDATA_CONVENTION)  # its reader_* fields: what read_loom does by default
     losses: list[str] = []
     for axis, loom in (("obs", "col"), ("var", "row")):
         group = file[f"{loom}_attrs"]
-        default = ANNDATA_NAMES[axis]
+        default = anndata.reader_names[axis]
         used = index_attrs[axis]
         has_default = isinstance(group.get(default), h5py.Dataset)
         if used != default:
@@ -378,13 +376,13 @@ def anndata_losses(
     layers = file.get("layers")
     layer_names = list(layers.keys()) if isinstance(layers, h5py.Group) else []
     x_source = file["matrix"]
-    if ANNDATA_X_NAME in layer_names:
-        x_source = layers[ANNDATA_X_NAME]
-        losses.append("X: it would be the 'spliced' layer, and /matrix would become layers['matrix']")
+    if anndata.reader_x_layer in layer_names:
+        x_source = layers[anndata.reader_x_layer]
+        losses.append(f"X: it would be the {anndata.reader_x_layer!r} layer, and /matrix would become layers['matrix']")
     x_tag = _matrix_tag(x_source)
     x_dtype = np.dtype((x_tag.dtype if x_tag else None) or x_source.dtype)
-    if x_dtype != ANNDATA_DTYPE:
-        losses.append(f"the dtype of X: {x_dtype} would become float32")
+    if anndata.reader_x_dtype and x_dtype != np.dtype(anndata.reader_x_dtype):
+        losses.append(f"the dtype of X: {x_dtype} would become {anndata.reader_x_dtype}")
     for key, name in record.layers if record else []:
         if key != name:
             losses.append(f"the name of layers[{key!r}]: it would be {name!r}")
@@ -482,7 +480,7 @@ def inspect_loom(filename: str | os.PathLike[str]) -> LoomSummary:
         except ValueError:
             convention = get_convention(DEFAULT_CONVENTION)
         spec = ValidationReport(path, spec_version=spec_version(globals_))
-        _spec_problems(file, _Collector(spec), globals_, convention)
+        spec_problems(file, Collector(spec), globals_, convention)
         plan = plan_read(file, path)
         if plan.shell is None:
             raise LoomFormatError(plan.error)

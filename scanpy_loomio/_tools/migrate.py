@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from scanpy_loomio._write.atomic import atomic_target
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from types import ModuleType
@@ -68,7 +70,7 @@ class MigrationResult:
 
 def _rewriter() -> ModuleType:
     """The syntax-tree rewriter module, with install advice when libcst is missing."""
-    try:
+    try:  # imported here: libcst is an optional dependency, needed only for migrating
         from scanpy_loomio._tools import migrate_cst as _migrate_cst
     except ImportError as error:
         msg = "migrating code needs the optional dependency libcst: pip install 'scanpy-loomio[migrate]'"
@@ -203,8 +205,6 @@ def _migrate_file(path: Path, *, write: bool) -> MigrationResult:
 
 
 def _replace_text(path: Path, text: str) -> None:
-    from scanpy_loomio._write.atomic import atomic_target
-
     with atomic_target(path) as tmp, tmp.open("w", encoding="utf-8", newline="") as file:
         file.write(text)
 

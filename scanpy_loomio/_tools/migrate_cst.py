@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import libcst as cst
+from libcst.helpers import get_full_name_for_node_or_raise
 from libcst.metadata import (
     ExpressionContext,
     ExpressionContextProvider,
@@ -21,6 +22,9 @@ from libcst.metadata import (
     PositionProvider,
     ScopeProvider,
 )
+
+from scanpy_loomio.conventions import get_convention
+from scanpy_loomio.conventions.table import ANNDATA_CONVENTION
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -48,8 +52,11 @@ READ_KEYWORDS = frozenset(
 )
 # Expressions that carry the same values as the index they are called on.
 SAME_VALUES_SUFFIXES = frozenset({"values", "to_numpy", "tolist", "to_list"})
-# The workaround column each axis got, and the attributes that hold that axis' index.
-WORKAROUNDS = {"obs": ("CellID", "obs_names"), "var": ("Gene", "var_names")}
+# What anndata's read_loom does by default (its row in the convention table): where it looks for the names, and
+# the layer it makes X.
+ANNDATA_READER = get_convention(ANNDATA_CONVENTION)
+# The workaround column each axis got (where read_loom looks for the names), and the attribute holding that axis' index.
+WORKAROUNDS = {axis: (column, f"{axis}_names") for axis, column in ANNDATA_READER.reader_names.items()}
 
 
 @dataclass
@@ -90,15 +97,6 @@ class _Program:
         return next((name for name, target in self.bindings.items() if target == qualified), None)
 
 
-def _dotted(node: cst.BaseExpression) -> str | None:
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        base = _dotted(node.value)
-        return None if base is None else f"{base}.{node.attr.value}"
-    return None
-
-
 def _code(node: cst.CSTNode) -> str:
     return cst.Module(body=[]).code_for_node(node)
 
@@ -123,9 +121,9 @@ class _BindingCollector(cst.CSTVisitor):
     @staticmethod
     def imports_scanpy_or_anndata(statement: cst.BaseSmallStatement) -> bool:
         if isinstance(statement, cst.Import):
-            modules = [_dotted(alias.name) or "" for alias in statement.names]
+            modules = [alias.evaluated_name for alias in statement.names]
         elif isinstance(statement, cst.ImportFrom) and not statement.relative and statement.module is not None:
-            modules = [_dotted(statement.module) or ""]
+            modules = [get_full_name_for_node_or_raise(statement.module)]
         else:
             return False
         return any(module.split(".")[0] in {"scanpy", "anndata"} for module in modules)
@@ -134,24 +132,24 @@ class _BindingCollector(cst.CSTVisitor):
         """Record the names an import statement binds to objects of :data:`ROOT_PACKAGES`."""
         if isinstance(statement, cst.Import):
             for alias in statement.names:
-                module = _dotted(alias.name) or ""
+                module = alias.evaluated_name
                 root = module.split(".")[0]
                 if root not in ROOT_PACKAGES:
                     continue
-                if alias.asname is not None:
-                    self.program.bindings[_dotted(alias.asname.name)] = module
+                local = alias.evaluated_alias
+                if local is not None:
+                    self.program.bindings[local] = module
                 else:
                     self.program.bindings[root] = root
         elif isinstance(statement, cst.ImportFrom) and not statement.relative and statement.module is not None:
-            module = _dotted(statement.module)
+            module = get_full_name_for_node_or_raise(statement.module)
             if module in MODULES and not isinstance(statement.names, cst.ImportStar):
                 for alias in statement.names:
-                    name = _dotted(alias.name)
-                    local = _dotted(alias.asname.name) if alias.asname is not None else name
-                    self.program.bindings[local] = f"{module}.{name}"
+                    name = alias.evaluated_name
+                    self.program.bindings[alias.evaluated_alias or name] = f"{module}.{name}"
 
 
-class _ScopedResolution:
+class _ScopedResolution(cst.MetadataDependent):
     """Resolution of names through imports, for visitors that depend on ScopeProvider."""
 
     program: _Program
@@ -237,7 +235,7 @@ def _workaround(line: cst.SimpleStatementLine) -> tuple[str, str] | None:
 
 def _reads_loom_literal(call: cst.Call) -> bool:
     """True for ``sc.read("….loom", …)`` with only options that scanpy passes on to ``read_loom``."""
-    keywords = {_arg_keyword(arg) for arg in call.args if arg.keyword is not None}
+    keywords = {arg.keyword.value for arg in call.args if arg.keyword is not None}
     filenames = [arg.value for arg in call.args if arg.keyword is None or _arg_keyword(arg) == "filename"]
     if len(filenames) != 1 or keywords - READ_KEYWORDS - set(DROPPED_READ_KEYWORDS) - set(RENAMED_READ_KEYWORDS):
         return False
@@ -261,7 +259,7 @@ def _translate_write(
     if any(arg.star for arg in call.args):
         return None
     positional = [arg.value for arg in call.args if arg.keyword is None]
-    keywords = {_arg_keyword(arg): arg.value for arg in call.args if arg.keyword is not None}
+    keywords = {arg.keyword.value: arg.value for arg in call.args if arg.keyword is not None}
     function = call.func
     if isinstance(function, cst.Attribute) and function.attr.value == "write_loom" and resolve(function.value) is None:
         # AnnData.write_loom(self, filename, *, write_obsm_varm=False); older anndata took the flag positionally
@@ -275,7 +273,7 @@ def _translate_write(
 def _bind_arguments(
     names: list[str],
     positional: list[cst.BaseExpression],
-    keywords: dict[str | None, cst.BaseExpression],
+    keywords: dict[str, cst.BaseExpression],
     adata: cst.BaseExpression | None = None,
 ) -> tuple[cst.BaseExpression, cst.BaseExpression] | None:
     """``(filename, adata)`` bound like Python would bind the call's arguments to ``names``, else None."""
@@ -375,8 +373,8 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
         if not any(_arg_keyword(arg) == "X_name" for arg in original.args):
             self._note(
                 original,
-                "read_loom made a 'spliced' layer X by default, read_loom_full keeps /matrix as X; "
-                "add X_name='spliced' if the pipeline relied on that",
+                f"read_loom made a {ANNDATA_READER.reader_x_layer!r} layer X by default, read_loom_full keeps "
+                f"/matrix as X; add X_name={ANNDATA_READER.reader_x_layer!r} if the pipeline relied on that",
             )
         return updated.with_changes(args=args)
 
@@ -389,8 +387,13 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
         filename, adata = translated
         # reuse the updated (already rewritten) argument expressions
         updated_values = {id(o.value): u.value for o, u in zip(original.args, updated.args, strict=True)}
-        if isinstance(original.func, cst.Attribute) and adata is original.func.value:
-            adata_value = updated.func.value
+        updated_func = updated.func
+        if (
+            isinstance(original.func, cst.Attribute)
+            and isinstance(updated_func, cst.Attribute)
+            and adata is original.func.value
+        ):
+            adata_value = updated_func.value
         else:
             adata_value = updated_values[id(adata)]
         # keep the layout: the new arguments take the commas (with their whitespace and comments) of the old ones
@@ -447,12 +450,12 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
             return updated_node
         if isinstance(statement.names, cst.ImportStar) or statement.module is None:
             return updated_node
-        module = _dotted(statement.module)
+        module = get_full_name_for_node_or_raise(statement.module)
         moved = [
             a
             for a in statement.names
-            if f"{module}.{_dotted(a.name)}" in READERS | WRITERS
-            and _dotted(a.asname.name if a.asname is not None else a.name) not in self.program.kept_names
+            if f"{module}.{a.evaluated_name}" in READERS | WRITERS
+            and (a.evaluated_alias or a.evaluated_name) not in self.program.kept_names
         ]
         if not moved:
             return updated_node
@@ -460,7 +463,7 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
         comma = cst.Comma(whitespace_after=cst.SimpleWhitespace(" "))
         new_aliases = [
             cst.ImportAlias(
-                name=cst.Name(NEW_NAMES[_dotted(alias.name)]),
+                name=cst.Name(NEW_NAMES[alias.evaluated_name]),
                 asname=alias.asname,
                 comma=comma if index < len(moved) - 1 else cst.MaybeSentinel.DEFAULT,
             )
@@ -483,7 +486,7 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
         old_line = updated_node.with_changes(body=[statement.with_changes(names=kept)])
         return cst.FlattenSentinel([old_line, new_line])
 
-    def leave_IndentedBlock(self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock) -> cst.CSTNode:
+    def leave_IndentedBlock(self, original_node: cst.IndentedBlock, updated_node: cst.IndentedBlock) -> cst.BaseSuite:
         return updated_node.with_changes(body=self._keep_comments_of_removed(original_node.body, updated_node.body))
 
     def leave_Module(self, original_node: cst.Module, updated_node: cst.Module) -> cst.Module:
@@ -501,14 +504,21 @@ class _Rewriter(_ScopedResolution, cst.CSTTransformer):
         updated_iter = iter(updated)
         for statement in original:
             if id(statement) in self.program.removable:
-                carried.extend(statement.leading_lines)
+                carried.extend(_leading_lines(statement))
                 continue
             new = next(updated_iter)
             if carried and any(line.comment is not None for line in carried):
-                new = new.with_changes(leading_lines=[*carried, *new.leading_lines])
+                new = new.with_changes(leading_lines=[*carried, *_leading_lines(new)])
             carried = []
             result.append(new)
         return result
+
+
+def _leading_lines(statement: cst.BaseStatement) -> Sequence[cst.EmptyLine]:
+    """The blank and comment lines above a statement (libcst declares them on the two kinds of statement only)."""
+    if isinstance(statement, cst.SimpleStatementLine | cst.BaseCompoundStatement):
+        return statement.leading_lines
+    return ()
 
 
 def _comment_after(comma: cst.Comma | cst.MaybeSentinel) -> cst.Comment | None:
@@ -524,10 +534,13 @@ def _last_comma(
     """The comma of the name that becomes last in an import after the last name was removed."""
     if statement.lpar is None:
         return cst.MaybeSentinel.DEFAULT  # a trailing comma needs parentheses
-    own_layout, removed_layout = (c.whitespace_after if isinstance(c, cst.Comma) else None for c in (own, removed))
-    if isinstance(own_layout, cst.ParenthesizedWhitespace) and isinstance(removed_layout, cst.ParenthesizedWhitespace):
-        # keep this line's comment, end like the removed line did (the closing parenthesis' indentation)
-        return removed.with_changes(whitespace_after=removed_layout.with_changes(first_line=own_layout.first_line))
+    if isinstance(own, cst.Comma) and isinstance(removed, cst.Comma):
+        own_layout, removed_layout = own.whitespace_after, removed.whitespace_after
+        if isinstance(own_layout, cst.ParenthesizedWhitespace) and isinstance(
+            removed_layout, cst.ParenthesizedWhitespace
+        ):
+            # keep this line's comment, end like the removed line did (the closing parenthesis' indentation)
+            return removed.with_changes(whitespace_after=removed_layout.with_changes(first_line=own_layout.first_line))
     return own
 
 
@@ -625,7 +638,8 @@ def rewrite_parts(parts: Sequence[str], labels: Sequence[str] | None = None) -> 
     if existing_module is None and plan.first_part is not None:
         anchors = [_anchor_position(module) for module in rewritten]
         part = next((i for i, anchor in enumerate(anchors) if anchor is not None), plan.first_part)
-        position = anchors[part] if anchors[part] is not None else _default_import_position(rewritten[part])
+        anchor = anchors[part]
+        position = anchor if anchor is not None else _default_import_position(rewritten[part])
         rewritten[part] = _insert_import(rewritten[part], position, side_effect_only=not plan.needs_module)
     return RewriteResult(parts=[module.code for module in rewritten], notes=notes)
 

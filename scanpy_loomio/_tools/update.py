@@ -41,11 +41,11 @@ from scanpy_loomio._write.atomic import atomic_target
 from scanpy_loomio._write.writer import (
     LossyPolicy,
     WritePlan,
-    _write_filled_layer,
-    _write_layer,
     check_write_arguments,
     plan_write,
     write_annotations,
+    write_filled_layer,
+    write_layer,
 )
 from scanpy_loomio.conventions import Convention, get_convention
 
@@ -53,14 +53,14 @@ __all__ = ["update_loom_full"]
 
 
 @dataclass
-class _Stored:
+class StoredMatrix:
     """How a matrix in the file reads back: ``None`` when absent, else its container and dtype."""
 
     kind: MatrixTag | None
     filled: bool = False
 
     @classmethod
-    def of(cls, dset: h5py.Dataset) -> _Stored:
+    def of(cls, dset: h5py.Dataset) -> StoredMatrix:
         tag = layer_tag(dset)
         if isinstance(tag, AbsentMatrixTag):
             return cls(None)
@@ -84,7 +84,7 @@ def _describe(value: Any) -> str:
     return f"a {kind.container} of {kind.dtype}"
 
 
-def _matches(stored: _Stored, value: Any) -> bool:
+def _matches(stored: StoredMatrix, value: Any) -> bool:
     if value is None or stored.kind is None:
         return value is None and stored.kind is None and not stored.filled
     return MatrixTag.of(value) == stored.kind
@@ -112,9 +112,9 @@ class _Target:
         self.created = read_globals(file).get("CreationDate")
         layers = file.get("layers")
         self.layers = (
-            {name: _Stored.of(d) for name, d in layers.items() if isinstance(d, h5py.Dataset)} if layers else {}
+            {name: StoredMatrix.of(d) for name, d in layers.items() if isinstance(d, h5py.Dataset)} if layers else {}
         )
-        self.matrix = _Stored.of(file["matrix"])
+        self.matrix = StoredMatrix.of(file["matrix"])
 
     def error(self, what: str, fix: str = "") -> ValueError:
         fix = fix or (
@@ -175,13 +175,13 @@ def _carry_matrices(target: _Target, dst: h5py.File, plan: WritePlan) -> None:
         if stored is not None and not stored.filled:
             src.copy(src["layers"][name], layers, name)
         else:
-            _write_layer(layers, name, adata.layers[key], adata.shape, options)
+            write_layer(layers, name, adata.layers[key], adata.shape, options)
     for name in plan.filled_layers:
         stored = target.layers.get(name)
         if stored is not None and stored.filled:
             src.copy(src["layers"][name], layers, name)
         else:
-            _write_filled_layer(layers, name, adata, options)
+            write_filled_layer(layers, name, adata, options)
 
 
 def update_loom_full(
@@ -249,7 +249,7 @@ def update_loom_full(
     adata = check_write_arguments("update_loom_full", filename, adata, lossy)
     path = Path(filename)
     asked = get_convention(convention) if convention is not None else None
-    _update(
+    update_file(
         path,
         adata,
         convention=asked,
@@ -259,7 +259,7 @@ def update_loom_full(
     )
 
 
-def _update(
+def update_file(
     path: Path,
     adata: AnnData,
     *,

@@ -49,14 +49,12 @@ from scanpy_loomio._guards import open_read_only
 from scanpy_loomio._read.plan import plan_read
 from scanpy_loomio._record.record import RESERVED_GLOBALS
 from scanpy_loomio._spec.facts import AXES, Axis, is_text_dtype
-from scanpy_loomio._tools.update import _Stored, _update
+from scanpy_loomio._tools.update import StoredMatrix, update_file
 from scanpy_loomio._write.atomic import atomic_target
-from scanpy_loomio.conventions import Convention
+from scanpy_loomio.conventions import Convention, get_convention
+from scanpy_loomio.conventions.table import ANNDATA_CONVENTION
 
 __all__ = ["UpgradeResult", "upgrade_loom"]
-
-#: The convention of files written by anndata's ``write_loom``.
-LEGACY_CONVENTION = "anndata"
 
 
 @dataclass(frozen=True)
@@ -150,14 +148,14 @@ def _holds_names(facts: _FileFacts, axis: Axis, attr: str) -> bool:
     return facts.attributes[axis].get(attr) == (n,) and attr in facts.text[axis]
 
 
-def _warn_names_guessed(path: Path, axis: Axis, attr: str | None, facts: _FileFacts) -> None:
-    """The names are not where anndata's writer puts them by default: say what was taken, and how to choose."""
+def _warn_names_guessed(path: Path, axis: Axis, attr: str | None, facts: _FileFacts, default: str) -> None:
+    """The names are not in ``default``, where anndata's writer puts them: say what was taken, and how to choose."""
     loom = f"{AXES[axis]}_attrs"
     if attr is None:
         found = f"no {axis} names found in /{loom}; they will be 0, 1, 2, …"
     else:
         found = (
-            f"/{loom} has no {axis}_names, so anndata's writer stored the {axis} names under the index's name, "
+            f"/{loom} has no {default}, so anndata's writer stored the {axis} names under the index's name, "
             f"which the file does not record; taking /{loom}/{attr}"
         )
     candidates = ", ".join(facts.text[axis]) or "none"
@@ -177,7 +175,7 @@ def _placeholders(file: h5py.File, adata: AnnData) -> None:
     """
 
     def stand_in(dset: h5py.Dataset) -> Any:
-        kind = _Stored.of(dset).kind
+        kind = StoredMatrix.of(dset).kind
         if kind is None:
             return None
         dtype = np.dtype(kind.dtype)
@@ -188,7 +186,7 @@ def _placeholders(file: h5py.File, adata: AnnData) -> None:
     adata.X = stand_in(file["matrix"])
     layers = file.get("layers")
     for name, dset in layers.items() if isinstance(layers, h5py.Group) else ():
-        if isinstance(dset, h5py.Dataset) and not _Stored.of(dset).filled:
+        if isinstance(dset, h5py.Dataset) and not StoredMatrix.of(dset).filled:
             adata.layers[name] = stand_in(dset)
 
 
@@ -300,17 +298,18 @@ def upgrade_loom(
                 with atomic_target(target) as tmp:
                     shutil.copyfile(path, tmp)
             return UpgradeResult(target or path, upgraded=False, convention=convention.name)
-        # anndata's writer puts the names under obs_names/var_names, or under the index's name when it has one
-        legacy = convention.name == LEGACY_CONVENTION or any(
-            _holds_names(facts, axis, f"{axis}_names") for axis in AXES
-        )
+        # anndata's writer puts the names under obs_names/var_names (its row's first candidates), or under the
+        # index's name when it has one (the row's other candidates are the usual index names)
+        writer = get_convention(ANNDATA_CONVENTION)
+        default = {axis: writer.names(axis)[0] for axis in AXES}
+        legacy = convention.names_under_index_name or any(_holds_names(facts, axis, default[axis]) for axis in AXES)
         for axis, asked in (("obs", obs_names), ("var", var_names)):
             if asked is not None:
                 names[axis] = _forced_names(path, axis, asked, facts)
-            elif _holds_names(facts, axis, f"{axis}_names"):
-                names[axis] = f"{axis}_names"  # even when the reader would prefer another attribute
-            elif names[axis] is None or (legacy and names[axis] != "index"):
-                _warn_names_guessed(path, axis, names[axis], facts)
+            elif _holds_names(facts, axis, default[axis]):
+                names[axis] = default[axis]  # even when the reader would prefer another attribute
+            elif names[axis] is None or (legacy and names[axis] not in writer.names(axis)[1:]):
+                _warn_names_guessed(path, axis, names[axis], facts, default[axis])
         adata = (
             facts.shell
             if names == facts.names
@@ -325,7 +324,7 @@ def upgrade_loom(
     for axis in AXES:
         attr = names[axis]
         # the writer named the attribute after the index only when the index had a name
-        named = legacy and attr not in (None, f"{axis}_names") and f"{axis}_names" not in facts.attributes[axis]
+        named = legacy and attr not in (None, default[axis]) and default[axis] not in facts.attributes[axis]
         index_names[axis] = attr if named else None
         getattr(adata, axis).index.name = index_names[axis]
     converted = _to_categoricals(adata) if categoricals == "auto" else {"obs": (), "var": ()}
@@ -337,7 +336,7 @@ def upgrade_loom(
     }
     # and no layers are asked for: the upgrade adds none, whatever the convention's tool needs
     as_stored = dataclasses.replace(convention, required_layers=(), **keep)
-    _update(
+    update_file(
         path,
         adata,
         convention=as_stored,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,13 +28,15 @@ from scanpy_loomio._elements.orientation import stored_transposed
 from scanpy_loomio._elements.scope import uses_scope_layout
 from scanpy_loomio._errors import LoomFormatError
 from scanpy_loomio._guards import check_structure, open_read_only
-from scanpy_loomio._read.detect import _attr_names, rank_conventions, summarize
+from scanpy_loomio._read.detect import attribute_names, rank_conventions, summarize
 from scanpy_loomio._read.plan import ReadPlan, plan_read
 from scanpy_loomio._record.checks import tag_problem, tagged_matrices
 from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata
 from scanpy_loomio._record.tags import TagError, graph_tag
 from scanpy_loomio._spec.facts import LOOM_GROUPS, NUMERIC_DTYPES, is_text_dtype, spec_version
+from scanpy_loomio._spec.rules import edge_list_violations, group_violations, layer_violations
 from scanpy_loomio.conventions import CONVENTIONS, DEFAULT_CONVENTION, Convention, get_convention
+from scanpy_loomio.conventions.model import LOOM_SPEC_VERSIONS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -127,7 +130,7 @@ class ValidationReport:
         return "\n".join([*lines, verdict])
 
 
-class _Collector:
+class Collector:
     """Collects problems for one file, naming it in every fix that needs the path."""
 
     def __init__(self, report: ValidationReport) -> None:
@@ -152,7 +155,7 @@ def _dtype_text(dtype: np.dtype) -> str:
     return f"dtype {dtype}"
 
 
-def _check_matrix_dtype(out: _Collector, where: str, dtype: np.dtype) -> None:
+def _check_matrix_dtype(out: Collector, where: str, dtype: np.dtype) -> None:
     if dtype in NUMERIC_DTYPES:
         return
     fix = "store booleans as uint8 (0/1)" if dtype.kind == "b" else "store integers or floats"
@@ -160,7 +163,7 @@ def _check_matrix_dtype(out: _Collector, where: str, dtype: np.dtype) -> None:
 
 
 def _check_attribute(
-    out: _Collector, where: str, obj: object, n: int, axis: str, version: str | None, records: Convention | None
+    out: Collector, where: str, obj: object, n: int, axis: str, version: str | None, records: Convention | None
 ) -> None:
     """``records``: the file's convention when it stores records (compound attributes) on purpose."""
     if isinstance(obj, h5py.Group):
@@ -206,7 +209,7 @@ def _check_attribute(
         _check_matrix_dtype(out, where, dtype)
 
 
-def _check_text(out: _Collector, where: str, dset: h5py.Dataset, version: str | None) -> None:
+def _check_text(out: Collector, where: str, dset: h5py.Dataset, version: str | None) -> None:
     variable = dset.dtype.kind == "O"
     if version == "3.0.0" and not variable:
         out.add(
@@ -229,22 +232,25 @@ def _check_text(out: _Collector, where: str, dset: h5py.Dataset, version: str | 
         out.add("error", where, f"text that is not UTF-8 ({err.reason}); expected UTF-8 text")
 
 
-def _check_graph(out: _Collector, where: str, graph: object, n: int) -> None:
+def _check_graph(out: Collector, where: str, graph: object, n: int) -> None:
     if not isinstance(graph, h5py.Group):
         out.add("error", where, f"a {type(graph).__name__}; a graph is a group of datasets a, b and w", loompy=True)
         return
     parts = {}
+    broken = set()
+    for violation in edge_list_violations(where, graph):
+        out.add("error", violation.where, violation.message(), loompy=True)
+        broken.add(violation.where)
     for part, role, kinds, expected in (
         ("a", "start vertices", "iu", "integers"),
         ("b", "end vertices", "iu", "integers"),
         ("w", "edge weights", "f", "floats"),
     ):
         dset = graph.get(part)
+        if f"{where}/{part}" in broken:
+            continue
         if not isinstance(dset, h5py.Dataset):
             out.add("error", f"{where}/{part}", f"missing; expected a 1-D dataset of {expected} ({role})", loompy=True)
-            continue
-        if dset.ndim != 1:
-            out.add("error", f"{where}/{part}", f"shape {dset.shape}; expected a 1-D dataset ({role})")
             continue
         if dset.dtype.kind not in kinds:
             fix = "convert the indices to integers (loomR and LoomExperiment write floats)" if part != "w" else ""
@@ -293,8 +299,8 @@ def _check_graph(out: _Collector, where: str, graph: object, n: int) -> None:
             )
 
 
-def _spec_problems(
-    file: h5py.File, out: _Collector, globals_: dict[str, Any], convention: Convention | None = None
+def spec_problems(
+    file: h5py.File, out: Collector, globals_: dict[str, Any], convention: Convention | None = None
 ) -> None:
     """Check the loom spec's rules.
 
@@ -308,14 +314,16 @@ def _spec_problems(
         else None
     )
     if version is None:
+        default_spec = get_convention(DEFAULT_CONVENTION).spec_version
         out.add(
             "warning",
             "/",
             "no LOOM_SPEC_VERSION global attribute; readers have to guess the layout",
-            "write with scanpy_loomio.write_loom_full, which states spec 3.0.0",
+            f"write with scanpy_loomio.write_loom_full, which states spec {default_spec}",
         )
-    elif version not in ("2.0.1", "3.0.0"):
-        out.add("warning", "/", f"LOOM_SPEC_VERSION {version!r}; known versions are '2.0.1' and '3.0.0'")
+    elif version not in LOOM_SPEC_VERSIONS:
+        known = " and ".join(map(repr, LOOM_SPEC_VERSIONS))
+        out.add("warning", "/", f"LOOM_SPEC_VERSION {version!r}; known versions are {known}")
     attrs_group = file.get(GLOBALS_GROUP)
     if version == "3.0.0" and not isinstance(attrs_group, h5py.Group):
         out.add(
@@ -352,27 +360,24 @@ def _spec_problems(
             )
             shape = (shape[1], shape[0])  # check the attributes against the orientation they fit
 
+    for violation in chain(group_violations(file), layer_violations(file, shape)):
+        out.add("error", violation.where, violation.message(), loompy=True)
     layers = file.get("layers")
     if isinstance(layers, h5py.Group):
         for name, layer in layers.items():
-            where = f"/layers/{name}"
-            if not isinstance(layer, h5py.Dataset):
-                out.add("error", where, f"a {type(layer).__name__}; a layer is a 2-D dataset", loompy=True)
-                continue
-            if shape is not None and layer.shape != shape:
-                out.add("error", where, f"shape {layer.shape}; expected the shape of /matrix {shape}", loompy=True)
-            _check_matrix_dtype(out, where, layer.dtype)
-    elif layers is not None:
-        out.add("error", "/layers", f"a {type(layers).__name__}; expected a group of layers", loompy=True)
+            if isinstance(layer, h5py.Dataset):
+                _check_matrix_dtype(out, f"/layers/{name}", layer.dtype)
 
     for axis, size in (("row", shape[0] if shape else None), ("col", shape[1] if shape else None)):
         group_name = f"{axis}_attrs"
         group = file.get(group_name)
-        if not isinstance(group, h5py.Group):
+        if group is None:
             out.add(
                 "error", f"/{group_name}", f"missing; expected the group of {AXIS_OF[axis]} attributes", loompy=True
             )
             continue
+        if not isinstance(group, h5py.Group):
+            continue  # reported with the groups
         if size is None:
             continue
         for name, obj in group.items():
@@ -382,8 +387,7 @@ def _spec_problems(
             if graphs is None:
                 continue
             if not isinstance(graphs, h5py.Group):
-                out.add("error", f"/{graphs_name}", f"a {type(graphs).__name__}; expected a group of graphs")
-                continue
+                continue  # reported with the groups
             if graphs_name.endswith("edges") and len(graphs):
                 out.add(
                     "warning",
@@ -408,7 +412,7 @@ def file_convention(file: h5py.File, globals_: dict[str, Any]) -> Convention:
 # -- this package's record ----------------------------------------------------------------------------------------
 
 
-def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any]) -> None:
+def _record_problems(file: h5py.File, out: Collector, globals_: dict[str, Any]) -> None:
     raw = globals_.get(METADATA_KEY)
     if raw is None:
         return
@@ -450,7 +454,7 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
     for axis, loom in (("obs", "col"), ("var", "row")):
         axis_record = getattr(record, axis)
         group = file.get(f"{loom}_attrs")
-        present = _attr_names(group)[0]
+        present = attribute_names(group)[0]
         if axis_record.index_attr is not None and axis_record.index_attr not in present:
             out.add(
                 "warning",
@@ -495,18 +499,18 @@ def _record_problems(file: h5py.File, out: _Collector, globals_: dict[str, Any])
     if record.raw and f"{SIDECAR_GROUP}/raw" not in file:
         out.add("warning", f"/{SIDECAR_GROUP}/raw", f"missing (raw){removed}", check=check)
     for where, obj, graph in tagged_matrices(file):
-        problem = tag_problem(obj, graph=graph)
-        if problem:
+        tag_error = tag_problem(obj, graph=graph)
+        if tag_error is not None:
             out.add(
                 "error",
                 where,
-                f"a codec attribute with {problem}; expected the description this package writes",
+                f"a codec attribute with {tag_error}; expected the description this package writes",
                 f"delete the attribute scanpy_loomio_codec of {where} to read the values as plain loom",
                 check=check,
             )
 
 
-def _read_problems(plan: ReadPlan, out: _Collector) -> None:
+def _read_problems(plan: ReadPlan, out: Collector) -> None:
     """What reading everything but the matrices as :func:`read_loom_full` does reports: its warnings and errors."""
     if plan.error is not None:
         out.add("error", "/", f"scanpy_loomio.read_loom_full cannot read it: {plan.error}", check="read")
@@ -531,7 +535,7 @@ def _registered_paths(convention: Convention, globals_: dict[str, Any]) -> set[s
     return found
 
 
-def _convention_problems(file: h5py.File, out: _Collector, convention: Convention, globals_: dict[str, Any]) -> None:
+def _convention_problems(file: h5py.File, out: Collector, convention: Convention, globals_: dict[str, Any]) -> None:
     check = f"convention:{convention.name}"
     tool = convention.tool
     rewrite = f"rewrite it for the tool: scanpy-loomio convert IN OUT --convention {convention.name}"
@@ -645,7 +649,7 @@ def validate_loom(
 
     Returns
     -------
-    The report: :attr:`~ValidationReport.problems`, :attr:`~ValidationReport.ok`, and a text rendering.
+    The report: ``problems``, :attr:`~ValidationReport.ok`, and a text rendering.
 
     Raises
     ------
@@ -670,7 +674,7 @@ def validate_loom(
     path = Path(filename)
     checked = _resolve_conventions(conventions)
     report = ValidationReport(path, conventions=tuple(c.name for c in checked))
-    out = _Collector(report)
+    out = Collector(report)
     with open_read_only(path) as file:
         try:
             check_structure(file, path)
@@ -680,7 +684,7 @@ def validate_loom(
             return report
         globals_ = read_globals(file)
         report.spec_version = spec_version(globals_)
-        _spec_problems(file, out, globals_, file_convention(file, globals_))
+        spec_problems(file, out, globals_, file_convention(file, globals_))
         _record_problems(file, out, globals_)
         for convention in checked:
             _convention_problems(file, out, convention, globals_)

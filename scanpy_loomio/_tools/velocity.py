@@ -9,6 +9,7 @@ position, and every choice is reported.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -24,12 +25,15 @@ from anndata import AnnData
 from scipy import sparse
 
 from scanpy_loomio._read.reader import read_loom_full
+from scanpy_loomio.conventions import get_convention
+from scanpy_loomio.conventions.table import VELOCYTO_CONVENTION
 
 __all__ = ["VelocityReport", "add_velocity_layers", "split_cell_name"]
 
 logger = logging.getLogger("scanpy_loomio")
 
-VELOCITY_LAYERS = ("spliced", "unspliced", "ambiguous")
+#: The layers added by default: the ones velocyto writes, from its row in the convention table.
+VELOCITY_LAYERS = get_convention(VELOCYTO_CONVENTION).required_layers
 _BARCODE = re.compile(r"[ACGTN]{6,}")
 _SEPARATORS = "_:-.#/ "
 
@@ -201,7 +205,9 @@ def add_velocity_layers(
     loom_samples = np.concatenate(
         [
             _loom_sample(path, np.array([t for t, _ in split[start : start + d.n_obs]], dtype=object))
-            for path, d, start in zip(paths, data, np.cumsum([0] + [d.n_obs for d in data[:-1]]), strict=True)
+            for path, d, start in zip(
+                paths, data, itertools.accumulate((d.n_obs for d in data[:-1]), initial=0), strict=True
+            )
         ]
     )
     loom_barcodes = np.array([b for _, b in split], dtype=object)
@@ -224,7 +230,7 @@ def add_velocity_layers(
         tag, barcode = split_cell_name(str(name))
         if cell_samples is not None:
             wanted = cell_samples[i]
-        elif sample_map is not None and tag in sample_map:
+        elif isinstance(sample_map, Mapping) and tag in sample_map:
             wanted = sample_map[tag]
         elif tag in samples:
             wanted = tag

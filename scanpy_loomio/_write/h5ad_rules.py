@@ -41,4 +41,6 @@ def raw_as_h5ad_stores(adata: AnnData) -> anndata.Raw | None:
     var = frame_as_h5ad_stores(adata, raw.var)
     if all(var[c].dtype == raw.var[c].dtype for c in var.columns):
         return raw
-    return anndata.Raw(adata, X=raw.X, var=var, varm=raw.varm)
+    # anndata annotates Raw(X=...) for ndarray/csr/csc only (any in-memory array works) and types the varm
+    # descriptor for AnnData alone; the writer passes an in-memory AnnData (it loads backed ones first).
+    return anndata.Raw(adata, X=raw.X, var=var, varm=raw.varm)  # type: ignore[arg-type]

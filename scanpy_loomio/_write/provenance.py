@@ -6,14 +6,15 @@ import contextlib
 import io
 from importlib.metadata import PackageNotFoundError, version
 
+import h5py
+import session_info
+
 #: Distributions whose versions every file records.
 RECORDED = ("scanpy-loomio", "anndata", "scanpy", "h5py", "numpy")
 
 
 def provenance() -> dict[str, str]:
     """Versions of this package, anndata, scanpy, h5py, numpy and the HDF5 library."""
-    import h5py
-
     out = {}
     for dist in RECORDED:
         try:
@@ -26,8 +27,6 @@ def provenance() -> dict[str, str]:
 
 def session_report() -> str:
     """The whole Python session's package versions, as text (from ``session_info``)."""
-    import session_info
-
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         session_info.show(html=False, dependencies=True, write_req_file=False)

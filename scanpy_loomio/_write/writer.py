@@ -26,7 +26,6 @@ from scanpy_loomio._elements.embeddings import EmbeddingPlan, attribute_values, 
 from scanpy_loomio._elements.globals import encode_global, json_tag, scalar_tag, write_globals
 from scanpy_loomio._elements.graphs import weights_exact_as_float, write_graph
 from scanpy_loomio._elements.scope import (
-    SCOPE_EMBEDDING_PAIR,
     ScopeLayout,
     plan_scope_embeddings,
     plan_scope_layout,
@@ -36,6 +35,7 @@ from scanpy_loomio._elements.sidecar import can_encode, sidecar_put
 from scanpy_loomio._errors import LossyWriteError, LossyWriteWarning
 from scanpy_loomio._record.record import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata
 from scanpy_loomio._record.tags import AbsentMatrixTag, ColumnTag, FilledLayerTag, MatrixTag, write_tag
+from scanpy_loomio._settings import progress_default
 from scanpy_loomio._write.atomic import atomic_target
 from scanpy_loomio._write.h5ad_rules import frame_as_h5ad_stores, raw_as_h5ad_stores
 from scanpy_loomio._write.provenance import provenance, session_report
@@ -88,7 +88,7 @@ class WritePlan:
     """SCope's attributes, for conventions that use its layout."""
 
 
-def _check_name(name: Any, key: str) -> str:
+def check_name(name: Any, key: str) -> str:
     if not isinstance(name, str):
         msg = (
             f"{key}: the key {name!r} is a {type(name).__name__}; loom names must be strings. Rename it with a str key."
@@ -126,7 +126,7 @@ def _check_nested_keys(value: Any, key: str) -> None:
     if not isinstance(value, Mapping):
         return
     for name, item in value.items():
-        _check_name(name, f"{key}[{name!r}]")
+        check_name(name, f"{key}[{name!r}]")
         _check_nested_keys(item, f"{key}[{name!r}]")
 
 
@@ -190,7 +190,7 @@ def _plan_axis(
     plan = AxisPlan(axis, index_attr, index_values)
     for col in frame.columns:
         key = f"{axis}[{col!r}]"
-        _check_name(col, key)
+        check_name(col, key)
         series = frame[col]
         if (
             col == index_attr
@@ -217,7 +217,7 @@ def _plan_axis(
         plan.columns.append((col, attr, encoded))
     multi = adata.obsm if axis == "obs" else adata.varm
     for key, value in multi.items():
-        _check_name(key, f"{axis}m[{key!r}]")
+        check_name(key, f"{axis}m[{key!r}]")
         embedding = plan_embedding(key, value, axis, convention, lambda name: names.claim(name, f"{axis}m"))
         if embedding.storage == "sidecar" and not _sidecar_storable(value):
             _lossy(policy, f"{axis}m[{key!r}]: a {type(value).__name__} that anndata's element encoding cannot store.")
@@ -226,7 +226,7 @@ def _plan_axis(
     pairwise = adata.obsp if axis == "obs" else adata.varp
     graph_names: set[str] = set()
     for key, value in pairwise.items():
-        _check_name(key, f"{axis}p[{key!r}]")
+        check_name(key, f"{axis}p[{key!r}]")
         data = value.data if sparse.issparse(value) else np.asarray(value)
         if weights_exact_as_float(data):
             plan.graphs.append((key, key, value))
@@ -262,7 +262,7 @@ def _plan_uns(adata: AnnData, convention: Convention, policy: LossyPolicy) -> tu
     in_record: dict[str, list] = {}
     in_sidecar: dict[str, Any] = {}
     for key, value in adata.uns.items():
-        _check_name(key, f"uns[{key!r}]")
+        check_name(key, f"uns[{key!r}]")
         _check_nested_keys(value, f"uns[{key!r}]")
         tag = scalar_tag(value)
         if key in RESERVED_GLOBALS and tag is not None:
@@ -302,7 +302,7 @@ def plan_write(
     obs = _plan_axis(adata, "obs", convention, policy, categoricals=categoricals)
     var = _plan_axis(adata, "var", convention, policy, categoricals=categoricals)
     stored_layers = named_layers(adata)
-    layers = [(_check_name(k, f"layers[{k!r}]"), k) for k in stored_layers]
+    layers = [(check_name(k, f"layers[{k!r}]"), k) for k in stored_layers]
     for key, value in [("X", adata.X), *((f"layers[{k!r}]", v) for k, v in stored_layers.items())]:
         if value is None:
             continue
@@ -316,13 +316,13 @@ def plan_write(
             msg = f"{key}: shape {value.shape} does not match the AnnData's {adata.shape}."
             raise LossyWriteError(msg)
     scope = _plan_scope(adata, obs, convention)
-    filled_layers = _missing_layers(adata, convention, fill=fill_missing_layers)
+    filled_layers = missing_layers(adata, convention, fill=fill_missing_layers)
     uns_globals, uns_record, uns_sidecar = _plan_uns(adata, convention, policy)
     tool_globals = registry_globals(
         [("col_attrs", e) for e in obs.embeddings] + [("row_attrs", e) for e in var.embeddings]
     )
-    if scope is not None and scope.metadata is not None:
-        tool_globals["MetaData"] = scope.metadata
+    if scope is not None:
+        tool_globals.update(scope.globals)
     if adata.raw is not None and not convention.sidecar:
         _lossy(policy, f"raw: convention {convention.name!r} allows no extra group to keep it.")
     metadata = Metadata(
@@ -358,23 +358,21 @@ def _plan_scope(adata: AnnData, obs: AxisPlan, convention: Convention) -> ScopeL
     """SCope's layout for conventions that name its attributes; names the AnnData already uses are left out."""
     if not uses_scope_layout(convention):
         return None
-    plan_scope_embeddings(obs.embeddings, adata.uns)
-    layout = plan_scope_layout(obs.embeddings, obs.columns, adata.n_obs, adata.uns)
+    plan_scope_embeddings(obs.embeddings, adata.uns, convention)
+    layout = plan_scope_layout(obs.embeddings, obs.columns, adata.n_obs, adata.uns, convention)
     taken = {obs.index_attr, *(a for _, a, _ in obs.columns)}
     taken |= {a for e in obs.embeddings if e.storage != "pair" for a in e.attrs}
     for name in [n for n in layout.attrs if n in taken]:
-        if name in SCOPE_EMBEDDING_PAIR:
+        if name in convention.embedding_pair_attrs:
             msg = (
                 f"obs: an attribute named {name!r} is taken, and convention {convention.name!r} keeps embeddings there"
             )
             raise LossyWriteError(msg)
         del layout.attrs[name]
-    if "MetaData" in adata.uns and layout.metadata is not None:
-        layout.metadata = None
     return layout
 
 
-def _missing_layers(adata: AnnData, convention: Convention, *, fill: bool) -> list[str]:
+def missing_layers(adata: AnnData, convention: Convention, *, fill: bool) -> list[str]:
     """The layers ``convention`` needs that ``adata`` lacks; an error unless they are to be filled with zeros."""
     missing = [name for name in convention.required_layers if name not in named_layers(adata)]
     if missing and not fill:
@@ -465,7 +463,7 @@ def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, side
         sidecar_put(file, f"{plan.name}p/{key}", value)
 
 
-def _write_layer(group: h5py.Group, name: str, value: Any, shape: tuple[int, int], options: dict[str, Any]) -> None:
+def write_layer(group: h5py.Group, name: str, value: Any, shape: tuple[int, int], options: dict[str, Any]) -> None:
     if value is None:
         dset = _matrix.write_matrix(group, name, None, shape=shape, dtype=np.dtype(np.float32), **options)
         write_tag(dset, AbsentMatrixTag())
@@ -476,7 +474,7 @@ def _write_layer(group: h5py.Group, name: str, value: Any, shape: tuple[int, int
     write_tag(dset, kind)
 
 
-def _write_filled_layer(group: h5py.Group, name: str, adata: AnnData, options: dict[str, Any]) -> None:
+def write_filled_layer(group: h5py.Group, name: str, adata: AnnData, options: dict[str, Any]) -> None:
     """An all-zero layer the target tool needs, marked so that reading leaves it out (no chunk is stored)."""
     # the dtype of the layers present (velocyto's are counts), else of X
     present = [v for v in (*named_layers(adata).values(), adata.X) if v is not None]
@@ -488,12 +486,12 @@ def _write_filled_layer(group: h5py.Group, name: str, adata: AnnData, options: d
 def execute_plan(file: h5py.File, plan: WritePlan, matrix_options: dict[str, Any]) -> None:
     """Write a planned AnnData into an open, empty HDF5 file."""
     adata = plan.adata
-    _write_layer(file, "matrix", adata.X, adata.shape, matrix_options)
+    write_layer(file, "matrix", adata.X, adata.shape, matrix_options)
     layers = file.create_group("layers")
     for name, key in plan.layers:
-        _write_layer(layers, name, adata.layers[key], adata.shape, matrix_options)
+        write_layer(layers, name, adata.layers[key], adata.shape, matrix_options)
     for name in plan.filled_layers:
-        _write_filled_layer(layers, name, adata, matrix_options)
+        write_filled_layer(layers, name, adata, matrix_options)
     write_annotations(file, plan)
 
 
@@ -631,7 +629,7 @@ def write_loom_full(
         "chunks": tuple(chunks),
         "compression_level": int(compression_level),
         "n_threads": n_threads,
-        "progress": _progress_default(progress),
+        "progress": progress_default(progress),
     }
     path = Path(filename)
     with atomic_target(path) as tmp, h5py.File(tmp, "w") as file:
@@ -640,11 +638,3 @@ def write_loom_full(
             file.require_group(SIDECAR_GROUP).create_dataset(
                 "session_info", data=session_report(), dtype=vlen_str_dtype()
             )
-
-
-def _progress_default(progress: bool | None) -> bool:
-    if progress is not None:
-        return bool(progress)
-    import scanpy as sc
-
-    return sc.settings.verbosity >= 2 and os.environ.get("CI") is None

@@ -1,0 +1,24 @@
+"""Defaults taken from the caller's session.
+
+Progress bars follow scanpy's verbosity (``sc.settings.verbosity >= 2``, outside CI). scanpy is consulted only when
+the caller has imported it: importing it here would cost seconds and hundreds of MB in the command line tool and in
+workers that never use it, and without it its default verbosity (warnings only) means no progress bars anyway.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def progress_default(progress: bool | None) -> bool:
+    """``progress`` when given; otherwise whether scanpy's verbosity asks for progress.
+
+    >>> progress_default(True), progress_default(False)
+    (True, False)
+    """
+    if progress is not None:
+        return bool(progress)
+    scanpy = sys.modules.get("scanpy")
+    verbosity = getattr(getattr(scanpy, "settings", None), "verbosity", 1)
+    return int(verbosity) >= 2 and os.environ.get("CI") is None
