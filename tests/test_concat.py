@@ -172,7 +172,7 @@ def test_layers_only_some_inputs_have(tmp_path: Path) -> None:
 
 def test_streams_in_small_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With tiny bands every input is read in many windows that straddle the output's chunks; still exact."""
-    from scanpy_loomio import _matrix
+    from scanpy_loomio._matrix import pool, tiles
     from scanpy_loomio._tools import concat as _concat
 
     files = []
@@ -180,8 +180,8 @@ def test_streams_in_small_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         files.append(tmp_path / f"small{i}.loom")
         write_loom_full(files[-1], sample(i, dense=True), chunks=(16, 16))
 
-    monkeypatch.setattr(_matrix, "BAND_BYTES", 256)
-    monkeypatch.setattr(_matrix, "TASK_BYTES", 512)
+    monkeypatch.setattr(tiles, "BAND_BYTES", 256)
+    monkeypatch.setattr(pool, "TASK_BYTES", 512)
     widths = []
     original = _concat._Window.rows
 

@@ -29,8 +29,7 @@ from helpers import assert_same_as_h5ad
 from scipy import sparse
 
 from scanpy_loomio import LoomFormatError, LoomReadWarning, read_loom_full, write_loom_full
-from scanpy_loomio import _guards as _safety
-from scanpy_loomio._guards import MAX_DEPTH, UnreadableFileError
+from scanpy_loomio._guards import MAX_DEPTH, UnreadableFileError, heaps
 
 N_OBS, N_VARS = 30, 12
 
@@ -861,7 +860,7 @@ def test_global_heap_that_would_hang_hdf5(tmp_path: Path, valid_file: Path) -> N
 
 def test_heap_behind_text_in_a_large_file(tmp_path: Path, valid_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Files too large to search whole: the heaps that datasets' text points to are still checked."""
-    monkeypatch.setattr(_safety, "WHOLE_SCAN_BYTES", 0)  # as for a file larger than the whole-file search
+    monkeypatch.setattr(heaps, "WHOLE_SCAN_BYTES", 0)  # as for a file larger than the whole-file search
     with h5py.File(valid_file, "r") as f:
         label = f["col_attrs/label"]
         assert label.chunks and not label.compression

@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from scanpy_loomio import LoomFormatError, _matrix
-from scanpy_loomio._matrix import read_matrix, write_matrix
+from scanpy_loomio import LoomFormatError
+from scanpy_loomio._matrix import assembler as assembler_module
+from scanpy_loomio._matrix import deflate, pool, read_matrix, write_matrix
+from scanpy_loomio._matrix.assembler import CompressedAssembler
+from scanpy_loomio._matrix.chunk_reader import ChunkReader
+from scanpy_loomio._matrix.chunks import ChunkLayout, RawChunkSource
+from scanpy_loomio._matrix.pool import NoProgress, progress_bar
+from scanpy_loomio._matrix.reader import read_simple
 
 FIXTURES = Path(__file__).parents[1].parent / "shared/fixtures/real"
 
@@ -25,8 +31,8 @@ SHAPES = [(0, 7), (7, 0), (1, 1), (1, 150), (150, 1), (70, 130), (64, 64), (129,
 def inflate_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run every test with both ways of inflating chunks: libdeflate from compiled code, and the Python modules."""
     if request.param == "isal-or-zlib":
-        monkeypatch.setattr(_matrix, "_libdeflate", lambda: None)
-    elif _matrix._libdeflate() is None:
+        monkeypatch.setattr(deflate, "libdeflate", lambda: None)
+    elif deflate.libdeflate() is None:
         pytest.skip("libdeflate is not installed here")
     return request.param
 
@@ -107,8 +113,8 @@ def check_all_formats(dataset: h5py.Dataset, n_threads: int | None = None) -> No
         result = read_matrix(dataset, format=fmt, n_threads=n_threads)
         assert_sparse_matches(result, expected, fmt)
         if dataset.dtype != np.float16:  # scipy.sparse cannot hold float16, so the simple path cannot either
-            assert_same_sparse(result, _matrix._read_simple(dataset, format=fmt))
-    assert_same_bits(_matrix._read_simple(dataset, format="dense"), expected)
+            assert_same_sparse(result, read_simple(dataset, format=fmt))
+    assert_same_bits(read_simple(dataset, format="dense"), expected)
 
 
 def write_and_check(path: Path, matrix: object, expected: np.ndarray | None = None, **kwargs: object) -> None:
@@ -271,8 +277,8 @@ def test_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     with h5py.File(tmp_path / "m.loom", "w") as f:
         write_matrix(f, "matrix", values, progress=True)
         assert (read_matrix(f["matrix"], progress=True) != values).nnz == 0
-        _matrix._progress_bar(True, 10, "demo").close()
-    assert isinstance(_matrix._progress_bar(False, 10, "demo"), _matrix._NoProgress)
+        progress_bar(True, 10, "demo").close()
+    assert isinstance(progress_bar(False, 10, "demo"), NoProgress)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -312,7 +318,7 @@ def test_files_from_h5py(tmp_path: Path, storage: str, dtype: str) -> None:
                 pytest.skip(f"HDF5 {h5py.version.hdf5_version} cannot read its own scale-offset file: {err}")
         # gzip, shuffle and plain chunks are decoded here; other filters and layouts go through h5py
         decoded_here = storage in {"gzip", "gzip+shuffle", "shuffle-only", "chunked-plain"}
-        assert (_matrix._ChunkLayout.inspect(f["matrix"]) is not None) == decoded_here
+        assert (ChunkLayout.inspect(f["matrix"]) is not None) == decoded_here
         check_all_formats(f["matrix"], n_threads=2)
 
 
@@ -349,7 +355,7 @@ def test_big_endian_file(tmp_path: Path) -> None:
     h5py_dataset(tmp_path / "m.h5", values.T.astype(">f8"), chunks=(8, 8), compression="gzip", shuffle=True)
     with h5py.File(tmp_path / "m.h5", "r") as f:
         assert f["matrix"].dtype == np.dtype(">f8")
-        assert _matrix._ChunkLayout.inspect(f["matrix"]) is not None
+        assert ChunkLayout.inspect(f["matrix"]) is not None
         check_all_formats(f["matrix"])
 
 
@@ -359,14 +365,14 @@ def test_userblock_in_memory_and_open_for_writing(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "ub.loom", "w", userblock_size=1024) as f:
         write_matrix(f, "matrix", sparse.csr_matrix(values))
     with h5py.File(tmp_path / "ub.loom", "r") as f:
-        layout = _matrix._ChunkLayout.inspect(f["matrix"])
-        source = _matrix._RawChunkSource(f["matrix"], layout)
+        layout = ChunkLayout.inspect(f["matrix"])
+        source = RawChunkSource(f["matrix"], layout)
         assert source.fd is not None  # chunk addresses checked out: read straight from the file
         source.close()
         check_all_formats(f["matrix"])
     with h5py.File(tmp_path / "mem.loom", "w", driver="core", backing_store=False) as f:
         write_matrix(f, "matrix", values)
-        source = _matrix._RawChunkSource(f["matrix"], _matrix._ChunkLayout.inspect(f["matrix"]))
+        source = RawChunkSource(f["matrix"], ChunkLayout.inspect(f["matrix"]))
         assert source.fd is None  # no file on disk: chunks come through HDF5
         check_all_formats(f["matrix"])
     with h5py.File(tmp_path / "rw.loom", "w") as f:  # read back before anything is flushed
@@ -388,7 +394,7 @@ def test_damaged_chunk_is_reported(tmp_path: Path, stream: bytes, inflate_path: 
         dset = write_matrix(f, "matrix", values, chunks=(64, 64))
         dset.id.write_direct_chunk((64, 0), stream)
     with h5py.File(tmp_path / "m.loom", "r") as f:
-        reader = _matrix._ChunkReader(f["matrix"], _matrix._ChunkLayout.inspect(f["matrix"]))
+        reader = ChunkReader(f["matrix"], ChunkLayout.inspect(f["matrix"]))
         assert (reader.libdeflate is not None) == (inflate_path == "libdeflate")
         for fmt in ("csr", "csc", "dense"):
             with pytest.raises(LoomFormatError, match=r"chunk at \(64, 0\) of /matrix .* damaged"):
@@ -460,7 +466,7 @@ def test_many_small_tasks_reuse_buffers_correctly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n_threads: int
 ) -> None:
     """One chunk column or row per task: each worker reuses its buffers many times, with differing band shapes."""
-    monkeypatch.setattr(_matrix, "TASK_BYTES", 1)
+    monkeypatch.setattr(pool, "TASK_BYTES", 1)
     rng = np.random.default_rng(12)
     values = random_values(rng, (203, 77), "float32", density=0.3)
     values[150:170] = 0  # a band with no chunk at all
@@ -475,13 +481,13 @@ def test_many_small_tasks_reuse_buffers_correctly(
 @pytest.mark.parametrize("segment", [1, 7, 1000])
 def test_sparse_results_assembled_from_segments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, segment: int) -> None:
     """Where address space cannot be reserved up front, non-zeros go through fixed-size segments."""
-    monkeypatch.setattr(_matrix, "_overcommit_allowed", lambda: False)
-    monkeypatch.setattr(_matrix, "SEGMENT_ELEMENTS", segment)
+    monkeypatch.setattr(assembler_module, "overcommit_allowed", lambda: False)
+    monkeypatch.setattr(assembler_module, "SEGMENT_ELEMENTS", segment)
     rng = np.random.default_rng(segment)
     values = random_values(rng, (150, 97), "int16", density=0.1)
     write_and_check(tmp_path / "m.loom", sparse.csr_matrix(values), chunks=(16, 16), n_threads=2)
     with h5py.File(tmp_path / "m.loom", "r") as f:
-        assembler = _matrix._CompressedAssembler(150, 97, np.dtype(np.int16), np.dtype(np.int32))
+        assembler = CompressedAssembler(150, 97, np.dtype(np.int16), np.dtype(np.int32))
         assembler.append(0, np.array([2]), np.array([3, 5], np.int32), np.array([1, 2], np.int16))
         assert len(assembler.segments) == (2 if segment == 1 else 1)
         assert read_matrix(f["matrix"]).nnz == np.count_nonzero(values)

@@ -17,8 +17,9 @@ from helpers import assert_reads_equal
 from scipy import sparse
 
 from scanpy_loomio import LoomFormatError, LoomReadWarning, read_loom_full, write_loom_full
-from scanpy_loomio._matrix import ChunkLayout, read_matrix, write_matrix
+from scanpy_loomio._matrix import read_matrix, write_matrix
 from scanpy_loomio._matrix.chunk_index import selection_layout
+from scanpy_loomio._matrix.chunks import ChunkLayout
 from scanpy_loomio._matrix.subset import read_selection
 from scanpy_loomio.conventions import CONVENTIONS
 

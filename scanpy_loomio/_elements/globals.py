@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from scanpy_loomio._codecs.text import decode_text, vlen_str_dtype
+from scanpy_loomio._guards.boundary import hdf5_object, read_values
 
 if TYPE_CHECKING:
     import h5py
@@ -100,11 +101,15 @@ def _clean(value: Any, where: str) -> Any:
 def read_globals(file: h5py.File) -> dict[str, Any]:
     """All global attributes: root HDF5 attributes first, then ``/attrs`` datasets (which win on a clash)."""
     out: dict[str, Any] = {}
-    for name in file.attrs:
-        out[name] = _clean(file.attrs[name], f"{file.filename}: root attribute {name!r}")
-    group = file.get(GLOBALS_GROUP, getlink=False)
+    with hdf5_object(file):
+        for name in file.attrs:
+            with hdf5_object(file, attribute=name):
+                value = file.attrs[name]
+            out[name] = _clean(value, f"{file.filename}: root attribute {name!r}")
+        group = file.get(GLOBALS_GROUP, getlink=False)
     if group is not None and hasattr(group, "keys"):
-        for name, obj in group.items():
-            if hasattr(obj, "shape"):
-                out[name] = _clean(obj[()], f"{file.filename}: /attrs/{name}")
+        with hdf5_object(group):
+            for name, obj in group.items():
+                if hasattr(obj, "shape"):
+                    out[name] = _clean(read_values(obj), f"{file.filename}: /attrs/{name}")
     return out

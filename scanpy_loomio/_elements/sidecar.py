@@ -12,6 +12,7 @@ import h5py
 from anndata import io as anndata_io
 
 from scanpy_loomio._compat import quiet_anndata
+from scanpy_loomio._guards.boundary import hdf5_object
 from scanpy_loomio._record.record import SIDECAR_GROUP
 
 __all__ = ["can_encode", "read_elem", "sidecar_get", "sidecar_put", "write_elem"]
@@ -41,7 +42,8 @@ def sidecar_get(file: h5py.File, path: str) -> Any | None:
     full = f"{SIDECAR_GROUP}/{path}"
     if full not in file:
         return None
-    return read_elem(file[full])
+    with hdf5_object(f"/{full}"):
+        return read_elem(file[full])
 
 
 def can_encode(value: Any) -> bool:

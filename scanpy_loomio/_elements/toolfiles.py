@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from scanpy_loomio._codecs.rtypes import factor_flag_names, factor_flags
+from scanpy_loomio._guards.boundary import hdf5_object
 from scanpy_loomio.conventions import EMBEDDING_FORMS, Convention
 
 #: ``uns`` key: scanpy obsm key → the tool's own embedding name, for writing back.
@@ -65,7 +66,8 @@ def pop_factor_flags(top: dict[str, h5py.Dataset], convention: Convention, globa
         if dset is not None:
             registered = registered_attrs(globals_, "col_attrs")
             names = [name for name in top if name not in registered]
-            return factor_flags(dset[()], names)
+            with hdf5_object(dset):
+                return factor_flags(dset[()], names)
     return set()
 
 
@@ -82,7 +84,8 @@ def pop_component_names(
             dset = top.pop(attr, None)
             if dset is None or i not in embeddings:
                 continue
-            names = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(dset[()]).ravel()]
+            with hdf5_object(dset):
+                names = [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(dset[()]).ravel()]
             width = top[embeddings[i]].shape[1] if embeddings[i] in top and top[embeddings[i]].ndim == 2 else None
             out[key_of(embeddings[i])] = names[:width] if width else [n for n in names if n]
     return out

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from scanpy_loomio._matrix import ChunkLayout, gc_paused
+from scanpy_loomio._matrix.chunks import ChunkLayout
+from scanpy_loomio._matrix.pool import gc_paused
 
 if TYPE_CHECKING:
     import h5py

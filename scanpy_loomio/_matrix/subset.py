@@ -15,24 +15,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import sparse
 
-from scanpy_loomio._matrix import (
+from scanpy_loomio._matrix.assembler import CompressedAssembler
+from scanpy_loomio._matrix.chunk_index import selection_layout
+from scanpy_loomio._matrix.chunk_reader import ChunkReader
+from scanpy_loomio._matrix.chunks import RawChunkSource
+from scanpy_loomio._matrix.pool import TASK_BYTES, gc_paused, ordered_map, progress_bar, resolve_threads
+from scanpy_loomio._matrix.reader import MatrixFormat
+from scanpy_loomio._matrix.tiles import (
     BAND_BYTES,
     INDEX32_MAX,
-    TASK_BYTES,
-    ChunkReader,
-    CompressedAssembler,
-    MatrixFormat,
-    RawChunkSource,
-    gc_paused,
     kernel_dtype_ok,
     load_kernels,
-    ordered_map,
-    progress_bar,
-    resolve_threads,
     sparse_result_dtype,
     tiles_to_nonzeros,
 )
-from scanpy_loomio._matrix.chunk_index import selection_layout
 
 if TYPE_CHECKING:
     import h5py

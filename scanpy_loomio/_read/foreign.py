@@ -43,6 +43,7 @@ from scanpy_loomio._elements.toolfiles import (
     scope_clusterings,
 )
 from scanpy_loomio._errors import LoomReadWarning
+from scanpy_loomio._guards.boundary import hdf5_object, read_values
 from scanpy_loomio._read.detect import decode_json_global
 from scanpy_loomio._spec.facts import Axis, is_text_dtype
 from scanpy_loomio.conventions import CONVENTIONS, EMBEDDING_FORMS, Convention, name_candidates
@@ -250,9 +251,11 @@ class ForeignAxis:
         if pair_layout is not None:  # the file's convention's pair, or any known one's
             self._scope_pair(top, pair_layout)
         for name, dset in top.items():
-            self._attribute(name, dset)
+            with hdf5_object(dset):
+                self._attribute(name, dset)
         for path, dset in nested.items():
-            self._nested(path, dset)
+            with hdf5_object(dset):
+                self._nested(path, dset)
         self._rename_secondary_ids()
         return self.columns, self.multi
 
@@ -266,7 +269,7 @@ class ForeignAxis:
             k = len(parts)
             if k < 2 or sorted(parts) != list(range(1, k + 1)) or len({top[p].dtype for p in parts.values()}) != 1:
                 continue
-            self._put(self.multi, key, np.column_stack([top.pop(parts[i])[()] for i in range(1, k + 1)]), key)
+            self._put(self.multi, key, np.column_stack([read_values(top.pop(parts[i])) for i in range(1, k + 1)]), key)
 
     def _scope_pair(self, top: dict[str, h5py.Dataset], layout: Convention) -> None:
         pair = layout.embedding_pair_attrs
@@ -275,7 +278,7 @@ class ForeignAxis:
             return
         names = _scope_embedding_names(self.globals, layout)
         stem = os.path.commonprefix(list(pair))  # Embeddings_X, Embeddings_Y: an unnamed one is Embeddings_<id>
-        xs, ys = x[()], y[()]
+        xs, ys = read_values(x), read_values(y)
         for field in x.dtype.names:
             name = names.get(field, f"{stem}{field}")
             key = scanpy_key(name, self.convention) or name
@@ -290,7 +293,7 @@ class ForeignAxis:
         """SCope's clusterings as categorical columns; ``ClusterID`` and ``Embedding`` dropped where they repeat."""
         c = self.convention
         if c.clusterings_attr in top and top[c.clusterings_attr].dtype.names:
-            record = top[c.clusterings_attr][()]
+            record = read_values(top[c.clusterings_attr])
             columns = scope_clusterings(record, _scope_metadata(self.globals, c), c.clusterings_attr)
             if columns is not None:
                 del top[c.clusterings_attr]
@@ -299,12 +302,12 @@ class ForeignAxis:
                 first = np.asarray(record[record.dtype.names[0]]) if record.dtype.names else None
                 ids = top.get(c.cluster_id_attr) if c.cluster_id_attr else None
                 if ids is not None and first is not None and ids.size == first.size:
-                    if np.array_equal(np.asarray(ids[()]).ravel(), first):
+                    if np.array_equal(np.asarray(read_values(ids)).ravel(), first):
                         del top[c.cluster_id_attr]
         default = top.get(c.default_embedding_attr) if c.default_embedding_attr else None
         pair = [top.get(name) for name in c.embedding_pair_attrs]
         if default is not None and pair and all(p is not None for p in pair) and "-1" in (pair[0].dtype.names or ()):
-            emb = default[()]
+            emb = read_values(default)
             if emb.dtype.names and len(emb.dtype.names) == 2:
                 xs, ys = (np.asarray(emb[f]) for f in emb.dtype.names)
                 if np.array_equal(xs, pair[0]["-1"]) and np.array_equal(ys, pair[1]["-1"]):

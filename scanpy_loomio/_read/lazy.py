@@ -28,7 +28,7 @@ from scanpy_loomio._guards import (
     open_read_only,
     resolve_memory_limit,
 )
-from scanpy_loomio._matrix import resolve_threads
+from scanpy_loomio._matrix.pool import resolve_threads
 from scanpy_loomio._read.reader import LoomReader, ReadOptions
 from scanpy_loomio._read.selection import increasing_positions, read_stored_matrix, resolve_selection
 from scanpy_loomio.conventions import Convention, get_convention

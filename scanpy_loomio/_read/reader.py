@@ -38,7 +38,9 @@ from scanpy_loomio._guards import (
     check_file,
     check_read_size,
     converted_read_errors,
+    hdf5_object,
     open_read_only,
+    read_values,
     resolve_memory_limit,
 )
 from scanpy_loomio._read.detect import detect_convention
@@ -209,8 +211,13 @@ class LoomReader:
             self.matrix_sources(choose_x=False)  # the same checks
             return None, {}
         x_dset, sources, _ = self.matrix_sources()
-        X = self.read_layer(x_dset, dtype=self.options.dtype)
-        return X, {key: self.read_layer(dset) for key, dset in sources.items()}
+        with hdf5_object(x_dset):
+            X = self.read_layer(x_dset, dtype=self.options.dtype)
+        layers = {}
+        for key, dset in sources.items():
+            with hdf5_object(dset):
+                layers[key] = self.read_layer(dset)
+        return X, layers
 
     def _x_name(self, layer_names: list[str]) -> str | None:
         """The layer read as ``X``: only one asked for, by ``X_name`` or by a convention passed as ``convention=``."""
@@ -253,7 +260,7 @@ class LoomReader:
             if name not in values_cache:
                 try:
                     dset = datasets[name]
-                    raw = dset[()]
+                    raw = read_values(dset)
                     if enum_mapping(dset.dtype) is not None:
                         raw = enum_labels(raw, dset.dtype)  # an R factor: its labels
                     values_cache[name] = plain_values(raw, where=f"{self.path}:/{group_path}/{name}")
@@ -295,7 +302,8 @@ class LoomReader:
                 if attr == index_attr and stored_tag_text(datasets[attr]) is None:
                     columns[key] = values_of(attr).copy()
                     continue
-                columns[key] = self._decode(group_path, attr, datasets[attr], values_of(attr))
+                with hdf5_object(datasets[attr]):
+                    columns[key] = self._decode(group_path, attr, datasets[attr], values_of(attr))
 
         multi: dict[str, Any] = {}
         if record:
@@ -308,7 +316,7 @@ class LoomReader:
                 attrs = entry.attrs
                 if attrs and all(a in datasets for a in attrs):
                     used.update(attrs)
-                    multi[key] = restore_embedding(entry, [datasets[a][()] for a in attrs])
+                    multi[key] = restore_embedding(entry, [read_values(datasets[a]) for a in attrs])
         mapping = self.options.obsm_mapping if axis == "obs" else self.options.varm_mapping
         for key, attrs in mapping.items():
             missing = [a for a in attrs if a not in datasets]
@@ -316,14 +324,17 @@ class LoomReader:
                 raise self.error(
                     f"/{group_path}", f"no attributes {missing}", f"the attributes named in {axis}m_mapping[{key!r}]"
                 )
-            multi[key] = np.stack([datasets[a][()] for a in attrs], axis=1)
+            multi[key] = np.stack([read_values(datasets[a]) for a in attrs], axis=1)
             used.update(attrs)
 
         # attributes this package did not write (foreign files, or added by another tool)
         foreign = ForeignAxis(axis, self.convention, f"{self.path}:/{group_path}", values_of, self.globals)
-        more_columns, more_multi = foreign.read(
-            {name: d for name, d in datasets.items() if name not in used}, taken={*columns, *multi}, all_names=datasets
-        )
+        with hdf5_object(group):
+            more_columns, more_multi = foreign.read(
+                {name: d for name, d in datasets.items() if name not in used},
+                taken={*columns, *multi},
+                all_names=datasets,
+            )
         self.foreign_uns.update(foreign.uns)
         columns.update(more_columns)
         multi.update(more_multi)
@@ -436,7 +447,8 @@ class LoomReader:
                 if not isinstance(g, h5py.Group):
                     continue
                 key = recorded.get(name, name) if group_name.endswith("graphs") else name
-                out[key] = self._read_graph(f"/{group_name}/{name}", g, n)
+                with hdf5_object(g):
+                    out[key] = self._read_graph(f"/{group_name}/{name}", g, n)
         if record:
             for key, graph in record.graphs.items():
                 if not graph:
@@ -451,7 +463,7 @@ class LoomReader:
         missing = [x for x in "abw" if x not in g]
         if missing:
             raise self.error(where, f"no {', '.join(missing)}", "datasets a, b and w (an edge list)")
-        a, b, w = (g[x][()] for x in "abw")
+        a, b, w = (read_values(g[x]) for x in "abw")
         if not (a.shape == b.shape == w.shape) or a.ndim != 1:
             raise self.error(
                 where, f"a, b, w of shapes {a.shape}, {b.shape}, {w.shape}", "three 1-D datasets of one length"

@@ -159,7 +159,7 @@ class _Window:
         self.bands: _matrix.CellBands | None = None
         self.n_genes, self.n_cells = dset.shape[::-1] if transposed else dset.shape
         self.chunk = (dset.chunks[0 if transposed else 1] if dset.chunks else 64) or 64
-        self.width = _matrix._band_width(self.n_genes, max(dtype.itemsize, dset.dtype.itemsize), self.chunk)
+        self.width = _matrix.band_width(self.n_genes, max(dtype.itemsize, dset.dtype.itemsize), self.chunk)
         self.start = self.stop = 0
         self.values = np.empty((0, self.n_genes), dtype=dtype)
 

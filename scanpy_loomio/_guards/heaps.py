@@ -1,0 +1,227 @@
+"""Checks of text storage from the file's own bytes: global heaps, and the stored lengths of variable-length values.
+
+HDF5 trusts both, and hangs or allocates gigabytes when they are damaged, so they are checked before HDF5 reads any
+text. Chunks of variable-length datasets are read and decoded with the matrix engine's raw chunk I/O and filter
+pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import struct
+from collections.abc import Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import numpy as np
+
+from scanpy_loomio._guards.boundary import hdf5_object
+from scanpy_loomio._guards.problems import file_error
+from scanpy_loomio._matrix.chunks import same_file_descriptor, stored_chunks
+from scanpy_loomio._matrix.costs import elements
+from scanpy_loomio._matrix.deflate import inflate_at_most, inflate_errors, unfilter
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from scanpy_loomio._errors import LoomFormatError
+    from scanpy_loomio._guards.structure import DatasetInfo
+
+
+@contextlib.contextmanager
+def _raw_bytes(file: h5py.File, path: Path) -> Iterator[Any]:
+    """A binary file object on the very file HDF5 has open, even if ``path`` was replaced since it was opened."""
+    with os.fdopen(same_file_descriptor(file, path), "rb") as handle:
+        yield handle
+
+
+#: A global heap collection (where HDF5 keeps variable-length strings) starts with this signature and version 1.
+GCOL_SIGNATURE = b"GCOL\x01\x00\x00\x00"
+#: Files up to this size are searched whole for collections (about a second per 2 GB); in larger ones only the
+#: collections that datasets' text points to are checked.
+WHOLE_SCAN_BYTES = 512 * 2**20
+
+
+def _heap_problem(image: Any, start: int, sizeof_size: int, file_size: int) -> str | None:
+    """Why HDF5 would loop forever or run off the collection parsing the global heap at ``start``, or ``None``.
+
+    HDF5 walks a collection's objects by their sizes; an object that takes no room makes it loop forever, and one
+    larger than the collection makes it read past the end. Collections HDF5 would reject with an error are left to it.
+    """
+    header = len(GCOL_SIGNATURE) + sizeof_size
+    object_header = 8 + sizeof_size
+    if start + header > file_size or bytes(image[start : start + len(GCOL_SIGNATURE)]) != GCOL_SIGNATURE:
+        return None  # not a collection: HDF5 reports that itself
+    size = int.from_bytes(image[start + 8 : start + header], "little")
+    end = start + size
+    if size < header or end > file_size:
+        return None  # HDF5 reports these itself
+    position = start + header
+    unpack = struct.Struct("<H6x" + {2: "H", 4: "I", 8: "Q"}[sizeof_size]).unpack_from  # index, …, size
+    while position < end:
+        if position + object_header > end:
+            break  # a tail too small for an object header is free space
+        index, length = unpack(image, position)
+        need = object_header + ((length + 7) & ~7) if index else length
+        if need < object_header or need > end - position:
+            return (
+                f"object {index} at byte {position - start} of {need} bytes in a collection of {size} bytes"
+                if need
+                else f"object {index} at byte {position - start} taking no room"
+            )
+        position += need
+    return None
+
+
+def _heap_error(path: Path, address: int, problem: str) -> LoomFormatError:
+    return file_error(
+        path,
+        f"global heap at byte {address}",
+        f"a damaged collection of text values ({problem})",
+        "objects that fill the collection exactly",
+        "HDF5 would hang or read past it, so it is not read. The file is damaged; copy or download it again.",
+    )
+
+
+def check_global_heaps(file: h5py.File, path: Path, checked: set[int] | None = None) -> None:
+    """Refuse global heap collections that would make HDF5 loop forever or read past them.
+
+    HDF5 itself hangs on a collection whose object sizes are damaged (an object taking no room is walked over
+    forever), so collections are checked here, from the file's bytes, before HDF5 reads any text. Files up to
+    :data:`WHOLE_SCAN_BYTES` are searched whole, which covers text in attributes too; :func:`check_vlen_datasets`
+    checks the collections datasets point to in files of any size.
+
+    Raises
+    ------
+    LoomFormatError
+        Naming the byte offset of the damaged collection.
+    """
+    _sizeof_addr, sizeof_size = file.id.get_create_plist().get_sizes()
+    with _raw_bytes(file, path) as handle:
+        file_size = os.fstat(handle.fileno()).st_size
+        if file_size == 0 or file_size > WHOLE_SCAN_BYTES:
+            return
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as image:
+            found = image.find(GCOL_SIGNATURE)
+            while found >= 0:
+                problem = _heap_problem(image, found, sizeof_size, file_size)
+                if problem:
+                    raise _heap_error(path, found, problem)
+                if checked is not None:
+                    checked.add(found)
+                found = image.find(GCOL_SIGNATURE, found + 1)
+
+
+def _check_heaps_at(
+    handle: Any, path: Path, addresses: set[int], base: int, sizeof_size: int, file_size: int, checked: set[int]
+) -> None:
+    """Check the collections at these addresses (relative to the superblock at ``base``) not ``checked`` yet."""
+    for address in sorted(addresses):
+        start = base + address
+        if start in checked:
+            continue
+        handle.seek(start)
+        header = handle.read(len(GCOL_SIGNATURE) + sizeof_size)
+        if len(header) < len(GCOL_SIGNATURE) + sizeof_size or not header.startswith(GCOL_SIGNATURE):
+            continue  # HDF5 reports a missing collection itself
+        size = int.from_bytes(header[len(GCOL_SIGNATURE) :], "little")
+        handle.seek(start)
+        image = handle.read(min(size, file_size - start))
+        problem = _heap_problem(image, 0, sizeof_size, len(image))
+        if problem:
+            raise _heap_error(path, start, problem)
+
+
+def _vlen_base_size(dset: h5py.Dataset) -> int | None:
+    """Bytes per item of a variable-length dataset's values (1 for text), or ``None`` when it is not one."""
+    tid = dset.id.get_type()
+    if isinstance(tid, h5py.h5t.TypeStringID) and tid.is_variable_str():
+        return 1
+    if tid.get_class() == h5py.h5t.VLEN:
+        return max(1, tid.get_super().get_size())
+    return None
+
+
+def _descriptor_problem(values: np.ndarray, base_size: int, file_size: int) -> str | None:
+    nbytes = values["length"].astype(np.uint64) * np.uint64(base_size)
+    bad = (nbytes > file_size) | ((values["length"] > 0) & (values["address"] >= file_size))
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    return f"value {i} of a block claiming {int(nbytes[i]):,} bytes at byte {int(values['address'][i]):,}"
+
+
+def _descriptor_blocks(handle: Any, dset: h5py.Dataset, base: int, file_size: int, itemsize: int) -> list[bytes]:
+    """The stored descriptors (length, address, index) of a variable-length dataset, block by block, as bytes.
+
+    Contiguous data is read at its address (relative to the superblock at ``base``); chunks are decoded with the
+    matrix engine's filter pipeline, a chunk with another filter or a damaged stream left to HDF5.
+    """
+    dcpl = dset.id.get_create_plist()
+    layout = dcpl.get_layout()
+    blocks: list[bytes] = []
+    if layout == h5py.h5d.CONTIGUOUS:
+        offset = dset.id.get_offset()
+        if offset is not None:
+            handle.seek(base + offset)
+            blocks.append(handle.read(min(dset.id.get_storage_size(), file_size)))
+    elif layout == h5py.h5d.CHUNKED and hasattr(dset.id, "chunk_iter"):
+        filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
+        expected = elements(dset.chunks) * itemsize
+        inflate = partial(inflate_at_most, size=expected)  # never more than a chunk's worth
+        for skipped, raw in stored_chunks(dset.id):
+            try:
+                data = unfilter(bytes(raw), filters, skipped, itemsize, inflate)
+            except inflate_errors():
+                continue  # damaged: HDF5 reports it when it reads the chunk
+            if data is not None:
+                blocks.append(data[:expected])
+    return blocks
+
+
+def check_vlen_datasets(
+    file: h5py.File, path: Path, datasets: list[DatasetInfo], checked: set[int] | None = None
+) -> None:
+    """Refuse variable-length values (text) whose stored lengths or addresses lie beyond the end of the file.
+
+    HDF5 allocates and fills the memory a stored length claims before it finds the address invalid, so one damaged
+    length makes it spend gigabytes and many seconds per value. The stored descriptors of contiguous and chunked
+    (deflate, shuffle, fletcher32) datasets are checked here from the file's bytes; compact datasets and attributes
+    are small and left to HDF5.
+
+    Raises
+    ------
+    LoomFormatError
+        Naming the dataset and the first impossible value.
+    """
+    plist = file.id.get_create_plist()
+    sizeof_addr, sizeof_size = plist.get_sizes()
+    base = plist.get_userblock()
+    record = np.dtype([("length", "<u4"), ("address", f"<u{sizeof_addr}"), ("index", "<u4")])
+    heaps: set[int] = set()
+    with _raw_bytes(file, path) as handle:
+        file_size = os.fstat(handle.fileno()).st_size
+        for info in datasets:
+            dset = info.dataset
+            with hdf5_object(dset):
+                base_size = _vlen_base_size(dset)
+                if base_size is None or dset.id.get_storage_size() == 0:
+                    continue
+                blocks = _descriptor_blocks(handle, dset, base, file_size, record.itemsize)
+            for data in blocks:
+                values = np.frombuffer(data[: len(data) // record.itemsize * record.itemsize], dtype=record)
+                problem = _descriptor_problem(values, base_size, file_size)
+                heaps.update(np.unique(values["address"][values["length"] > 0]).tolist())
+                if problem:
+                    raise file_error(
+                        path,
+                        info.name,
+                        f"variable-length data with an impossible length or address ({problem})",
+                        f"values stored inside the file ({file_size:,} bytes)",
+                        "HDF5 would allocate that much before failing. The file is damaged; copy or download it again.",
+                    )
+        # the collections that text points to (in large files the only ones checked)
+        _check_heaps_at(handle, path, heaps, base, sizeof_size, file_size, checked if checked is not None else set())

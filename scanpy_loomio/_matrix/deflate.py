@@ -1,0 +1,165 @@
+"""Deflate for HDF5 chunks: the compression backends (zlib, ISA-L, libdeflate) and the filter pipeline.
+
+HDF5's gzip filter stores each chunk as a zlib stream. Chunks are deflated with ISA-L when it is installed (zlib
+otherwise) and inflated with libdeflate from compiled code, ISA-L or zlib, whichever is present, in that order.
+:func:`unfilter` undoes a chunk's whole filter pipeline (deflate, shuffle, fletcher32); the matrix readers and the
+safety checks of variable-length data both decode chunks with it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+import zlib
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+
+#: HDF5 filter identifiers.
+FILTER_DEFLATE = 1
+FILTER_SHUFFLE = 2
+FILTER_FLETCHER32 = 3
+
+
+@cache
+def fast_zlib() -> ModuleType | None:
+    """ISA-L's zlib-compatible module when installed: same deflate format, 2–3× faster."""
+    try:
+        from isal import isal_zlib  # optional dependency
+    except ImportError:
+        return None
+    return isal_zlib
+
+
+def compressor(level: int) -> Callable[[object], bytes]:
+    """A function deflating one chunk into a zlib stream, the format of HDF5's gzip filter.
+
+    With ISA-L installed, levels 2 and 3 use its level 1, which on count tiles is about three times as fast
+    as zlib's level 2 and about 8 % smaller; level 1 uses ISA-L's fastest level (another 1.5× faster,
+    about 25 % larger than zlib's level 2). Level 0 stores blocks uncompressed and levels 4–9 use zlib at
+    that level, trading time for size as zlib does.
+    """
+    fast = fast_zlib()
+    if fast is not None and 1 <= level <= 3:
+        compress = fast.compress
+        fast_level = 0 if level == 1 else 1
+        return lambda buffer: compress(buffer, fast_level)
+    return lambda buffer: zlib.compress(buffer, level)
+
+
+def inflater() -> Callable[[object, int, int], bytes]:
+    """``decompress(stream, wbits, expected_size)`` for zlib streams (ISA-L's when installed: about 2× zlib)."""
+    fast = fast_zlib()
+    return fast.decompress if fast is not None else zlib.decompress
+
+
+def inflate_at_most(stream: bytes | memoryview, size: int) -> bytes:
+    """Inflate a zlib stream, stopping after ``size + 1`` bytes: a damaged stream cannot make it allocate more."""
+    return zlib.decompressobj().decompress(stream, size + 1)
+
+
+@dataclass(frozen=True)
+class Libdeflate:
+    """libdeflate's whole-buffer zlib decompressor, called from compiled code (no GIL, no copies)."""
+
+    alloc: Callable[[], int]
+    free: Callable[[int], None]
+    zlib_decompress: Callable
+
+
+@cache
+def libdeflate() -> Libdeflate | None:
+    """Libdeflate from the system or the environment, when present and working; ``None`` otherwise.
+
+    Optional: it inflates about 25 % faster than ISA-L and straight into the tile buffer. Set the environment
+    variable ``SCANPY_LOOMIO_LIBDEFLATE=0`` to read without it.
+    """
+    if os.environ.get("SCANPY_LOOMIO_LIBDEFLATE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    candidates = [ctypes.util.find_library("deflate")]
+    for prefix in dict.fromkeys((sys.prefix, os.environ.get("CONDA_PREFIX", ""))):
+        if prefix:
+            candidates += [os.path.join(prefix, "lib", name) for name in ("libdeflate.so", "libdeflate.dylib")]
+            candidates.append(os.path.join(prefix, "Library", "bin", "deflate.dll"))
+    for candidate in candidates:
+        if not candidate:
+            continue
+        try:
+            lib = ctypes.CDLL(candidate)
+            alloc = lib.libdeflate_alloc_decompressor
+            free = lib.libdeflate_free_decompressor
+            decompress = lib.libdeflate_zlib_decompress
+        except (OSError, AttributeError):
+            continue
+        alloc.argtypes, alloc.restype = [], ctypes.c_void_p
+        free.argtypes, free.restype = [ctypes.c_void_p], None
+        decompress.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        decompress.argtypes += [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        decompress.restype = ctypes.c_int
+        found = Libdeflate(alloc, free, decompress)
+        if _libdeflate_works(found):
+            return found
+    return None
+
+
+def _libdeflate_works(lib: Libdeflate) -> bool:
+    """Inflate a known stream with ``lib`` and compare (guards against an incompatible library)."""
+    expected = bytes(range(256)) * 64
+    stream = zlib.compress(expected, 6)
+    out = ctypes.create_string_buffer(len(expected))
+    actual = ctypes.c_size_t(0)
+    handle = lib.alloc()
+    if not handle:
+        return False
+    try:
+        status = lib.zlib_decompress(handle, stream, len(stream), out, len(expected), ctypes.byref(actual))
+    finally:
+        lib.free(handle)
+    return status == 0 and actual.value == len(expected) and out.raw == expected
+
+
+@cache
+def inflate_errors() -> tuple[type[Exception], ...]:
+    """Exceptions the inflate functions raise for damaged streams."""
+    errors: tuple[type[Exception], ...] = (zlib.error,)
+    fast = fast_zlib()
+    if fast is not None:
+        errors += (fast.error,)
+    return errors
+
+
+def unfilter(
+    payload: bytes | memoryview,
+    filters: tuple[int, ...] | list[int],
+    skipped: int,
+    itemsize: int,
+    inflate: Callable[[bytes | memoryview], bytes],
+) -> bytes | memoryview | None:
+    """Undo a chunk's filter pipeline, last filter first; ``None`` when it uses a filter other than these three.
+
+    ``filters`` are the filter codes in pipeline (write) order and bit ``i`` of ``skipped`` is set when filter ``i``
+    was not applied to this chunk. ``inflate`` undoes deflate; the errors of a damaged stream (:func:`inflate_errors`)
+    pass through. Shuffled data whose length is not a whole number of items is left as it is.
+    """
+    for position in range(len(filters) - 1, -1, -1):
+        if skipped & (1 << position):
+            continue
+        code = filters[position]
+        if code == FILTER_DEFLATE:
+            payload = inflate(payload)
+        elif code == FILTER_SHUFFLE:
+            if itemsize > 1 and len(payload) % itemsize == 0:
+                payload = np.frombuffer(payload, dtype=np.uint8).reshape(itemsize, -1).T.tobytes()
+        elif code == FILTER_FLETCHER32:
+            payload = payload[:-4]
+        else:
+            return None
+    return payload
