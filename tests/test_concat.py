@@ -173,7 +173,7 @@ def test_layers_only_some_inputs_have(tmp_path: Path) -> None:
 def test_streams_in_small_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With tiny bands every input is read in many windows that straddle the output's chunks; still exact."""
     from scanpy_loomio._matrix import pool, tiles
-    from scanpy_loomio._tools import concat as _concat
+    from scanpy_loomio._tools.concat import bands
 
     files = []
     for i in range(3):
@@ -183,14 +183,14 @@ def test_streams_in_small_windows(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(tiles, "BAND_BYTES", 256)
     monkeypatch.setattr(pool, "TASK_BYTES", 512)
     widths = []
-    original = _concat._Window.rows
+    original = bands.Window.rows
 
     def rows(self: object, index: np.ndarray) -> np.ndarray:
         out = original(self, index)
         widths.append(self.stop - self.start)
         return out
 
-    monkeypatch.setattr(_concat._Window, "rows", rows)
+    monkeypatch.setattr(bands.Window, "rows", rows)
     check(files, tmp_path / "out.loom", join="outer", chunks=(24, 24), n_threads=2)
     assert widths
     assert max(widths) <= 48  # windows of a band and a chunk, never whole inputs (70 cells each)

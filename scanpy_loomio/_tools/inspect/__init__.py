@@ -4,12 +4,14 @@ The summary covers the layout, the convention and why, the contents and this pac
 it comes from the reader itself (everything but the matrices); what anndata's reader would make of it follows from
 that reader's documented rules (names from ``CellID``/``Gene``, a ``spliced`` layer as ``X`` cast to float32, 2-D
 attributes as ``obsm``, no graphs and no global attributes, loompy's validator first).
+
+Modules: ``summary`` (the summary and its text) and ``losses`` (what anndata's reader would lose); this one
+gathers the summary from the file.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,18 +19,17 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from scanpy_loomio._codecs.text import decode_text
 from scanpy_loomio._elements.globals import GLOBALS_GROUP, read_globals
 from scanpy_loomio._errors import LoomFormatError
 from scanpy_loomio._guards import check_structure, open_read_only
 from scanpy_loomio._read.detect import attribute_names, rank_conventions, summarize
 from scanpy_loomio._read.plan import plan_read
 from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata
-from scanpy_loomio._record.tags import ColumnTag, MatrixTag, TagError, column_tag, layer_tag
 from scanpy_loomio._spec.facts import LOOM_GROUPS, is_text_dtype, spec_version
+from scanpy_loomio._tools.inspect.losses import anndata_losses, column_tag_or_none
+from scanpy_loomio._tools.inspect.summary import Element, LoomSummary
 from scanpy_loomio._tools.validate import Collector, ValidationReport, spec_problems
 from scanpy_loomio.conventions import DEFAULT_CONVENTION, get_convention
-from scanpy_loomio.conventions.table import ANNDATA_CONVENTION
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -37,113 +38,6 @@ __all__ = ["Element", "LoomSummary", "inspect_loom"]
 
 #: Global attribute values longer than this are shortened in the summary.
 VALUE_WIDTH = 60
-
-
-@dataclass(frozen=True)
-class Element:
-    """One dataset or group of the file, as the summary shows it."""
-
-    path: str
-    kind: str
-    shape: tuple[int, ...] = ()
-    note: str = ""
-    name: str = ""
-    """How the summary lists it; the last part of :attr:`path` when empty."""
-
-    @property
-    def label(self) -> str:
-        """:attr:`name`, or the last part of :attr:`path`."""
-        return self.name or self.path.rsplit("/", 1)[-1]
-
-
-@dataclass
-class LoomSummary:
-    """What :func:`inspect_loom` found; :meth:`~LoomSummary.render` gives the text ``scanpy-loomio inspect`` prints."""
-
-    path: Path
-    size: int
-    spec_version: str | None
-    global_layout: str
-    n_obs: int
-    n_vars: int
-    convention: str
-    convention_reasons: list[str]
-    other_conventions: list[tuple[str, float]]
-    obs_names: str
-    var_names: str
-    matrix: Element
-    layers: list[Element] = field(default_factory=list)
-    col_attrs: list[Element] = field(default_factory=list)
-    row_attrs: list[Element] = field(default_factory=list)
-    graphs: list[Element] = field(default_factory=list)
-    globals: list[Element] = field(default_factory=list)
-    other_groups: list[str] = field(default_factory=list)
-    record: dict[str, Any] | None = None
-    read_result: dict[str, Any] = field(default_factory=dict)
-    read_notes: list[str] = field(default_factory=list)
-    anndata_losses: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description."""
-        out = asdict(self)
-        out["path"] = str(self.path)
-        return out
-
-    def render(self) -> str:
-        """The summary as text for a terminal."""
-        lines = [f"{self.path}  ({_size(self.size)})"]
-
-        def row(label: str, text: str) -> None:
-            lines.append(f"  {label:<15}{text}")
-
-        def block(title: str, elements: list[Element]) -> None:
-            lines.append(f"  {title} ({len(elements)})" if elements else f"  {title}: none")
-            width = max((len(e.label) for e in elements), default=0)
-            for e in elements:
-                shape = f" {e.shape}" if len(e.shape) > 1 else ""
-                note = f"  {e.note}" if e.note else ""
-                lines.append(f"    {e.label:<{width}}  {e.kind}{shape}{note}")
-
-        row("loom spec", f"{self.spec_version or 'not stated'} (global attributes: {self.global_layout})")
-        row("convention", f"{self.convention}: {'; '.join(self.convention_reasons)}")
-        if self.other_conventions:
-            row("", "also fits: " + ", ".join(f"{name} ({score:g})" for name, score in self.other_conventions))
-        row("shape", f"{self.n_obs} cells (obs) × {self.n_vars} genes (var)")
-        row("matrix", f"/matrix {self.matrix.kind} {self.matrix.shape}  {self.matrix.note}".rstrip())
-        row("cell names", self.obs_names)
-        row("gene names", self.var_names)
-        block("layers", self.layers)
-        block("column attributes (obs)", self.col_attrs)
-        block("row attributes (var)", self.row_attrs)
-        block("graphs", self.graphs)
-        block("global attributes", self.globals)
-        if self.other_groups:
-            row("other groups", ", ".join(self.other_groups))
-        if self.record:
-            lines.append("  scanpy-loomio record")
-            for key, value in self.record.items():
-                lines.append(f"    {key}: {value}")
-        else:
-            lines.append("  scanpy-loomio record: none (read as plain loom in the detected convention)")
-        lines.append("  read_loom_full gives")
-        for key, value in self.read_result.items():
-            lines.append(f"    {key}: {value}")
-        for note in self.read_notes:
-            lines.append(f"    note: {note}")
-        if self.anndata_losses:
-            lines.append("  plain sc.read_loom (anndata's read_loom) would lose")
-            lines.extend(f"    - {loss}" for loss in self.anndata_losses)
-        else:
-            lines.append("  plain sc.read_loom (anndata's read_loom) would lose nothing read_loom_full keeps")
-        return "\n".join(lines)
-
-
-def _size(n: int) -> str:
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} bytes"  # pragma: no cover - the loop always returns
 
 
 def _kind(dtype: np.dtype) -> str:
@@ -179,7 +73,7 @@ def _attributes(group: h5py.Group | None, loom: str, coded: dict[tuple[str, str]
     out = []
     for full in sorted(attribute_names(group)[0]):  # datasets, and those in groups nested one level down
         dset = group[full]
-        codec = _column_tag(dset)
+        codec = column_tag_or_none(dset)
         note = coded.get((loom, full), "")
         if codec is not None:
             note = f"{note} ({codec.kind})".strip()
@@ -271,131 +165,6 @@ def _read_result(adata: AnnData) -> dict[str, Any]:
         "uns": keys(adata.uns),
         "raw": "yes" if adata.raw is not None else "no",
     }
-
-
-# -- what anndata's read_loom would lose --------------------------------------------------------------------------
-
-
-def _column_tag(dset: h5py.Dataset) -> ColumnTag | None:
-    """The column's tag; a newer one is shown as none (reading names it)."""
-    try:
-        return column_tag(dset)
-    except TagError:
-        return None
-
-
-def _matrix_tag(dset: h5py.Dataset) -> MatrixTag | None:
-    """The matrix's tag when it describes a matrix (not an absent or filled one); a malformed one as none."""
-    try:
-        tag = layer_tag(dset)
-    except TagError:
-        return None
-    return tag if isinstance(tag, MatrixTag) else None
-
-
-def _codec_loss(key: str, codec: ColumnTag | None) -> str | None:
-    if codec is None:
-        return None
-    kind = codec.kind
-    if kind == "categorical":
-        return f"{key} would be plain values, not categorical"
-    if kind == "bool":
-        return f"{key} would be 0/1 integers, not bool"
-    if kind in ("nullable-integer", "nullable-boolean"):
-        return f"{key} would lose its missing values (0 instead) and its dtype {codec.dtype or ''}".rstrip()
-    if kind == "string" and (codec.na is not None or codec.dtype):
-        return f"{key} would lose its missing values (empty text instead)"
-    return None
-
-
-def _non_ascii(group: h5py.Group) -> list[str]:
-    found = []
-    for name, dset in group.items():
-        if isinstance(dset, h5py.Dataset) and dset.ndim == 1 and is_text_dtype(dset.dtype):
-            try:
-                values = decode_text(dset[()])
-            except UnicodeDecodeError:
-                continue
-            if any(not str(v).isascii() for v in values):
-                found.append(name)
-    return found
-
-
-def anndata_losses(
-    file: h5py.File, adata: AnnData, index_attrs: dict[str, str | None], record: Metadata | None, spec: ValidationReport
-) -> list[str]:
-    """What anndata's ``read_loom`` (with its defaults) would get wrong or leave out, compared with ``adata``."""
-    refusals = [p for p in spec.problems if p.loompy_refuses]
-    if refusals:
-        first = refusals[0]
-        more = f" (and {len(refusals) - 1} more)" if len(refusals) > 1 else ""
-        return [
-            f"everything: it refuses the file, because loompy's validator (run by loompy.connect) reports "
-            f"{first.where}: {first.message}{more}"
-        ]
-    anndata = get_convention(ANNDATA_CONVENTION)  # its reader_* fields: what read_loom does by default
-    losses: list[str] = []
-    for axis, loom in (("obs", "col"), ("var", "row")):
-        group = file[f"{loom}_attrs"]
-        default = anndata.reader_names[axis]
-        used = index_attrs[axis]
-        has_default = isinstance(group.get(default), h5py.Dataset)
-        if used != default:
-            if has_default:
-                losses.append(f"{axis} names: taken from /{loom}_attrs/{default} instead of /{loom}_attrs/{used}")
-            elif used is not None:
-                losses.append(f"{axis} names (in /{loom}_attrs/{used}): replaced by 0, 1, 2, …")
-        index_name = getattr(adata, axis).index.name
-        if index_name is not None and index_name != (default if has_default else None):
-            losses.append(f"the {axis} index name {index_name!r}")
-        axis_record = getattr(record, axis) if record else None
-        renamed = dict(axis_record.columns) if axis_record else {}
-        for key in getattr(adata, axis).columns:
-            attr = renamed.get(key, key)
-            dset = group.get(attr)
-            if attr != key:
-                losses.append(f"the name of {axis}[{key!r}]: it would be {attr!r}")
-            codec = _column_tag(dset) if isinstance(dset, h5py.Dataset) else None
-            loss = _codec_loss(f"{axis}[{key!r}]", codec)
-            if loss:
-                losses.append(loss)
-        plain_multi = {k for k, d in group.items() if isinstance(d, h5py.Dataset) and d.ndim > 1 and d.shape[1] > 1}
-        multi = getattr(adata, f"{axis}m")
-        missing = [k for k in multi if k not in plain_multi]
-        if missing:
-            losses.append(f"{axis}m {missing}")
-        pairwise = sorted(getattr(adata, f"{axis}p").keys())
-        if pairwise:
-            losses.append(f"{axis}p {pairwise} (graphs are not read)")
-        records = [k for k, d in group.items() if isinstance(d, h5py.Dataset) and d.dtype.names]
-        if records:
-            losses.append(f"the records in /{loom}_attrs {records}: columns of raw numpy.void values")
-        non_ascii = _non_ascii(group)
-        if non_ascii:
-            losses.append(f"non-ASCII characters in /{loom}_attrs {non_ascii} (loompy drops them)")
-    layers = file.get("layers")
-    layer_names = list(layers.keys()) if isinstance(layers, h5py.Group) else []
-    x_source = file["matrix"]
-    if anndata.reader_x_layer in layer_names:
-        x_source = layers[anndata.reader_x_layer]
-        losses.append(f"X: it would be the {anndata.reader_x_layer!r} layer, and /matrix would become layers['matrix']")
-    x_tag = _matrix_tag(x_source)
-    x_dtype = np.dtype((x_tag.dtype if x_tag else None) or x_source.dtype)
-    if anndata.reader_x_dtype and x_dtype != np.dtype(anndata.reader_x_dtype):
-        losses.append(f"the dtype of X: {x_dtype} would become {anndata.reader_x_dtype}")
-    for key, name in record.layers if record else []:
-        if key != name:
-            losses.append(f"the name of layers[{key!r}]: it would be {name!r}")
-    for where, obj in [("X", file["matrix"])] + [(f"layers[{n!r}]", layers[n]) for n in layer_names]:
-        tag = _matrix_tag(obj)
-        fmt = tag.format if tag else None
-        if fmt in ("csc", "dense"):
-            losses.append(f"the {fmt} format of {where}: it would be CSR")
-    if len(adata.uns):
-        losses.append(f"uns {list(adata.uns.keys())} (global attributes and kept elements are not read)")
-    if adata.raw is not None:
-        losses.append("raw")
-    return losses
 
 
 # -- entry point ---------------------------------------------------------------------------------------------------
