@@ -27,6 +27,7 @@ PROG = "scanpy-loomio"
 OK, FAILED, USAGE = 0, 1, 2
 H5AD_SUFFIXES = (".h5ad",)
 LOOM_SUFFIXES = (".loom",)
+ZARR_SUFFIXES = (".zarr",)
 
 
 class UsageError(Exception):
@@ -40,12 +41,12 @@ def _examples(*lines: str) -> str:
 # -- commands --------------------------------------------------------------------------------------------------------
 
 
-def _input_file(path: str) -> Path:
+def _input_file(path: str, *, store: bool = False) -> Path:
     file = Path(path)
     if not file.exists():
         msg = f"{file}: no such file"
         raise UsageError(msg)
-    if file.is_dir():
+    if file.is_dir() and not (store and file.suffix.lower() == ".zarr"):
         msg = f"{file}: is a directory; expected a file"
         raise UsageError(msg)
     return file
@@ -69,51 +70,47 @@ def _kind(path: Path) -> str:
         return "loom"
     if suffix in H5AD_SUFFIXES:
         return "h5ad"
-    msg = f"{path}: cannot tell the format from the suffix {suffix!r}; expected .loom or .h5ad"
+    if suffix in ZARR_SUFFIXES:
+        return "zarr"
+    msg = f"{path}: cannot tell the format from the suffix {suffix!r}; expected .loom, .h5ad or .zarr"
     raise UsageError(msg)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    """Convert between .h5ad and .loom, or rewrite a .loom file in another convention."""
-    import anndata
-
-    import scanpy_loomio
+    """Convert between .h5ad/.zarr and .loom, or rewrite a .loom file in another convention."""
+    # imported here: the other commands do not pay for anndata's import
+    from scanpy_loomio._tools.convert import convert_file
 
     _convention_names(args.convention, args.from_convention)
-    source = _input_file(args.input)
+    source = _input_file(args.input, store=True)
     target = Path(args.output)
     kinds = (_kind(source), _kind(target))
     if kinds == ("h5ad", "h5ad"):
         msg = "both files are .h5ad; convert reads or writes a .loom file (use anndata to copy .h5ad files)"
         raise UsageError(msg)
+    if "loom" not in kinds:
+        msg = "neither file is .loom; convert reads or writes a .loom file (use anndata between .h5ad and .zarr)"
+        raise UsageError(msg)
     if target.exists() and not args.force:
         msg = f"{target}: exists; pass --force to replace it"
         raise UsageError(msg)
-    if kinds[0] == "loom":
-        adata = scanpy_loomio.read_loom_full(
-            source,
-            convention=args.from_convention,
-            X_name=args.x_name,
-            obs_names=args.obs_names,
-            var_names=args.var_names,
-            repair_bytes_text=args.repair_bytes_text,
-        )
-    else:
-        adata = anndata.read_h5ad(source)
-    if kinds[1] == "loom":
-        scanpy_loomio.write_loom_full(
-            target,
-            adata,
-            convention=args.convention,
-            lossy="warn" if args.allow_lossy else "raise",
-            fill_missing_layers=args.fill_missing_layers,
-            compression_level=args.compression_level,
-        )
-    else:
-        adata.write_h5ad(target)
+    report = convert_file(
+        source,
+        target,
+        convention=args.convention,
+        from_convention=args.from_convention,
+        X_name=args.x_name,
+        obs_names=args.obs_names,
+        var_names=args.var_names,
+        repair_bytes_text=args.repair_bytes_text,
+        fill_missing_layers=args.fill_missing_layers,
+        lossy="warn" if args.allow_lossy else "raise",
+        compression_level=args.compression_level,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
     if not args.quiet:
-        convention = f" ({args.convention} convention)" if kinds[1] == "loom" else ""
-        print(f"{source} -> {target}{convention}: {adata.n_obs} cells × {adata.n_vars} genes")
+        convention = f" ({args.convention} convention)" if report.convention else ""
+        print(f"{source} -> {target}{convention}: {report.shape[0]} cells × {report.shape[1]} genes")
     return OK
 
 
@@ -431,7 +428,7 @@ def build_parser(*, width: int | None = None) -> argparse.ArgumentParser:
         commands,
         "convert",
         cmd_convert,
-        "Convert .h5ad to .loom, .loom to .h5ad, or .loom to .loom in another convention.",
+        "Convert .h5ad or .zarr to .loom, .loom to .h5ad or .zarr, or .loom to .loom in another convention.",
         _examples(
             f"{PROG} convert pbmc.h5ad pbmc.loom",
             f"{PROG} convert pbmc.loom pbmc.h5ad",
@@ -440,8 +437,8 @@ def build_parser(*, width: int | None = None) -> argparse.ArgumentParser:
             f"{PROG} convert legacy.loom rewritten.loom --obs-names index --var-names index",
         ),
     )
-    convert.add_argument("input", help="the file to read (.h5ad or .loom)")
-    convert.add_argument("output", help="the file to write (.loom or .h5ad)")
+    convert.add_argument("input", help="the file to read (.h5ad, .zarr or .loom)")
+    convert.add_argument("output", help="the file to write (.loom, .h5ad or .zarr)")
     convert.add_argument(
         "--convention",
         default="loompy",
