@@ -41,6 +41,7 @@ NOT_RUN = {
     "python -m sphinx": "builds these docs, which .ci/run does",
     "python benchmarks/run.py": "benchmarks take minutes and are run on their own",
     "python benchmarks/concat.py": "benchmarks take minutes and are run on their own",
+    "python benchmarks/streaming.py": "benchmarks take minutes and are run on their own",
     "git clone": "the tests already run in a checkout",
     "cd ": "the tests already run in a checkout",
 }

@@ -6,8 +6,8 @@ copies the chunks ``matrix.raw_chunks(lo, hi, target)`` returns as they are. A :
 array-like over
 
 - a dask array (``dask.array.Array`` of numpy or scipy.sparse blocks, any chunking): consecutive blocks are grouped
-  into bands of about :data:`BAND_BYTES`, and each band is computed with the active dask scheduler while the one
-  before it is being written. Bands follow the blocks, so no block is computed twice.
+  into bands of about :data:`BAND_BYTES`, and each band is computed with the active dask scheduler while the
+  engine's threads compress the chunks of the one before. Bands follow the blocks, so no block is computed twice.
 - the same with a ``dask.distributed`` client active: each band becomes a task that computes the band on a worker,
   builds its dense chunk tiles and deflates them there (:func:`encode_band`), and returns the compressed chunks.
   The process writing the file only places them, in order. Rows of a chunk column that two bands share are sent
@@ -15,18 +15,19 @@ array-like over
 - an on-disk array (an h5py or zarr dataset, anndata's backed sparse datasets): read a band at a time in the
   writing thread.
 
-At most a few bands are held at once (the one being written, the next one, and results of tasks in flight), so
-memory does not grow with the number of cells.
+At most a few bands are held at once (the one being written, the one being computed, and results of tasks in
+flight), so memory does not grow with the number of cells.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import sys
 import uuid
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import h5py
@@ -138,6 +139,32 @@ def in_memory(value: Any) -> Any:
 
 # --------------------------------------------------------------------------------------------------
 # bands
+
+
+@cache
+def _malloc_trim() -> Any:
+    """Glibc's ``malloc_trim``, or ``None`` elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+def release_freed_memory() -> None:
+    """Give the memory of freed bands back to the system.
+
+    glibc keeps freed blocks of a few MiB in its per-thread arenas for reuse; with the writer's threads, the
+    compressing threads and dask's each filling their own, the process would grow by several bands' worth that is
+    free but still resident. ``malloc_trim`` returns it; elsewhere this does nothing.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _stored_dtype(dtype: np.dtype) -> np.dtype:
@@ -314,8 +341,12 @@ class BandSource:
 
     def _advance(self, lo: int, hi: int) -> None:
         """Drop results before ``lo``; fetch results until cells up to ``hi`` are there."""
+        dropped = False
         while self._current and self._current[0].stop <= lo:
             self._current.popleft()
+            dropped = True
+        if dropped:
+            release_freed_memory()
         if self._results is None:
             self._results = self._start()
         while self._covered < hi:
@@ -352,29 +383,20 @@ class BandSource:
                 yield BandResult(lo, hi, [(lo, hi, rows)])
 
     def _computed(self) -> Iterator[BandResult]:
-        """Bands of a dask array, computed with the active scheduler, the next one while this one is written."""
+        """Bands of a dask array, computed with the active scheduler in the writing thread.
+
+        Not ahead in another thread: dask graphs that read HDF5 files (``read_lazy``, ``read_elem_lazy``) open and
+        close them in their tasks, and HDF5 calls from other threads while this one writes chunks corrupt the
+        library's state (seen as failed reads and a crashed process). The engine's threads keep compressing the
+        chunks of the previous band meanwhile.
+        """
         import dask  # optional dependency: only reached with a dask array in hand
 
         n_genes = self.shape[1]
-        pool = ThreadPoolExecutor(1, thread_name_prefix="loom-band")
-        pending: deque = deque()
-        self._closers.append(lambda: _cancel_local(pool, pending))
-
-        def compute(lo: int, hi: int) -> Any:
-            (block,) = dask.compute(self.value[lo:hi])
-            return _as_rows(block, hi - lo, n_genes, self.name)
-
-        bands = iter([b for b in self.bounds if b[1] > b[0]])
-        for lo, hi in bands:
-            pending.append((lo, hi, pool.submit(compute, lo, hi)))
-            break
-        while pending:
-            lo, hi, future = pending.popleft()
-            for nxt in bands:  # start the next band before waiting for this one
-                pending.append((nxt[0], nxt[1], pool.submit(compute, *nxt)))
-                break
-            rows = future.result()
-            yield BandResult(lo, hi, [(lo, hi, rows)])
+        for lo, hi in self.bounds:
+            if hi > lo:
+                (block,) = dask.compute(self.value[lo:hi])
+                yield BandResult(lo, hi, [(lo, hi, _as_rows(block, hi - lo, n_genes, self.name))])
 
     def _distributed(self) -> Iterator[BandResult]:
         """Bands as tasks on the cluster that return their compressed chunks; results come back in band order."""
@@ -403,13 +425,6 @@ class BandSource:
                 submit(*band)
                 break
             yield result
-
-
-def _cancel_local(pool: ThreadPoolExecutor, pending: deque) -> None:
-    for *_, future in pending:
-        future.cancel()
-    pending.clear()
-    pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _cancel_remote(client: Any, pending: deque) -> None:

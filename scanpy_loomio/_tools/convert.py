@@ -39,6 +39,7 @@ from scanpy_loomio import _matrix
 from scanpy_loomio._compat import quiet_anndata
 from scanpy_loomio._guards import check_file, converted_read_errors, open_read_only
 from scanpy_loomio._matrix import kernels
+from scanpy_loomio._matrix.stream import release_freed_memory
 from scanpy_loomio._read.reader import LoomReader, ReadOptions, read_loom_full
 from scanpy_loomio._record.record import load_codec
 from scanpy_loomio._write.atomic import TMP_SUFFIX, atomic_target
@@ -391,6 +392,8 @@ class _LoomBands:
                 with converted_read_errors(path):
                     band = self._band(lo, hi, by_genes=by_genes)
                 yield band
+                del band
+                release_freed_memory()
                 bar.update(hi - lo)
 
     def _band(self, lo: int, hi: int, *, by_genes: bool) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -673,6 +674,6 @@ def write_loom_full(
 def _progress_default(progress: bool | None) -> bool:
     if progress is not None:
         return bool(progress)
-    import scanpy as sc
-
-    return sc.settings.verbosity >= 2 and os.environ.get("CI") is None
+    # scanpy's verbosity where scanpy is in use; it is not imported for this (seconds and hundreds of MB)
+    sc = sys.modules.get("scanpy")
+    return sc is not None and sc.settings.verbosity >= 2 and os.environ.get("CI") is None
