@@ -33,7 +33,6 @@ def small_bands(monkeypatch):
     """Bands of 64 cells (or genes), so that these small files are converted in many bands."""
     monkeypatch.setattr(convert, "BAND_BYTES", 64 * N_VAR)
     monkeypatch.setattr(stream, "BAND_BYTES", 64 * N_VAR)
-    monkeypatch.setattr(stream, "SPARSE_BAND_BYTES", 64 * N_VAR)
 
 
 def counts(dtype="float32", density=0.2, shape=(N_OBS, N_VAR)) -> np.ndarray:
@@ -193,7 +192,7 @@ def _traced_peak(source: Path, target: Path) -> int:
 @pytest.mark.parametrize("direction", ["loom-h5ad", "h5ad-loom"])
 def test_memory_does_not_grow_with_the_number_of_cells(tmp_path, monkeypatch, direction):
     monkeypatch.setattr(convert, "BAND_BYTES", 2**20)
-    monkeypatch.setattr(stream, "SPARSE_BAND_BYTES", 2**20)
+    monkeypatch.setattr(stream, "BAND_BYTES", 2**20)
     peaks = {}
     for n_obs in (8_000, 32_000):
         adata = ad.AnnData(sparse.random(n_obs, 500, density=0.05, format="csr", dtype=np.float32, random_state=0))

@@ -29,7 +29,6 @@ CONTAINERS = ["dense", "csr_matrix", "csc_matrix", "csr_array", "csc_array"]
 def small_bands(monkeypatch):
     """Bands of 64 cells, so that these small matrices are written in many bands."""
     monkeypatch.setattr(stream, "BAND_BYTES", 64 * N_VAR)
-    monkeypatch.setattr(stream, "SPARSE_BAND_BYTES", 64 * N_VAR)
 
 
 def values(dtype: str, shape: tuple[int, int] = (N_OBS, N_VAR), density: float = 0.3) -> np.ndarray:
@@ -216,7 +215,7 @@ def _peak_of_write(path, n_cells: int) -> int:
 
 
 def test_memory_does_not_grow_with_the_number_of_cells(tmp_path, monkeypatch):
-    monkeypatch.setattr(stream, "SPARSE_BAND_BYTES", 2000 * 500 * 4)  # bands of two blocks
+    monkeypatch.setattr(stream, "BAND_BYTES", 2000 * 500 * 4)  # bands of two blocks
     small = _peak_of_write(tmp_path / "small.loom", 20_000)
     large = _peak_of_write(tmp_path / "large.loom", 80_000)
     one_dense_band = 2000 * 500 * 4

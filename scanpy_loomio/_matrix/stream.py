@@ -39,10 +39,9 @@ from scanpy_loomio._matrix import DEFAULT_CHUNKS, DEFAULT_COMPRESSION_LEVEL, wri
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-#: Uncompressed (dense) bytes of one band of a dense source; a band is at least one chunk column high.
+#: Dense bytes of one band (the chunk tiles the engine builds from it); a band is at least one chunk column high.
+#: Sparse bands hold only their non-zeros, a tenth of this or less at the usual densities.
 BAND_BYTES = 64 * 2**20
-#: The same for sparse sources, whose bands hold only their non-zeros (about 10 % of this at usual densities).
-SPARSE_BAND_BYTES = 256 * 2**20
 #: Bands a distributed write keeps in flight per worker thread.
 TASKS_PER_THREAD = 2
 
@@ -173,10 +172,9 @@ def _stored_dtype(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.uint8) if dtype.kind == "b" else dtype
 
 
-def _band_rows(n_genes: int, itemsize: int, chunk_cells: int, *, sparse_input: bool) -> int:
-    """Cells per band: a multiple of the chunk width under the byte budget, at least one chunk column."""
-    budget = SPARSE_BAND_BYTES if sparse_input else BAND_BYTES
-    rows = budget // max(1, n_genes * itemsize)
+def _band_rows(n_genes: int, itemsize: int, chunk_cells: int) -> int:
+    """Cells per band: a multiple of the chunk width under :data:`BAND_BYTES`, at least one chunk column."""
+    rows = BAND_BYTES // max(1, n_genes * itemsize)
     return max(chunk_cells, rows - rows % chunk_cells)
 
 
@@ -292,8 +290,7 @@ class BandSource:
         self.chunk_shape = (min(int(chunks[0]), max(n_genes, 1)), min(int(chunks[1]), max(n_cells, 1)))
         self.level = int(level)
         chunk_cells = self.chunk_shape[1]
-        sparse_input = _sparse_class(self.value) is not None
-        target = _band_rows(n_genes, self.dtype.itemsize, chunk_cells, sparse_input=sparse_input)
+        target = _band_rows(n_genes, self.dtype.itemsize, chunk_cells)
         if self.is_dask:
             self.bounds = _grouped_bounds(self.value.chunks[0], target)
             self.client = _active_client(self.value)

@@ -225,11 +225,14 @@ def loom_to_anndata_file(
                     shell.write_zarr(tmp)
                 else:
                     shell.write_h5ad(tmp)
+            shape = shell.shape
+            del shell  # the annotations are written: free them before the matrices
+            release_freed_memory()
             with open_group(tmp) as root:
                 for parent, key, dset in matrices:
                     group = root.require_group(parent) if parent else root
                     _copy_matrix(reader, dset, group, key, progress=progress, is_x=not parent)
-        return shell.shape
+        return shape
 
 
 @contextlib.contextmanager
