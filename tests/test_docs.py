@@ -48,6 +48,7 @@ NOT_RUN = {
     "mypy": "type checking is a step of its own in .ci/run",
     "python docs/_inventories/make_inventories.py": "rewrites the committed inventories from the installed packages",
     "python benchmarks/subset.py": "benchmarks take minutes and are run on their own",
+    "python benchmarks/streaming.py": "benchmarks take minutes and are run on their own",
     "git clone": "the tests already run in a checkout",
     "cd ": "the tests already run in a checkout",
 }

@@ -35,12 +35,14 @@ from scanpy_loomio._elements.scope import (
 from scanpy_loomio._elements.sidecar import can_encode, sidecar_put
 from scanpy_loomio._elements.views import plan_stores, store_registry, write_stored
 from scanpy_loomio._errors import LossyWriteError, LossyWriteWarning
+from scanpy_loomio._matrix.stream import BandSource, write_streamed
 from scanpy_loomio._record.record import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata
 from scanpy_loomio._record.tags import AbsentMatrixTag, ColumnTag, FilledLayerTag, MatrixTag, write_tag
 from scanpy_loomio._settings import progress_default
 from scanpy_loomio._write.atomic import atomic_target
 from scanpy_loomio._write.h5ad_rules import frame_as_h5ad_stores, raw_as_h5ad_stores
 from scanpy_loomio._write.provenance import provenance, session_report
+from scanpy_loomio._write.streaming import X_KEY, split_streamed
 from scanpy_loomio.conventions import DEFAULT_CONVENTION, Convention, get_convention
 
 LossyPolicy = Literal["raise", "warn"]
@@ -88,6 +90,8 @@ class WritePlan:
     """``adata.raw`` as it is written (its text columns made categoricals as ``write_h5ad`` makes them)."""
     scope: ScopeLayout | None = None
     """SCope's attributes, for conventions that use its layout."""
+    streamed: dict[str | None, BandSource] = field(default_factory=dict)
+    """Matrices written a band of cells at a time, by layer key (``None`` for ``X``); ``adata`` holds stand-ins."""
 
 
 def check_name(name: Any, key: str) -> str:
@@ -474,14 +478,24 @@ def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, side
         sidecar_put(file, f"{plan.name}p/{key}", value)
 
 
-def write_layer(group: h5py.Group, name: str, value: Any, shape: tuple[int, int], options: dict[str, Any]) -> None:
+def write_layer(
+    group: h5py.Group,
+    name: str,
+    value: Any,
+    shape: tuple[int, int],
+    options: dict[str, Any],
+    source: BandSource | None = None,
+) -> None:
     if value is None:
         dset = _matrix.write_matrix(group, name, None, shape=shape, dtype=np.dtype(np.float32), **options)
         write_tag(dset, AbsentMatrixTag())
         return
     kind = MatrixTag.of(value)
-    stored = value.astype(np.uint8) if value.dtype == bool else value
-    dset = _matrix.write_matrix(group, name, stored, **options)
+    if source is not None:  # ``value`` is its stand-in
+        dset = write_streamed(group, name, source, **options)
+    else:
+        stored = value.astype(np.uint8) if value.dtype == bool else value
+        dset = _matrix.write_matrix(group, name, stored, **options)
     write_tag(dset, kind)
 
 
@@ -497,10 +511,10 @@ def write_filled_layer(group: h5py.Group, name: str, adata: AnnData, options: di
 def execute_plan(file: h5py.File, plan: WritePlan, matrix_options: dict[str, Any]) -> None:
     """Write a planned AnnData into an open, empty HDF5 file."""
     adata = plan.adata
-    write_layer(file, "matrix", adata.X, adata.shape, matrix_options)
+    write_layer(file, "matrix", adata.X, adata.shape, matrix_options, plan.streamed.get(X_KEY))
     layers = file.create_group("layers")
     for name, key in plan.layers:
-        write_layer(layers, name, adata.layers[key], adata.shape, matrix_options)
+        write_layer(layers, name, adata.layers[key], adata.shape, matrix_options, plan.streamed.get(key))
     for name in plan.filled_layers:
         write_filled_layer(layers, name, adata, matrix_options)
     write_annotations(file, plan)
@@ -534,8 +548,13 @@ def write_annotations(file: h5py.File, plan: WritePlan, *, creation_date: str | 
     write_globals(file, global_values, layout=convention.global_layout)
 
 
-def check_write_arguments(function: str, filename: Any, adata: Any, lossy: Any) -> AnnData:
-    """Refuse swapped or mistyped arguments before anything is touched; returns the AnnData, in memory."""
+def check_write_arguments(
+    function: str, filename: Any, adata: Any, lossy: Any, *, keep_backed: bool = False
+) -> AnnData:
+    """Refuse swapped or mistyped arguments before anything is touched; returns the AnnData, in memory.
+
+    ``keep_backed``: return a backed AnnData as it is (its matrices are then streamed).
+    """
     if isinstance(filename, AnnData):
         msg = f"{function}(filename, adata): the first argument is an AnnData; pass the file name first, like sc.write."
         raise TypeError(msg)
@@ -548,7 +567,7 @@ def check_write_arguments(function: str, filename: Any, adata: Any, lossy: Any) 
     if lossy not in ("raise", "warn"):
         msg = f"lossy={lossy!r}; expected 'raise' or 'warn'."
         raise ValueError(msg)
-    return adata.to_memory() if adata.isbacked else adata
+    return adata.to_memory() if adata.isbacked and not keep_backed else adata
 
 
 def write_loom_full(
@@ -626,9 +645,10 @@ def write_loom_full(
     >>> back.obs_names.equals(adata.obs_names)
     True
     """
-    adata = check_write_arguments("write_loom_full", filename, adata, lossy)
+    adata = check_write_arguments("write_loom_full", filename, adata, lossy, keep_backed=True)
     _matrix.check_matrix_options(chunks=chunks, compression_level=compression_level, where=os.fspath(filename))
     conv = get_convention(convention)
+    adata, streamed = split_streamed(adata)
     plan = plan_write(
         adata,
         conv,
@@ -636,6 +656,7 @@ def write_loom_full(
         fill_missing_layers=fill_missing_layers,
         convert_strings_to_categoricals=convert_strings_to_categoricals,
     )
+    plan.streamed = streamed
     options = {
         "chunks": tuple(chunks),
         "compression_level": int(compression_level),

@@ -32,46 +32,40 @@ __all__ = [
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    """Convert between .h5ad and .loom, or rewrite a .loom file in another convention."""
-    import anndata
-
-    import scanpy_loomio
+    """Convert between .h5ad/.zarr and .loom, or rewrite a .loom file in another convention."""
+    # imported here: the other commands do not pay for anndata's import
+    from scanpy_loomio._tools.convert import convert_file
 
     convention_names(args.convention, args.from_convention)
-    source = input_file(args.input)
+    source = input_file(args.input, store=True)
     target = Path(args.output)
     kinds = (kind(source), kind(target))
     if kinds == ("h5ad", "h5ad"):
         msg = "both files are .h5ad; convert reads or writes a .loom file (use anndata to copy .h5ad files)"
         raise UsageError(msg)
+    if "loom" not in kinds:
+        msg = "neither file is .loom; convert reads or writes a .loom file (use anndata between .h5ad and .zarr)"
+        raise UsageError(msg)
     if target.exists() and not args.force:
         msg = f"{target}: exists; pass --force to replace it"
         raise UsageError(msg)
-    if kinds[0] == "loom":
-        adata = scanpy_loomio.read_loom_full(
-            source,
-            convention=args.from_convention,
-            X_name=args.x_name,
-            obs_names=args.obs_names,
-            var_names=args.var_names,
-            repair_bytes_text=args.repair_bytes_text,
-        )
-    else:
-        adata = anndata.read_h5ad(source)
-    if kinds[1] == "loom":
-        scanpy_loomio.write_loom_full(
-            target,
-            adata,
-            convention=args.convention,
-            lossy="warn" if args.allow_lossy else "raise",
-            fill_missing_layers=args.fill_missing_layers,
-            compression_level=args.compression_level,
-        )
-    else:
-        adata.write_h5ad(target)
+    report = convert_file(
+        source,
+        target,
+        convention=args.convention,
+        from_convention=args.from_convention,
+        X_name=args.x_name,
+        obs_names=args.obs_names,
+        var_names=args.var_names,
+        repair_bytes_text=args.repair_bytes_text,
+        fill_missing_layers=args.fill_missing_layers,
+        lossy="warn" if args.allow_lossy else "raise",
+        compression_level=args.compression_level,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
     if not args.quiet:
-        convention = f" ({args.convention} convention)" if kinds[1] == "loom" else ""
-        print(f"{source} -> {target}{convention}: {adata.n_obs} cells × {adata.n_vars} genes")
+        convention = f" ({args.convention} convention)" if report.convention else ""
+        print(f"{source} -> {target}{convention}: {report.shape[0]} cells × {report.shape[1]} genes")
     return OK
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "PROG",
     "USAGE",
     "UsageError",
+    "ZARR_SUFFIXES",
     "convention_names",
     "examples",
     "input_file",
@@ -22,6 +23,7 @@ PROG = "scanpy-loomio"
 #: Exit statuses.
 OK, FAILED, USAGE = 0, 1, 2
 H5AD_SUFFIXES = (".h5ad",)
+ZARR_SUFFIXES = (".zarr",)
 LOOM_SUFFIXES = (".loom",)
 
 
@@ -34,13 +36,16 @@ def examples(*lines: str) -> str:
     return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
-def input_file(path: str) -> Path:
-    """The file a command reads, refused as a usage error when it is missing or a directory."""
+def input_file(path: str, *, store: bool = False) -> Path:
+    """The file a command reads, refused as a usage error when it is missing or a directory.
+
+    ``store=True``: a ``.zarr`` directory is accepted too.
+    """
     file = Path(path)
     if not file.exists():
         msg = f"{file}: no such file"
         raise UsageError(msg)
-    if file.is_dir():
+    if file.is_dir() and not (store and file.suffix.lower() in ZARR_SUFFIXES):
         msg = f"{file}: is a directory; expected a file"
         raise UsageError(msg)
     return file
@@ -60,11 +65,13 @@ def convention_names(*names: str | None) -> None:
 
 
 def kind(path: Path) -> str:
-    """``"loom"`` or ``"h5ad"``, from the file's suffix; any other suffix is a usage error."""
+    """``"loom"``, ``"h5ad"`` or ``"zarr"``, from the file's suffix; any other suffix is a usage error."""
     suffix = path.suffix.lower()
     if suffix in LOOM_SUFFIXES:
         return "loom"
     if suffix in H5AD_SUFFIXES:
         return "h5ad"
-    msg = f"{path}: cannot tell the format from the suffix {suffix!r}; expected .loom or .h5ad"
+    if suffix in ZARR_SUFFIXES:
+        return "zarr"
+    msg = f"{path}: cannot tell the format from the suffix {suffix!r}; expected .loom, .h5ad or .zarr"
     raise UsageError(msg)

@@ -86,7 +86,7 @@ def build_parser(*, width: int | None = None) -> argparse.ArgumentParser:
         commands,
         "convert",
         cmd_convert,
-        "Convert .h5ad to .loom, .loom to .h5ad, or .loom to .loom in another convention.",
+        "Convert .h5ad or .zarr to .loom, .loom to .h5ad or .zarr, or .loom to .loom in another convention.",
         examples(
             f"{PROG} convert pbmc.h5ad pbmc.loom",
             f"{PROG} convert pbmc.loom pbmc.h5ad",
@@ -95,8 +95,8 @@ def build_parser(*, width: int | None = None) -> argparse.ArgumentParser:
             f"{PROG} convert legacy.loom rewritten.loom --obs-names index --var-names index",
         ),
     )
-    convert.add_argument("input", help="the file to read (.h5ad or .loom)")
-    convert.add_argument("output", help="the file to write (.loom or .h5ad)")
+    convert.add_argument("input", help="the file to read (.h5ad, .zarr or .loom)")
+    convert.add_argument("output", help="the file to write (.loom, .h5ad or .zarr)")
     convert.add_argument(
         "--convention",
         default=DEFAULT_CONVENTION,

@@ -1,0 +1,467 @@
+"""Conversion between ``.loom``, ``.h5ad`` and ``.zarr`` in bounded memory (``scanpy-loomio convert``).
+
+Only the annotations (names, columns, embeddings, graphs, ``uns``, ``raw``) are held in memory; ``X`` and the
+layers go a band of cells at a time, so memory does not grow with the number of cells.
+
+- ``.loom`` → ``.h5ad``/``.zarr``: the annotations are read as :func:`~scanpy_loomio.read_loom_full` reads them and
+  written with anndata; then each matrix is read a band of cells at a time through the matrix engine and written
+  with anndata's element writers (``write_elem`` for the first band, ``sparse_dataset(...).append`` or a resized
+  dataset for the rest). The file holds exactly what ``read_loom_full`` + ``write_h5ad`` would write.
+- ``.h5ad``/``.zarr`` → ``.loom``: everything but ``X`` and the layers is read with anndata's element readers
+  (``read_dispatched``); ``X`` and the layers stay on disk (anndata's backed sparse datasets, or the dense
+  datasets) and :func:`~scanpy_loomio.write_loom_full` writes them band by band.
+- ``.loom`` → ``.loom`` (another convention) reads the file into memory, as before.
+
+Every output is written under a temporary name beside the target and moved into place when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import anndata
+import h5py
+import numpy as np
+from anndata.experimental import read_dispatched
+from anndata.io import sparse_dataset, write_elem
+from scipy import sparse
+from tqdm.auto import tqdm
+
+from scanpy_loomio import _matrix
+from scanpy_loomio._compat import quiet_anndata
+from scanpy_loomio._guards import check_file, converted_read_errors, open_read_only
+from scanpy_loomio._matrix import kernels
+from scanpy_loomio._matrix.stream import release_freed_memory
+from scanpy_loomio._read.reader import LoomReader, ReadOptions, read_loom_full
+from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, layer_tag
+from scanpy_loomio._write.atomic import TMP_SUFFIX, atomic_target
+from scanpy_loomio._write.writer import write_loom_full
+from scanpy_loomio.conventions import get_convention
+
+Kind = Literal["loom", "h5ad", "zarr"]
+SUFFIXES: dict[str, Kind] = {".loom": "loom", ".h5ad": "h5ad", ".zarr": "zarr"}
+#: Dense bytes of one band of cells read from a loom file.
+BAND_BYTES = 64 * 2**20
+#: Rows (cells) per chunk of a dense matrix written to ``.h5ad``/``.zarr``.
+DENSE_CHUNK_ROWS = 64
+
+
+@dataclass(frozen=True)
+class ConvertReport:
+    """What :func:`convert_file` did."""
+
+    source: Path
+    target: Path
+    shape: tuple[int, int]
+    convention: str | None
+    """The convention of the ``.loom`` file written, or ``None`` when the target is not a loom file."""
+
+
+def file_kind(path: str | os.PathLike[str]) -> Kind | None:
+    """``"loom"``, ``"h5ad"`` or ``"zarr"`` from the suffix, or ``None``.
+
+    Examples
+    --------
+    >>> file_kind("pbmc.h5ad"), file_kind("atlas.zarr"), file_kind("table.csv")
+    ('h5ad', 'zarr', None)
+    """
+    return SUFFIXES.get(Path(path).suffix.lower())
+
+
+def convert_file(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    convention: str = "loompy",
+    from_convention: str | None = None,
+    X_name: str | None = None,
+    obs_names: str | None = None,
+    var_names: str | None = None,
+    repair_bytes_text: bool = False,
+    fill_missing_layers: bool = False,
+    lossy: Literal["raise", "warn"] = "raise",
+    compression_level: int = _matrix.DEFAULT_COMPRESSION_LEVEL,
+    n_threads: int | None = None,
+    progress: bool = False,
+) -> ConvertReport:
+    """Convert ``source`` to ``target``; the formats follow the suffixes (``.loom``, ``.h5ad``, ``.zarr``).
+
+    One of the two must be a ``.loom`` file. The keyword arguments are those of ``scanpy-loomio convert``: how to
+    read the loom input (``from_convention``, ``X_name``, ``obs_names``, ``var_names``, ``repair_bytes_text``) and
+    how to write the loom output (``convention``, ``fill_missing_layers``, ``lossy``, ``compression_level``).
+
+    Examples
+    --------
+    >>> import anndata as ad
+    >>> import numpy as np
+    >>> ad.AnnData(np.eye(3, dtype=np.float32)).write_h5ad("eye.h5ad")
+    >>> convert_file("eye.h5ad", "eye.loom").shape
+    (3, 3)
+    >>> convert_file("eye.loom", "eye-again.zarr").target.name
+    'eye-again.zarr'
+    """
+    source, target = Path(source), Path(target)
+    kinds = (file_kind(source), file_kind(target))
+    for path, kind in zip((source, target), kinds, strict=True):
+        if kind is None:
+            msg = f"{path}: cannot tell the format from the suffix {path.suffix!r}; expected .loom, .h5ad or .zarr"
+            raise ValueError(msg)
+    if "loom" not in kinds:
+        msg = f"{source} -> {target}: neither is a .loom file; convert reads or writes a .loom file"
+        raise ValueError(msg)
+    if kinds[1] == "loom":
+        write_options = {
+            "convention": convention,
+            "lossy": lossy,
+            "fill_missing_layers": fill_missing_layers,
+            "compression_level": compression_level,
+            "n_threads": n_threads,
+            "progress": progress,
+        }
+        if kinds[0] == "loom":
+            adata = read_loom_full(
+                source,
+                convention=from_convention,
+                X_name=X_name,
+                obs_names=obs_names,
+                var_names=var_names,
+                repair_bytes_text=repair_bytes_text,
+                n_threads=n_threads,
+                progress=progress,
+            )
+            shape = _write_loom(target, adata, **write_options)
+        else:
+            with opened_anndata(source) as adata:
+                shape = _write_loom(target, adata, **write_options)
+        return ConvertReport(source, target, shape, get_convention(convention).name)
+    options = ReadOptions(
+        convention=get_convention(from_convention) if from_convention is not None else None,
+        X_name=X_name,
+        obs_names=obs_names,
+        var_names=var_names,
+        repair_bytes_text=repair_bytes_text,
+        n_threads=n_threads,
+    )
+    shape = loom_to_anndata_file(source, target, kinds[1], options, progress=progress)
+    return ConvertReport(source, target, shape, None)
+
+
+def _write_loom(target: Path, adata: anndata.AnnData, **options: Any) -> tuple[int, int]:
+    write_loom_full(target, adata, **options)
+    return adata.shape
+
+
+# --------------------------------------------------------------------------------------------------
+# .h5ad / .zarr -> AnnData with X and layers on disk
+
+
+@contextlib.contextmanager
+def opened_anndata(path: Path) -> Iterator[anndata.AnnData]:
+    """An AnnData of an ``.h5ad`` file or ``.zarr`` store with ``X`` and layers left on disk, the rest in memory.
+
+    Sparse matrices come as anndata's backed sparse datasets, dense ones as the h5py/zarr arrays; the file is
+    closed on leaving the context. Files anndata cannot read element by element (written before anndata 0.7
+    encoded its elements) are read whole with :func:`anndata.read_h5ad`.
+    """
+    if file_kind(path) == "zarr":
+        import zarr  # optional: anndata's zarr support; only needed for .zarr files
+
+        store = zarr.open_group(os.fspath(path), mode="r")
+        closing: Any = contextlib.nullcontext()
+    else:
+        store = h5py.File(path, "r")
+        closing = store
+    with closing:
+        if "encoding-type" not in store.attrs:
+            with quiet_anndata():
+                yield anndata.read_h5ad(path) if isinstance(store, h5py.File) else anndata.read_zarr(path)
+            return
+        with quiet_anndata():
+            adata = read_dispatched(store, _on_disk_matrices)
+        yield adata
+
+
+def _on_disk_matrices(read: Any, name: str, elem: Any, iospec: Any) -> Any:
+    """``read_dispatched``'s callback: ``X`` and layers stay on disk, everything else is read."""
+    if name == "/X" or (name.startswith("/layers/") and name.count("/") == 2):
+        if iospec.encoding_type in ("csr_matrix", "csc_matrix"):
+            return sparse_dataset(elem)
+        if iospec.encoding_type == "array":
+            return elem
+    return read(elem)
+
+
+# --------------------------------------------------------------------------------------------------
+# .loom -> .h5ad / .zarr
+
+
+def loom_to_anndata_file(
+    source: Path, target: Path, kind: Kind, options: ReadOptions, *, progress: bool = False
+) -> tuple[int, int]:
+    """Write the loom file ``source`` as an ``.h5ad`` file or ``.zarr`` store, a band of cells at a time."""
+    with open_read_only(source) as file:
+        with converted_read_errors(source):
+            check_file(file, source)
+            reader = LoomReader(file, source, ReadOptions(**{**vars(options), "matrices": False}))
+            shell = reader.read()
+            reader.options = options
+            x_dset, layer_dsets, _ = reader.matrix_sources()
+        matrices = [("", "X", x_dset)] + [("layers", key, dset) for key, dset in layer_dsets.items()]
+        if any("/" in key or not key for key in layer_dsets):
+            msg = f"{source}: layer names {list(layer_dsets)} cannot be .h5ad element names"
+            raise ValueError(msg)
+        with _output(target, kind) as (tmp, open_group):
+            with quiet_anndata(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*zarr v2.*", category=UserWarning)
+                if kind == "zarr":
+                    shell.write_zarr(tmp)
+                else:
+                    shell.write_h5ad(tmp)
+            shape = shell.shape
+            del shell  # the annotations are written: free them before the matrices
+            release_freed_memory()
+            with open_group(tmp) as root:
+                for parent, key, dset in matrices:
+                    group = root.require_group(parent) if parent else root
+                    _copy_matrix(reader, dset, group, key, progress=progress, is_x=not parent)
+        return shape
+
+
+@contextlib.contextmanager
+def _output(target: Path, kind: Kind) -> Iterator[tuple[Path, Any]]:
+    """A temporary path beside ``target`` and how to open it for adding elements; moved into place on success."""
+    if kind == "h5ad":
+        with atomic_target(target) as tmp:
+            yield tmp, lambda path: h5py.File(path, "r+")
+        return
+
+    with _atomic_directory(target) as tmp:
+        yield tmp, _zarr_group
+
+
+@contextlib.contextmanager
+def _zarr_group(path: Path) -> Iterator[Any]:
+    """The root group of a store anndata wrote, open for adding elements; its metadata consolidated again after."""
+    import zarr  # optional: anndata's zarr support; only needed for .zarr targets
+
+    try:
+        group = zarr.open_group(os.fspath(path), mode="r+", use_consolidated=False)
+    except TypeError:  # zarr 2 opens the plain metadata unless asked for the consolidated copy
+        group = zarr.open_group(os.fspath(path), mode="r+")
+    yield group
+    zarr.consolidate_metadata(os.fspath(path))
+
+
+@contextlib.contextmanager
+def _atomic_directory(target: Path) -> Iterator[Path]:
+    """Like :func:`~scanpy_loomio._write.atomic.atomic_target`, for a directory (a ``.zarr`` store).
+
+    The new store is written beside the target; an existing one is renamed aside, the new one moved in and the old
+    one removed, so an interrupted conversion leaves the old store (or none) and never a partial one at ``target``.
+    """
+    if not target.parent.is_dir():
+        msg = f"{target.parent}: no such folder to write the .zarr store in; create it first"
+        raise FileNotFoundError(msg)
+    token = f"{os.getpid()}.{secrets.token_hex(4)}"
+    tmp = target.with_name(f".{target.name}.{token}{TMP_SUFFIX}")
+    try:
+        yield tmp
+        if target.exists() or target.is_symlink():
+            old = target.with_name(f".{target.name}.{token}.old{TMP_SUFFIX}")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            _remove(old)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _copy_matrix(reader: LoomReader, dset: h5py.Dataset, group: Any, key: str, *, progress: bool, is_x: bool) -> None:
+    """Write one loom matrix into ``group[key]`` as ``read_loom_full`` would give it, a band at a time."""
+    tag = layer_tag(dset)
+    if isinstance(tag, AbsentMatrixTag):
+        return
+    kind = tag if isinstance(tag, MatrixTag) else None
+    fmt = (kind.format if kind else None) or ("csr" if reader.options.sparse else "dense")
+    dtype = reader.options.dtype if is_x else None
+    dtype = np.dtype(dtype or (kind.dtype if kind else None) or _matrix_dtype(dset.dtype, fmt))
+    writer = _BandWriter(group, key, fmt, dtype, reader.shape)
+    bands = _LoomBands(dset, transposed=reader.transposed, n_threads=reader.options.n_threads)
+    try:
+        for band in bands.iterate(reader.path, by_genes=fmt == "csc", progress=progress):
+            writer.append(_as_read(band, fmt, dtype))
+    finally:
+        bands.close()
+    writer.finish()
+
+
+def _matrix_dtype(stored: np.dtype, fmt: str) -> np.dtype:
+    """The dtype reading gives without a record: the stored one; float16 becomes float32 in sparse results."""
+    stored = np.dtype(stored).newbyteorder("=") if np.dtype(stored).byteorder not in "=|" else np.dtype(stored)
+    return np.dtype(np.float32) if fmt != "dense" and stored == np.float16 else stored
+
+
+def _as_read(band: np.ndarray, fmt: str, dtype: np.dtype) -> Any:
+    """A dense band (cells × genes, or genes × cells for ``csc``) in the container and dtype reading gives."""
+    if fmt == "dense":
+        return band.astype(dtype, copy=False)
+    if fmt == "csc":  # the band is genes × cells: its CSR, turned round, is the cells × genes CSC
+        return dense_to_csr(band).T.astype(dtype, copy=False)
+    return dense_to_csr(band).astype(dtype, copy=False)
+
+
+def dense_to_csr(block: np.ndarray) -> sparse.csr_matrix:
+    """The non-zeros of a C-contiguous 2-d array as a canonical CSR matrix, with the matrix engine's kernels.
+
+    float16 becomes float32 (scipy.sparse has no float16); ``-0.0`` counts as zero, as in ``!= 0``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = dense_to_csr(np.array([[0, 2, 0], [1, 0, 3]], dtype=np.int16))
+    >>> m.toarray().tolist(), m.dtype
+    ([[0, 2, 0], [1, 0, 3]], dtype('int16'))
+    """
+    block = np.ascontiguousarray(block)
+    if block.dtype.kind == "b":
+        return sparse.csr_matrix(block)
+    n_rows, n_cols = block.shape
+    unsigned = np.dtype(f"u{block.dtype.itemsize}")
+    if block.dtype.kind == "f":
+        mask = np.array([(1 << (8 * block.dtype.itemsize - 1)) - 1], dtype=unsigned)  # -0.0 is a zero
+    else:
+        mask = np.array([np.iinfo(unsigned).max], dtype=unsigned)
+    tiles = block.view(unsigned)[np.newaxis]
+    slots = np.zeros(1, dtype=np.int64)
+    counts = np.zeros(n_rows, dtype=np.int64)
+    bits = np.empty((1, n_rows, -(-n_cols // 64)), dtype=np.uint64)
+    kernels.mark_tile_nonzeros(tiles, slots, mask, n_rows, n_cols, False, counts, bits)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    nnz = int(indptr[-1])
+    positions = indptr[:-1].copy()
+    index_dtype = np.int32 if n_cols < np.iinfo(np.int32).max else np.int64
+    indices = np.empty(nnz, dtype=index_dtype)
+    data = np.empty(nnz, dtype=unsigned)
+    kernels.emit_tile_nonzeros(tiles, slots, bits, n_rows, False, positions, indices, data)
+    values = data.view(block.dtype)
+    if values.dtype == np.float16:
+        values = values.astype(np.float32)
+    indptr = indptr.astype(index_dtype) if nnz < np.iinfo(np.int32).max else indptr
+    result = sparse.csr_matrix((values, indices, indptr), shape=(n_rows, n_cols), copy=False)
+    result.has_sorted_indices = True
+    result.has_canonical_format = True
+    return result
+
+
+class _LoomBands:
+    """Bands of one loom matrix as dense arrays: cells × genes, or genes × cells (``by_genes``)."""
+
+    def __init__(self, dset: h5py.Dataset, *, transposed: bool, n_threads: int | None) -> None:
+        self.dset = dset
+        self.transposed = transposed  # stored cells × genes
+        n_genes, n_cells = dset.shape[::-1] if transposed else dset.shape
+        self.n_genes, self.n_cells = int(n_genes), int(n_cells)
+        self.cells = None if transposed else _matrix.CellBands(dset, n_threads)
+
+    def iterate(self, path: Path, *, by_genes: bool, progress: bool) -> Iterator[np.ndarray]:
+        """Consecutive bands; errors reading ``path`` become :class:`~scanpy_loomio.LoomFormatError`."""
+        n_major, n_minor = (self.n_genes, self.n_cells) if by_genes else (self.n_cells, self.n_genes)
+        chunks = self.dset.chunks or (64, 64)
+        chunk = chunks[0 if by_genes != self.transposed else 1]
+        rows = max(1, BAND_BYTES // max(1, n_minor * self.dset.dtype.itemsize))
+        rows = max(chunk, rows - rows % chunk)
+        unit = "gene" if by_genes else "cell"
+        with tqdm(total=n_major, desc=f"converting {self.dset.name}", unit=unit, disable=not progress, delay=2) as bar:
+            for lo in range(0, n_major, rows):
+                hi = min(n_major, lo + rows)
+                with converted_read_errors(path):
+                    band = self._band(lo, hi, by_genes=by_genes)
+                yield band
+                del band
+                release_freed_memory()
+                bar.update(hi - lo)
+
+    def _band(self, lo: int, hi: int, *, by_genes: bool) -> np.ndarray:
+        native = _matrix_dtype(self.dset.dtype, "dense")
+        if by_genes:
+            block = self.dset[:, lo:hi].T if self.transposed else self.dset[lo:hi, :]
+            return np.ascontiguousarray(block, dtype=native)
+        if self.cells is not None:
+            return self.cells.read(lo, hi)
+        return np.ascontiguousarray(self.dset[lo:hi, :], dtype=native)
+
+    def close(self) -> None:
+        if self.cells is not None:
+            self.cells.close()
+
+
+class _BandWriter:
+    """Appends bands to one element of an ``.h5ad`` file or ``.zarr`` store with anndata's element writers."""
+
+    def __init__(self, group: Any, key: str, fmt: str, dtype: np.dtype, shape: tuple[int, int]) -> None:
+        self.group = group
+        self.key = key
+        self.fmt = fmt
+        self.dtype = dtype
+        self.shape = shape
+        self.done = 0
+        self.target: Any = None
+
+    def append(self, band: Any) -> None:
+        if sparse.issparse(band):
+            self._append_sparse(band)
+        else:
+            self._append_dense(band)
+        self.done += band.shape[1 if self.fmt == "csc" else 0]
+
+    def _append_sparse(self, band: Any) -> None:
+        if self.target is None:
+            n_cells, n_genes = self.shape
+            if n_cells * n_genes >= np.iinfo(np.int32).max:  # more non-zeros than int32 holds may follow
+                band = band.copy()
+                band.indptr = band.indptr.astype(np.int64)
+            write_elem(self.group, self.key, band)
+            self.target = sparse_dataset(self.group[self.key])
+        else:
+            self.target.append(band)
+
+    def _append_dense(self, band: np.ndarray) -> None:
+        n_cells, n_genes = self.shape
+        if self.target is None:
+            chunks = (max(1, min(DENSE_CHUNK_ROWS, n_cells)), max(1, n_genes))
+            kwargs: dict[str, Any] = {"chunks": chunks}
+            if isinstance(self.group, h5py.Group):
+                kwargs["maxshape"] = (None, n_genes)
+            write_elem(self.group, self.key, band, dataset_kwargs=kwargs)
+            self.target = self.group[self.key]
+            return
+        stop = self.done + band.shape[0]
+        self.target.resize((stop, n_genes))
+        self.target[self.done : stop] = band
+
+    def finish(self) -> None:
+        """Write an empty matrix when there were no bands (no cells or no genes)."""
+        if self.target is not None:
+            return
+        cls = {"csr": sparse.csr_matrix, "csc": sparse.csc_matrix}.get(self.fmt)
+        empty = cls(self.shape, dtype=self.dtype) if cls else np.zeros(self.shape, dtype=self.dtype)
+        write_elem(self.group, self.key, empty)

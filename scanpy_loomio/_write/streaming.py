@@ -1,0 +1,79 @@
+"""Streamed writes: an AnnData whose ``X`` or layers are not in memory (dask, backed mode, ``read_lazy``).
+
+Everything but those matrices is brought into memory (annotations, embeddings, graphs, ``uns``, ``raw``); the
+matrices are replaced by stand-ins of the same shape, dtype and container, so the write is planned and checked
+exactly as an in-memory write, and their values come from band sources
+(:class:`~scanpy_loomio._matrix.stream.BandSource`) one band of cells at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from anndata import AnnData
+
+from scanpy_loomio._compat import named_layers, quiet_anndata
+from scanpy_loomio._matrix.stream import BandSource, in_memory, is_streamed, stand_in
+
+#: Key of ``X`` among the streamed matrices (layer keys are strings).
+X_KEY = None
+
+
+def split_streamed(adata: AnnData) -> tuple[AnnData, dict[str | None, BandSource]]:
+    """The AnnData to plan with, and the band sources of its streamed matrices by key (``None`` for ``X``).
+
+    An AnnData whose matrices are all in memory comes back as it is, with no sources. Otherwise the AnnData
+    returned is a new one (``adata`` is left as it is) holding stand-ins for the streamed matrices and every
+    other element in memory.
+
+    Examples
+    --------
+    >>> import anndata as ad
+    >>>     >>> adata = ad.AnnData(np.ones((3, 2), dtype=np.float32))
+    >>> same, sources = split_streamed(adata)
+    >>> same is adata, sources
+    (True, {})
+    """
+    layers = named_layers(adata)
+    matrices = {X_KEY: adata.X, **layers}
+    streamed = {key: value for key, value in matrices.items() if value is not None and is_streamed(value)}
+    if not streamed:
+        return (adata.to_memory() if adata.isbacked else adata), {}
+    sources = {key: BandSource(value, "X" if key is X_KEY else f"layers[{key!r}]") for key, value in streamed.items()}
+    stand_ins = {key: stand_in(value) if key in streamed else value for key, value in matrices.items()}
+    with quiet_anndata():
+        shell = AnnData(
+            X=stand_ins.pop(X_KEY),
+            obs=adata.obs,
+            var=adata.var,
+            uns=dict(adata.uns),
+            obsm=dict(adata.obsm),
+            varm=dict(adata.varm),
+            obsp=dict(adata.obsp),
+            varp=dict(adata.varp),
+            layers=stand_ins,
+        )
+        # lazy annotations (read_lazy's obs/var, dask embeddings and graphs) into memory; stand-ins stay as they are
+        shell = shell.to_memory()
+        if adata.raw is not None:
+            shell.raw = _raw_in_memory(adata, shell)
+    return shell, sources
+
+
+def _raw_in_memory(adata: AnnData, shell: AnnData) -> AnnData:
+    """``adata.raw`` with its matrix in memory (it is kept in anndata's encoding beside the loom layers)."""
+    raw = adata.raw
+    return AnnData(
+        X=in_memory(raw.X),
+        obs=pd.DataFrame(index=shell.obs_names),
+        var=in_memory_frame(raw.var),
+        varm={key: in_memory(value) for key, value in raw.varm.items()},
+    )
+
+
+def in_memory_frame(frame: Any) -> pd.DataFrame:
+    """A pandas DataFrame of ``frame`` (anndata's lazy ``Dataset2D`` has ``to_memory``)."""
+    if isinstance(frame, pd.DataFrame):
+        return frame
+    return frame.to_memory()
