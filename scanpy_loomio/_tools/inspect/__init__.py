@@ -28,7 +28,8 @@ from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP, Metadata
 from scanpy_loomio._spec.facts import LOOM_GROUPS, is_text_dtype, spec_version
 from scanpy_loomio._tools.inspect.losses import anndata_losses, column_tag_or_none
 from scanpy_loomio._tools.inspect.summary import Element, LoomSummary
-from scanpy_loomio._tools.validate import Collector, ValidationReport, spec_problems
+from scanpy_loomio._tools.report import Collector, ValidationReport
+from scanpy_loomio._tools.spec_problems import spec_problems
 from scanpy_loomio.conventions import DEFAULT_CONVENTION, get_convention
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
     from scanpy_loomio._record.record import Metadata
-    from scanpy_loomio._tools.validate import ValidationReport
+    from scanpy_loomio._tools.report import ValidationReport
 
 
 def column_tag_or_none(dset: h5py.Dataset) -> ColumnTag | None:
