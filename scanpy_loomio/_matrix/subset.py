@@ -162,7 +162,7 @@ class _SelectionReader(ChunkReader):
             first, local, width = self._local_cells(k)
             if local.shape[0] == 0:
                 continue
-            tiles, slots = self._band_tiles(k, by_column=True)
+            tiles, slots = self.band_tiles(k, by_column=True)
             if self.genes is None:
                 counts, indices, data = tiles_to_nonzeros(
                     kernels, tiles, slots, self.mask, self.n_genes, width, self.index_dtype, True
@@ -185,7 +185,7 @@ class _SelectionReader(ChunkReader):
             first, local, width = self._local_cells(k)
             if local.shape[0] == 0:
                 continue
-            tiles, slots = self._band_tiles(k, by_column=True)
+            tiles, slots = self.band_tiles(k, by_column=True)
             if self.genes is None:
                 band = np.empty((width, self.n_genes), dtype=self.unsigned)
                 kernels.tiles_to_dense(tiles, slots, self.n_genes, width, band)
