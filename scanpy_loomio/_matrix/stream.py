@@ -101,8 +101,8 @@ def stand_in(value: Any) -> np.ndarray | sparse.spmatrix | sparse.sparray:
     >>> with h5py.File("stand_in.h5", "w") as f:
     ...     dset = f.create_dataset("x", shape=(1000, 30), dtype="f4")
     ...     s = stand_in(dset)
-    >>> s.shape, s.dtype, s.strides
-    ((1000, 30), dtype('float32'), (0, 0))
+    >>> s.shape, s.dtype == np.float32, s.strides
+    ((1000, 30), True, (0, 0))
     """
     shape = tuple(int(s) for s in value.shape)
     dtype = np.dtype(value.dtype)
@@ -463,9 +463,9 @@ def encode_band(
     --------
     >>> import numpy as np
     >>> x = np.eye(100, 70, dtype=np.float32)
-    >>> result = encode_band(x[10:80], 10, 100, (64, 64), "<f4", 2)
+    >>> result = encode_band(x[10:], 10, 100, (64, 64), "<f4", 2)  # the last band: cells 10 to 100
     >>> result.encoded, [(a, b) for a, b, _ in result.pieces], [offset for offset, _ in result.chunks]
-    ((64, 80), [(10, 64)], [(64, 64)])
+    ((64, 100), [(10, 64)], [(64, 64)])
     """
     n_rows = block.shape[0]
     stop = start + n_rows

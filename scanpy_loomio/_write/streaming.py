@@ -30,7 +30,8 @@ def split_streamed(adata: AnnData) -> tuple[AnnData, dict[str | None, BandSource
     Examples
     --------
     >>> import anndata as ad
-    >>>     >>> adata = ad.AnnData(np.ones((3, 2), dtype=np.float32))
+    >>> import numpy as np
+    >>> adata = ad.AnnData(np.ones((3, 2), dtype=np.float32))
     >>> same, sources = split_streamed(adata)
     >>> same is adata, sources
     (True, {})
