@@ -15,7 +15,8 @@ from scipy import sparse
 
 from scanpy_loomio import LossyWriteError, read_loom_full, write_loom_full
 from scanpy_loomio._matrix import stream
-from scanpy_loomio._matrix.stream import BandSource, encode_band, write_streamed
+from scanpy_loomio._matrix.encode import encode_band
+from scanpy_loomio._matrix.stream import BandSource, write_streamed
 
 da = pytest.importorskip("dask.array")
 

@@ -597,7 +597,9 @@ def write_loom_full(
     filename
         Path of the ``.loom`` file to write; an existing file is replaced only when the write succeeds.
     adata
-        The AnnData object.
+        The AnnData object. ``X`` and layers that are not in memory (dask arrays, a backed AnnData's ``X``, an
+        ``anndata.experimental.read_lazy`` object's matrices) are written a band of cells at a time (see "Writing in
+        bands" in the documentation).
     convention
         Name of a convention in :data:`scanpy_loomio.conventions.CONVENTIONS` (the tool the file is for), or a
         :class:`~scanpy_loomio.conventions.Convention`.
