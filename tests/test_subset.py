@@ -16,7 +16,7 @@ from anndata.tests.helpers import assert_adata_equal
 from helpers import assert_reads_equal
 from scipy import sparse
 
-from scanpy_loomio import LoomFormatError, LoomReadWarning, read_loom_full, write_loom_full
+from scanpy_loomio import LoomFormatError, LoomReadWarning, read_loom_full, read_loom_lazy, write_loom_full
 from scanpy_loomio._matrix import read_matrix, write_matrix
 from scanpy_loomio._matrix.chunk_index import selection_layout
 from scanpy_loomio._matrix.chunks import ChunkLayout
@@ -282,3 +282,28 @@ def test_damaged_chunk_index_fails_as_a_format_error(tmp_path, rich_file):
     path.write_bytes(bytes(data))
     with pytest.raises(LoomFormatError, match=path.name):
         read_loom_full(path, obs=[1, 2], var=[3])
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_file_stored_cells_by_genes(tmp_path, chunked):
+    """A /matrix stored turned round (cells × genes) is read turned back, in parts and lazily too."""
+    path = tmp_path / "turned.loom"
+    counts = sparse.random(300, 70, density=0.2, format="csr", dtype=np.float32, random_state=9).toarray()
+    with h5py.File(path, "w") as f:
+        storage = {"chunks": (64, 16), "compression": "gzip"} if chunked else {}
+        f.create_dataset("matrix", data=counts, **storage)  # cells × genes
+        f["row_attrs/Gene"] = np.array([f"g{j}".encode() for j in range(70)])
+        f["col_attrs/CellID"] = np.array([f"c{i}".encode() for i in range(300)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoomReadWarning)
+        whole = read_loom_full(path)
+        obs, var = np.array([299, 5, 64, 65, 200]), np.array([69, 0, 33])
+        part = read_loom_full(path, obs=obs, var=var)
+    assert np.array_equal(whole.X.toarray(), counts)
+    assert_reads_equal(whole[obs, var].copy(), part)
+    pytest.importorskip("dask.array")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoomReadWarning)
+        lazy = read_loom_lazy(path, chunks=100)
+    assert set(lazy.X.chunks[0][:-1]) == {128}  # 100 cells rounded up to chunks of 64 (the default unchunked)
+    assert_reads_equal(whole, lazy.to_memory())
