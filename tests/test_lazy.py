@@ -215,3 +215,14 @@ def test_empty_and_absent(tmp_path):
     lazy = read_loom_lazy(path)
     assert lazy.X is None
     assert_reads_equal(read_loom_full(path), lazy.to_memory())
+
+
+def test_many_threads_read_at_once(tmp_path):
+    """A dask worker's threads read blocks at the same time (HDF5 itself must only be entered by one of them)."""
+    x = sparse.random(2000, 300, density=0.2, format="csr", dtype=np.float32, random_state=0)
+    path = tmp_path / "threads.loom"
+    write_loom_full(path, AnnData(x, layers={"a": x, "b": x}), chunks=(32, 32))
+    lazy = read_loom_lazy(path, chunks=32)
+    for _ in range(5):
+        for value in (lazy.X, lazy.layers["a"], lazy.layers["b"]):
+            assert (value.compute(scheduler="threads", num_workers=4) != x).nnz == 0

@@ -42,6 +42,7 @@ class ChunkReader:
 
     def __init__(self, dataset: h5py.Dataset, layout: ChunkLayout) -> None:
         self.dataset = dataset
+        self.where = (dataset.file.filename, dataset.name)  # for errors raised where HDF5 must not be called
         self.layout = layout
         self.n_genes, self.n_cells = dataset.shape
         self.th, self.tw = layout.chunk_rows, layout.chunk_cols
@@ -202,10 +203,10 @@ class ChunkReader:
         found = "a damaged deflate stream" if got is None else f"{got} bytes"
         if cause is not None:
             found += f" ({cause})"
+        filename, name = self.where
         msg = (
-            f"{self.dataset.file.filename}: the chunk at {self.layout.chunk_offset(bi, bj)} of "
-            f"{self.dataset.name} decodes to {found}, expected {self.tile_bytes} bytes; the file is damaged. "
-            "Re-create it from its source."
+            f"{filename}: the chunk at {self.layout.chunk_offset(bi, bj)} of {name} decodes to {found}, expected "
+            f"{self.tile_bytes} bytes; the file is damaged. Re-create it from its source."
         )
         raise LoomFormatError(msg) from cause
 

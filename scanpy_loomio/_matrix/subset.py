@@ -10,6 +10,7 @@ through h5py a band of cells at a time, only the bands that hold selected cells.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,6 +43,7 @@ def read_selection(
     format: MatrixFormat = "csr",
     n_threads: int | None = None,
     progress: bool = False,
+    lock: AbstractContextManager | None = None,
 ) -> np.ndarray | sparse.csr_matrix | sparse.csc_matrix:
     """Rows ``rows`` (genes) and columns ``cols`` (cells) of a genes × cells loom dataset, as cells × genes.
 
@@ -57,6 +59,10 @@ def read_selection(
         Threads inflating chunks; ``None`` uses every core available to the process.
     progress
         Show a progress bar when reading takes more than a couple of seconds.
+    lock
+        Held whenever HDF5 is called, for callers reading in several threads at once (HDF5 itself must not be
+        entered by two threads; h5py lets some calls run concurrently). Reading and inflating the chunks' bytes
+        happens outside it.
 
     Returns
     -------
@@ -78,6 +84,27 @@ def read_selection(
     >>> np.array_equal(part.toarray(), x[np.ix_(cells, genes)])
     True
     """
+    lock = nullcontext() if lock is None else lock
+    with lock:
+        reader = _prepare(dataset, rows, cols, format)
+    if not isinstance(reader, _SelectionReader):
+        return reader  # read through h5py (under the lock)
+    threads = resolve_threads(n_threads)
+    bar = progress_bar(progress, reader.layout.byte_offsets.shape[1], f"reading {reader.where[1]}")
+    try:
+        # with a file descriptor, the chunks' bytes are read without HDF5; otherwise HDF5 reads them
+        with gc_paused(), nullcontext() if reader.source.fd is not None else lock:
+            result = reader.run(format, threads, bar)
+    finally:
+        bar.close()
+        reader.source.close()
+    return result.tocsc() if format == "csc" else result
+
+
+def _prepare(
+    dataset: h5py.Dataset, rows: np.ndarray | None, cols: np.ndarray | None, format: str
+) -> _SelectionReader | np.ndarray | sparse.spmatrix:
+    """The reader of the selection's chunks, or the selection itself where the fast path does not apply."""
     if format not in ("csr", "csc", "dense"):
         msg = f"{dataset.file.filename}: {dataset.name}: got format={format!r}; pass 'csr', 'csc' or 'dense'"
         raise ValueError(msg)
@@ -93,16 +120,7 @@ def read_selection(
         layout = selection_layout(dataset, None if genes is None else np.unique(genes // chunk_rows), columns)
     if layout is None:
         return _read_with_h5py(dataset, genes, cells, format)
-    reader = _SelectionReader(dataset, layout, genes, cells)
-    threads = resolve_threads(n_threads)
-    bar = progress_bar(progress, len(columns), f"reading {dataset.name}")
-    try:
-        with gc_paused():
-            result = reader.run(format, threads, bar)
-    finally:
-        bar.close()
-        reader.source.close()
-    return result.tocsc() if format == "csc" else result
+    return _SelectionReader(dataset, layout, genes, cells)
 
 
 class _SelectionReader(ChunkReader):

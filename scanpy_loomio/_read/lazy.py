@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 #: Default block size: cells whose band, held dense, takes about this many bytes (a multiple of the chunk width).
 BLOCK_BYTES = 128 * 2**20
 INSTALL_HINT = "pip install 'scanpy-loomio[dask]'"
+#: Held by a task whenever it calls HDF5: the threads of a dask worker read at once, HDF5 must not be entered by two
+#: of them, and h5py runs some calls (reading a chunk as stored) without its own lock. Inflating runs outside it.
+HDF5_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -102,23 +106,19 @@ class LoomMatrix:
 
     def _read(self, cells: np.ndarray, genes: np.ndarray | None) -> Any:
         path = Path(self.path)
-        with open_read_only(path) as file, converted_read_errors(path):
-            dset = file.get(self.name)
-            stored = getattr(dset, "shape", None)
-            expected = tuple(self.file_shape or self.shape)
-            stat = os.stat(path)
-            if self.stamp is not None and (stat.st_size, stat.st_mtime_ns) != tuple(self.stamp):
-                found = f"a file of {stat.st_size} bytes modified at {stat.st_mtime_ns} ns"
-            elif stored is None or tuple(stored if self.transposed else stored[::-1]) != expected:
-                found = f"{self.name}: {'no dataset' if stored is None else f'shape {stored}'}"
-            else:
-                found = None
-            if found is not None:  # annotations read before and matrices read now would not belong together
-                msg = (
-                    f"{path}: found {found}; expected the file read_loom_lazy read. The file changed since; "
-                    "read it again."
-                )
-                raise LoomFormatError(msg)
+        try:
+            return self._read_file(path, cells, genes)
+        except Exception:
+            with HDF5_LOCK, converted_read_errors(path):  # as read_loom_full reports errors (asking HDF5 where)
+                raise
+
+    def _read_file(self, path: Path, cells: np.ndarray, genes: np.ndarray | None) -> Any:
+        with HDF5_LOCK:
+            file = open_read_only(path)
+        try:
+            with HDF5_LOCK:
+                dset = file.get(self.name)
+                self._check_unchanged(path, dset)
             return read_stored_matrix(
                 dset,
                 sparse=self.sparse,
@@ -127,7 +127,25 @@ class LoomMatrix:
                 cells=cells,
                 genes=genes,
                 n_threads=self.n_threads,
+                lock=HDF5_LOCK,
             )
+        finally:
+            with HDF5_LOCK:
+                file.close()
+
+    def _check_unchanged(self, path: Path, dset: Any) -> None:
+        """Refuse a file other than the one the graph was made from: old annotations would meet new matrices."""
+        stored = getattr(dset, "shape", None)
+        expected = tuple(self.file_shape or self.shape)
+        stat = os.stat(path)
+        if self.stamp is not None and (stat.st_size, stat.st_mtime_ns) != tuple(self.stamp):
+            found = f"a file of {stat.st_size} bytes modified at {stat.st_mtime_ns} ns"
+        elif stored is None or tuple(stored if self.transposed else stored[::-1]) != expected:
+            found = f"{self.name}: {'no dataset' if stored is None else f'shape {stored}'}"
+        else:
+            return
+        msg = f"{path}: found {found}; expected the file read_loom_lazy read. The file changed since; read it again."
+        raise LoomFormatError(msg)
 
 
 def _digest(positions: np.ndarray | None) -> str | None:

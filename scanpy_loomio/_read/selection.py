@@ -8,6 +8,7 @@ indexing, and reads only the chunks of the matrices that hold the selected cells
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -38,26 +39,31 @@ def read_stored_matrix(
     genes: np.ndarray | None = None,
     n_threads: int | None = None,
     progress: bool = False,
+    lock: AbstractContextManager | None = None,
 ) -> Any:
     """A matrix as stored (its recorded container and dtype), cast to ``dtype`` when given.
 
     ``sparse``: read matrices without a recorded format as CSR (else dense). ``transposed``: the file stores cells ×
     genes. ``template``: nothing is read; an all-zero matrix of this shape, of the container and dtype reading would
-    give. ``cells``/``genes``: increasing positions without repeats to read (``None``: all).
+    give. ``cells``/``genes``: increasing positions without repeats to read (``None``: all). ``lock``: held whenever
+    HDF5 is called (for reads in several threads at once).
     """
-    tag = layer_tag(dset)
+    lock = nullcontext() if lock is None else lock
+    with lock:
+        tag = layer_tag(dset)
     if isinstance(tag, AbsentMatrixTag):
         return None
     kind = tag if isinstance(tag, MatrixTag) else None
     fmt = (kind.format if kind else None) or ("csr" if sparse else "dense")
     if template is not None:
-        value = _matrix.empty_like_read(dset, template, format=fmt)
+        with lock:
+            value = _matrix.empty_like_read(dset, template, format=fmt)
     elif transposed:  # stored cells × genes: read it as the other orientation, then turn it
         other = {"csr": "csc", "csc": "csr"}.get(fmt, fmt)
-        value = _read(dset, other, cells, genes, n_threads, progress).T
+        value = _read(dset, other, cells, genes, n_threads, progress, lock).T
         value = np.ascontiguousarray(value) if fmt == "dense" else value
     else:
-        value = _read(dset, fmt, genes, cells, n_threads, progress)
+        value = _read(dset, fmt, genes, cells, n_threads, progress, lock)
     dtype = dtype or (kind.dtype if kind else None)
     if dtype is not None and value.dtype != np.dtype(dtype):
         value = value.astype(dtype)
@@ -73,10 +79,12 @@ def _read(
     cols: np.ndarray | None,
     n_threads: int | None,
     progress: bool,
+    lock: AbstractContextManager,
 ) -> Any:
     if rows is None and cols is None:
-        return _matrix.read_matrix(dset, format=fmt, n_threads=n_threads, progress=progress)
-    return read_selection(dset, rows, cols, format=fmt, n_threads=n_threads, progress=progress)
+        with lock:
+            return _matrix.read_matrix(dset, format=fmt, n_threads=n_threads, progress=progress)
+    return read_selection(dset, rows, cols, format=fmt, n_threads=n_threads, progress=progress, lock=lock)
 
 
 def resolve_selection(shell: AnnData, obs: Any, var: Any) -> tuple[np.ndarray, np.ndarray]:
