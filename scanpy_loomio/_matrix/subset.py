@@ -60,8 +60,8 @@ def read_selection(
     progress
         Show a progress bar when reading takes more than a couple of seconds.
     lock
-        Held whenever HDF5 is called, for callers reading in several threads at once (HDF5 itself must not be
-        entered by two threads; h5py lets some calls run concurrently). Reading and inflating the chunks' bytes
+        Held whenever HDF5 is called, for callers reading in several threads at once (threads opening one file
+        and reading stored chunks through h5py at the same time crash). Reading and inflating the chunks' bytes
         happens outside it.
 
     Returns

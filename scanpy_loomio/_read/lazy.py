@@ -43,8 +43,9 @@ if TYPE_CHECKING:
 #: Default block size: cells whose band, held dense, takes about this many bytes (a multiple of the chunk width).
 BLOCK_BYTES = 128 * 2**20
 INSTALL_HINT = "pip install 'scanpy-loomio[dask]'"
-#: Held by a task whenever it calls HDF5: the threads of a dask worker read at once, HDF5 must not be entered by two
-#: of them, and h5py runs some calls (reading a chunk as stored) without its own lock. Inflating runs outside it.
+#: Held by a task whenever it calls HDF5: the threads of a dask worker read at once, and threads that open one file
+#: and read stored chunks through h5py at the same time crash the process (h5py 3.13, HDF5 1.14). Inflating runs
+#: outside it.
 HDF5_LOCK = threading.Lock()
 
 
