@@ -6,11 +6,11 @@ against what a file contains (:meth:`Convention.score`, used by :func:`scanpy_lo
 targets one (``write_loom_full(..., convention="velocyto")``). Nothing else in the package branches on a tool's
 name: a new tool is a new entry here, or a :class:`Convention` passed by the caller.
 
-The names below come from five modules: :mod:`~scanpy_loomio.conventions.model` (the classes),
-:mod:`~scanpy_loomio.conventions.detection` (what detection looks at and for),
-:mod:`~scanpy_loomio.conventions.table` (the rows, one per tool, and the embedding forms),
-:mod:`~scanpy_loomio.conventions.registry` (:data:`CONVENTIONS` and looking conventions up) and
-:mod:`~scanpy_loomio.conventions.render` (the table as Markdown, plain text and JSON).
+The names below come from five modules: ``scanpy_loomio.conventions.model`` (the classes),
+``scanpy_loomio.conventions.detection`` (what detection looks at and for),
+``scanpy_loomio.conventions.table`` (the rows, one per tool, and the embedding forms),
+``scanpy_loomio.conventions.registry`` (:data:`CONVENTIONS` and looking conventions up) and
+``scanpy_loomio.conventions.render`` (the table as Markdown, plain text and JSON).
 
 Examples
 --------

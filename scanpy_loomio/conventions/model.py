@@ -421,8 +421,8 @@ class Convention:
         """How well a file fits this convention; ``0`` when nothing of it is there.
 
         Each axis whose names are in one of :attr:`cell_names`/:attr:`gene_names` (as text) counts
-        :data:`NAME_SCORE`; each of :attr:`markers` found counts :data:`MARKER_SCORE`, a marker on a global value
-        :data:`VALUE_MARKER_SCORE`. A :attr:`detect` function replaces all of this.
+        ``NAME_SCORE``; each of :attr:`markers` found counts ``MARKER_SCORE``, a marker on a global value
+        ``VALUE_MARKER_SCORE``. A :attr:`detect` function replaces all of this.
 
         Examples
         --------
