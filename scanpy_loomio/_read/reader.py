@@ -7,32 +7,21 @@ detected from its attribute names.
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import h5py
 import numpy as np
 import pandas as pd
 from anndata import AnnData
-from anndata.utils import make_index_unique
 
-from scanpy_loomio._codecs.auxiliary import get_aux_attributes
-from scanpy_loomio._codecs.columns import CodecMismatch, decode_column, plain_values
-from scanpy_loomio._codecs.rtypes import enum_labels, enum_mapping
-from scanpy_loomio._codecs.text import looks_like_bytes_repr, repair_bytes_repr
 from scanpy_loomio._compat import quiet_anndata
-from scanpy_loomio._elements.aliases import other_names
-from scanpy_loomio._elements.embeddings import restore as restore_embedding
-from scanpy_loomio._elements.globals import decode_global, read_globals
-from scanpy_loomio._elements.graphs import build_matrix
-from scanpy_loomio._elements.orientation import stored_transposed
-from scanpy_loomio._elements.sidecar import read_elem, sidecar_get
-from scanpy_loomio._errors import LoomFormatError, LoomReadWarning
+from scanpy_loomio._elements.globals import decode_global
+from scanpy_loomio._elements.sidecar import sidecar_get
+from scanpy_loomio._errors import LoomReadWarning
 from scanpy_loomio._guards import (
     MemoryLimit,
     check_file,
@@ -40,118 +29,21 @@ from scanpy_loomio._guards import (
     converted_read_errors,
     hdf5_object,
     open_read_only,
-    read_values,
     resolve_memory_limit,
 )
-from scanpy_loomio._read.detect import detect_convention
-from scanpy_loomio._read.foreign import (
-    ForeignAxis,
-    choose_index_attr,
-    decode_foreign_global,
-    graph_index_base,
-    nested_datasets,
-)
+from scanpy_loomio._read.axes import AxesReader
+from scanpy_loomio._read.base import ReadOptions
+from scanpy_loomio._read.foreign import decode_foreign_global
 from scanpy_loomio._read.selection import read_stored_matrix, read_subset
-from scanpy_loomio._record.checks import record_error, tag_error, usable_metadata
-from scanpy_loomio._record.record import METADATA_KEY, RESERVED_GLOBALS, SIDECAR_GROUP, AxisRecord, Metadata
-from scanpy_loomio._record.tags import (
-    FilledLayerTag,
-    TagError,
-    column_tag,
-    graph_tag,
-    layer_tag,
-    stored_tag_text,
-)
+from scanpy_loomio._record.record import METADATA_KEY, RESERVED_GLOBALS
+from scanpy_loomio._record.tags import FilledLayerTag, layer_tag
 from scanpy_loomio._settings import progress_default
-from scanpy_loomio._spec.facts import AXES
 from scanpy_loomio._spec.rules import layer_violations, raise_first
 from scanpy_loomio.conventions import Convention, get_convention
 
-logger = logging.getLogger("scanpy_loomio")
 
-
-@dataclass
-class ReadOptions:
-    """Choices the caller made (all optional)."""
-
-    convention: Convention | None = None
-    X_name: str | None = None
-    obs_names: str | None = None
-    var_names: str | None = None
-    obsm_mapping: Mapping[str, list[str]] = field(default_factory=dict)
-    varm_mapping: Mapping[str, list[str]] = field(default_factory=dict)
-    sparse: bool = True
-    dtype: str | None = None
-    cleanup: bool = False
-    matrices: bool = True
-    repair_bytes_text: bool = False
-    n_threads: int | None = None
-    progress: bool = False
-
-
-class LoomReader:
+class LoomReader(AxesReader):
     """Reads one open loom file into an AnnData."""
-
-    def __init__(self, file: h5py.File, path: Path, options: ReadOptions) -> None:
-        self.file = file
-        self.path = path
-        self.options = options
-        self.globals = read_globals(file)
-        self.metadata = usable_metadata(self._metadata(), path, file)
-        self.convention = self._convention()
-        self.transposed = stored_transposed(file)
-        self.foreign_uns: dict[str, Any] = {}
-        self.index_attrs: dict[str, str | None] = {}
-        """The attribute each axis's names were read from (``None``: a range index), once the axis is read."""
-
-    # -- helpers ---------------------------------------------------------------------------------------------
-    def error(self, where: str, found: str, expected: str, fix: str = "") -> LoomFormatError:
-        msg = f"{self.path}: {where}: found {found}; expected {expected}."
-        if fix:
-            msg += f" {fix}"
-        return LoomFormatError(msg)
-
-    def _metadata(self) -> Metadata | None:
-        raw = self.globals.get(METADATA_KEY)
-        if raw is None:
-            return None
-        try:
-            return Metadata.from_json(raw)
-        except TagError as err:
-            if err.newer:
-                raise record_error(self.path, err) from None
-            warnings.warn(
-                f"{self.path}: the scanpy_loomio record in the global attributes is unreadable ({err}); "
-                "reading the file as plain loom. Exact dtypes and index names may not be restored.",
-                LoomReadWarning,
-                stacklevel=4,
-            )
-            return None
-
-    def _convention(self) -> Convention:
-        if self.options.convention is not None:
-            return self.options.convention
-        if self.metadata is not None:
-            try:
-                return get_convention(self.metadata.convention)
-            except ValueError:
-                pass
-        return detect_convention(self.file, self.globals)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """``(n_obs, n_vars)``."""
-        if "matrix" not in self.file:
-            raise self.error("/matrix", "no such dataset", "the main matrix of a loom file", "Is this a loom file?")
-        matrix = self.file["matrix"]
-        if not isinstance(matrix, h5py.Dataset) or matrix.ndim != 2:
-            raise self.error(
-                "/matrix", f"a {type(matrix).__name__} of {getattr(matrix, 'ndim', '?')} dimensions", "a 2-D dataset"
-            )
-        if matrix.dtype.kind not in "iufb":
-            raise self.error("/matrix", f"values of dtype {matrix.dtype}", "numbers (integers, floats or bool)")
-        n_genes, n_cells = matrix.shape
-        return (n_genes, n_cells) if self.transposed else (n_cells, n_genes)
 
     # -- matrices --------------------------------------------------------------------------------------------
     def read_layer(
@@ -188,7 +80,7 @@ class LoomReader:
         """
         self.shape  # noqa: B018 - checks /matrix
         layers_group = self.file.get("layers")
-        names = list(layers_group.keys()) if layers_group is not None else []
+        names: list[str] = list(layers_group.keys()) if layers_group is not None else []
         raise_first(layer_violations(self.file, self.file["matrix"].shape), self.path)
         # all-zero layers written only because the target tool needs them (fill_missing_layers=True)
         names = [n for n in names if not isinstance(layer_tag(layers_group[n]), FilledLayerTag)]
@@ -200,8 +92,9 @@ class LoomReader:
             layers["matrix"] = self.file["matrix"]
         else:
             X = self.file["matrix"]
-        order = [n for _, n in self.metadata.layers] if self.metadata else []
-        recorded = {n: k for k, n in self.metadata.layers} if self.metadata else {}
+        pairs = self.metadata.layers if self.metadata else []
+        order = [name for _, name in pairs]
+        recorded = {name: key for key, name in pairs}
         for name in [n for n in order if n in names] + [n for n in names if n not in order]:
             layers[recorded.get(name, name)] = layers_group[name]
         return X, layers, x_name
@@ -236,266 +129,6 @@ class LoomReader:
             )
             return None
         return x_name
-
-    # -- axes ------------------------------------------------------------------------------------------------
-    def read_axis(self, axis: Literal["obs", "var"], n: int) -> tuple[pd.DataFrame, dict[str, Any], dict[str, Any]]:
-        loom = AXES[axis]
-        group_path = f"{loom}_attrs"
-        if group_path not in self.file:
-            raise self.error(f"/{group_path}", "no such group", f"the {axis} attributes group", "Is this a loom file?")
-        group = self.file[group_path]
-        record: AxisRecord | None = getattr(self.metadata, axis) if self.metadata else None
-        datasets: dict[str, h5py.Dataset] = {}
-        for name, obj in group.items():
-            if isinstance(obj, h5py.Dataset):
-                if obj.ndim == 0 or obj.shape[0] != n:
-                    raise self.error(f"/{group_path}/{name}", f"shape {obj.shape}", f"first dimension {n}")
-                datasets[name] = obj
-        # groups nested under the attribute groups (LoomExperiment's GRanges/, reducedDims/)
-        datasets.update(nested_datasets(group, n, f"{self.path}:/{group_path}"))
-        used: set[str] = set()
-        values_cache: dict[str, np.ndarray] = {}
-
-        def values_of(name: str) -> np.ndarray:
-            if name not in values_cache:
-                try:
-                    dset = datasets[name]
-                    raw = read_values(dset)
-                    if enum_mapping(dset.dtype) is not None:
-                        raw = enum_labels(raw, dset.dtype)  # an R factor: its labels
-                    values_cache[name] = plain_values(raw, where=f"{self.path}:/{group_path}/{name}")
-                except UnicodeDecodeError as err:
-                    raise self.error(
-                        f"/{group_path}/{name}", f"text that is not UTF-8 ({err.reason})", "UTF-8 text"
-                    ) from None
-            return values_cache[name]
-
-        # index
-        index_attr = self._index_attr(axis, datasets, record, values_of)
-        self.index_attrs[axis] = index_attr
-        if index_attr is not None:
-            names = np.asarray(values_of(index_attr), dtype=str).astype(object)
-            if record is None or self.options.repair_bytes_text:
-                names = self._bytes_text(axis, {None: names})[None]
-            index = pd.Index(names)  # text, as anndata builds it: str with pandas 3, object before
-            used.add(index_attr)
-            used.update(other_names(datasets, index_attr))  # the names under other names (hard links): not columns
-        else:
-            index = pd.RangeIndex(n).astype(str)
-        index.name = record.index_name if record else None
-
-        asked = self.options.obs_names if axis == "obs" else self.options.var_names
-        # names the caller chose over the record's: that attribute is the index only, not a column as well
-        chosen_over_record = (
-            asked is not None and index_attr == asked and record is not None and asked != record.index_attr
-        )
-        if self.metadata:  # written for the tool only; the record restores their values from others
-            used.update(a.split("/", 1)[1] for a in self.metadata.tool_attrs if a.startswith(f"{group_path}/"))
-        columns: dict[str, Any] = {}
-        if record:
-            for key, attr in record.columns:
-                if attr not in datasets:
-                    continue  # deleted by another tool
-                used.add(attr)
-                if chosen_over_record and attr == index_attr:
-                    continue
-                if attr == index_attr and stored_tag_text(datasets[attr]) is None:
-                    columns[key] = values_of(attr).copy()
-                    continue
-                with hdf5_object(datasets[attr]):
-                    columns[key] = self._decode(group_path, attr, datasets[attr], values_of(attr))
-
-        multi: dict[str, Any] = {}
-        if record:
-            for key, entry in record.multi.items():
-                if entry.storage == "sidecar":
-                    value = self._aligned(sidecar_get(self.file, f"{axis}m/{key}"), n, f"{axis}m[{key!r}]")
-                    if value is not None:
-                        multi[key] = value
-                    continue
-                attrs = entry.attrs
-                if attrs and all(a in datasets for a in attrs):
-                    used.update(attrs)
-                    multi[key] = restore_embedding(entry, [read_values(datasets[a]) for a in attrs])
-        mapping = self.options.obsm_mapping if axis == "obs" else self.options.varm_mapping
-        for key, attrs in mapping.items():
-            missing = [a for a in attrs if a not in datasets]
-            if missing:
-                raise self.error(
-                    f"/{group_path}", f"no attributes {missing}", f"the attributes named in {axis}m_mapping[{key!r}]"
-                )
-            multi[key] = np.stack([read_values(datasets[a]) for a in attrs], axis=1)
-            used.update(attrs)
-
-        # attributes this package did not write (foreign files, or added by another tool)
-        foreign = ForeignAxis(axis, self.convention, f"{self.path}:/{group_path}", values_of, self.globals)
-        with hdf5_object(group):
-            more_columns, more_multi = foreign.read(
-                {name: d for name, d in datasets.items() if name not in used},
-                taken={*columns, *multi},
-                all_names=datasets,
-            )
-        self.foreign_uns.update(foreign.uns)
-        columns.update(more_columns)
-        multi.update(more_multi)
-
-        if self.options.repair_bytes_text or record is None:
-            columns = self._bytes_text(axis, columns)
-        frame = pd.DataFrame(columns, index=index) if columns else pd.DataFrame(index=index)
-        if record is None and index_attr is not None and not index.is_unique:
-            frame = self._make_unique(axis, frame, index_attr, group_path)
-        if record is None and axis == "obs":  # the tool's per-cell columns that also form an obsm entry
-            for key, names in self.convention.obsm_from_columns.items():
-                if key not in multi and all(n in frame.columns and frame[n].dtype.kind in "iuf" for n in names):
-                    multi[key] = np.column_stack([frame[n].to_numpy() for n in names])
-        for key in more_multi:
-            if isinstance(multi[key], pd.DataFrame):
-                multi[key].index = frame.index.copy()  # rows of a record attribute are this axis's entries
-        pairwise = self.read_graphs(axis, n, record)
-        return frame, multi, pairwise
-
-    def _make_unique(self, axis: str, frame: pd.DataFrame, index_attr: str, group_path: str) -> pd.DataFrame:
-        """Unique names (anndata's ``make_index_unique``), the originals kept in a column named as the attribute."""
-        original = frame.index
-        column = index_attr.replace("/", "_")
-        while column in frame.columns:
-            column = f"{column}_original"
-        warnings.warn(
-            f"{self.path}: {axis} names from /{group_path}/{index_attr} are not unique "
-            f"({original.duplicated().sum()} repeats); made them unique (anndata's make_index_unique) and kept the "
-            f"originals in {axis}[{column!r}].",
-            LoomReadWarning,
-            stacklevel=5,
-        )
-        frame = frame.copy()
-        frame[column] = np.asarray(original, dtype=object)
-        frame.index = make_index_unique(original)
-        return frame
-
-    def _decode(self, group_path: str, attr: str, dset: h5py.Dataset, values: np.ndarray) -> Any:
-        try:
-            codec = column_tag(dset)
-        except TagError as err:  # written by a newer release
-            raise tag_error(self.path, f"/{group_path}/{attr}", err) from None
-        if codec is None:
-            return values
-        aux_path = f"{SIDECAR_GROUP}/{group_path}/{attr}"
-        aux = get_aux_attributes(dset)  # conventions without the sidecar keep them on the dataset
-        if aux_path in self.file:
-            aux.update({name: read_elem(obj) for name, obj in self.file[aux_path].items()})
-        try:
-            raw = dset[()] if values.dtype == object and enum_mapping(dset.dtype) is None else values
-            return decode_column(raw, codec, aux)
-        except (CodecMismatch, KeyError, ValueError, TypeError) as err:
-            warnings.warn(
-                f"{self.path}: /{group_path}/{attr} no longer matches its recorded encoding ({err}); it was probably "
-                "changed by another tool. Reading its values as they are.",
-                LoomReadWarning,
-                stacklevel=5,
-            )
-            return values
-
-    def _index_attr(
-        self,
-        axis: Literal["obs", "var"],
-        datasets: Mapping[str, h5py.Dataset],
-        record: AxisRecord | None,
-        values_of: Any,
-    ) -> str | None:
-        """The attribute holding the names: asked for (``obs_names=``), recorded, or found (see ``_foreign``)."""
-        asked = self.options.obs_names if axis == "obs" else self.options.var_names
-        if asked is not None:
-            if asked in datasets and datasets[asked].ndim == 1:
-                return asked
-            warnings.warn(
-                f"{self.path}: {axis}_names={asked!r} names no 1-D attribute in /{AXES[axis]}_attrs; "
-                f"finding the names as without it. Attributes there: {sorted(datasets)[:20]}.",
-                LoomReadWarning,
-                stacklevel=5,
-            )
-        if record is not None and record.index_attr in datasets:
-            return record.index_attr
-        return choose_index_attr(axis, datasets, self.convention, values_of, f"{self.path}:/{AXES[axis]}_attrs")
-
-    def _bytes_text(self, axis: str, columns: dict[str | None, Any]) -> dict[str | None, Any]:
-        """Flag (or, with ``repair_bytes_text=True``, repair) loompy 3's ``"b'...'"`` text; key ``None``: the names."""
-        out = dict(columns)
-        for name, values in columns.items():
-            if isinstance(values, np.ndarray) and values.dtype == object and looks_like_bytes_repr(values):
-                if self.options.repair_bytes_text:
-                    out[name] = repair_bytes_repr(values)
-                else:
-                    warnings.warn(
-                        f"{self.path}: {f'{axis} names' if name is None else f'{axis}[{name!r}]'} holds text like "
-                        "\"b'...'\" (Python bytes written as text by loompy 3); pass repair_bytes_text=True to turn "
-                        "it back into the original text.",
-                        LoomReadWarning,
-                        stacklevel=5,
-                    )
-        return out
-
-    # -- graphs ----------------------------------------------------------------------------------------------
-    def read_graphs(self, axis: str, n: int, record: AxisRecord | None) -> dict[str, Any]:
-        loom = AXES[axis]
-        out: dict[str, Any] = {}
-        recorded = {graph: key for key, graph in record.graphs.items() if graph} if record else {}
-        for group_name in (f"{loom}_graphs", f"{loom}_edges"):
-            group = self.file.get(group_name)
-            if group is None or not isinstance(group, h5py.Group):
-                continue
-            for name, g in group.items():
-                if not isinstance(g, h5py.Group):
-                    continue
-                key = recorded.get(name, name) if group_name.endswith("graphs") else name
-                with hdf5_object(g):
-                    out[key] = self._read_graph(f"/{group_name}/{name}", g, n)
-        if record:
-            for key, graph in record.graphs.items():
-                if not graph:
-                    value = self._aligned(sidecar_get(self.file, f"{axis}p/{key}"), n, f"{axis}p[{key!r}]")
-                    if value is not None:
-                        out[key] = value
-            order = list(record.graphs)
-            out = {k: out[k] for k in order if k in out} | {k: v for k, v in out.items() if k not in order}
-        return out
-
-    def _read_graph(self, where: str, g: h5py.Group, n: int) -> Any:
-        missing = [x for x in "abw" if x not in g]
-        if missing:
-            raise self.error(where, f"no {', '.join(missing)}", "datasets a, b and w (an edge list)")
-        a, b, w = (read_values(g[x]) for x in "abw")
-        if not (a.shape == b.shape == w.shape) or a.ndim != 1:
-            raise self.error(
-                where, f"a, b, w of shapes {a.shape}, {b.shape}, {w.shape}", "three 1-D datasets of one length"
-            )
-        codec = graph_tag(g)
-        bases = list(codec.index_base) if codec else [0, 0]
-        if codec is None:  # another tool's graph: the convention's base, unless the values rule it out
-            for i, (values, name) in enumerate(((a, "a"), (b, "b"))):
-                bases[i], note = graph_index_base(values, n, self.convention.graph_index_base[i], f"{where}/{name}")
-                if note:
-                    warnings.warn(f"{self.path}: {note}", LoomReadWarning, stacklevel=6)
-        a, b = (
-            self._graph_index(where, x, name, n, base) for x, name, base in ((a, "a", bases[0]), (b, "b", bases[1]))
-        )
-        if codec is None and w.dtype.kind not in "f":
-            w = w.astype(np.float32)
-        return build_matrix(a, b, w, n, codec.matrix if codec else None)
-
-    def _graph_index(self, where: str, values: np.ndarray, name: str, n: int, base: int) -> np.ndarray:
-        if values.dtype.kind == "f":
-            if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-                raise self.error(f"{where}/{name}", "non-integer or NaN vertex indices", "whole numbers")
-        elif values.dtype.kind not in "iu":
-            raise self.error(f"{where}/{name}", f"dtype {values.dtype}", "integer vertex indices")
-        out = values.astype(np.int64) - base
-        if out.size and (out.min() < 0 or out.max() >= n):
-            raise self.error(
-                f"{where}/{name}",
-                f"vertex indices from {out.min() + base} to {out.max() + base}",
-                f"{base} to {n - 1 + base} for {n} vertices",
-            )
-        return out
 
     # -- uns / raw -------------------------------------------------------------------------------------------
     def read_uns(self) -> dict[str, Any]:
@@ -536,18 +169,6 @@ class LoomReader:
         if raw is None or self._aligned(raw_x, self.shape[0], "raw") is None:
             return None
         return raw
-
-    def _aligned(self, value: Any, n: int, key: str) -> Any:
-        """A kept element, or ``None`` with a warning when another tool changed the number of cells or genes."""
-        if value is None or getattr(value, "shape", (n,))[0] == n:
-            return value
-        warnings.warn(
-            f"{self.path}: {key} was kept for {value.shape[0]} entries but the file now has {n} (another tool "
-            "changed its shape); left out.",
-            LoomReadWarning,
-            stacklevel=5,
-        )
-        return None
 
     # -- all -------------------------------------------------------------------------------------------------
     def read(self) -> AnnData:

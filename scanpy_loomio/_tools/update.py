@@ -38,15 +38,8 @@ from scanpy_loomio._guards import check_file, converted_read_errors, open_read_o
 from scanpy_loomio._read.reader import LoomReader, ReadOptions
 from scanpy_loomio._record.tags import AbsentMatrixTag, FilledLayerTag, MatrixTag, layer_tag
 from scanpy_loomio._write.atomic import atomic_target
-from scanpy_loomio._write.writer import (
-    LossyPolicy,
-    WritePlan,
-    check_write_arguments,
-    plan_write,
-    write_annotations,
-    write_filled_layer,
-    write_layer,
-)
+from scanpy_loomio._write.plan import LossyPolicy, WritePlan, plan_write
+from scanpy_loomio._write.writer import check_write_arguments, write_annotations, write_filled_layer, write_layer
 from scanpy_loomio.conventions import Convention, get_convention
 
 __all__ = ["update_loom_full"]

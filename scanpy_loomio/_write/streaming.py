@@ -44,17 +44,13 @@ def split_streamed(adata: AnnData) -> tuple[AnnData, dict[str | None, BandSource
     sources = {key: BandSource(value, "X" if key is X_KEY else f"layers[{key!r}]") for key, value in streamed.items()}
     stand_ins = {key: stand_in(value) if key in streamed else value for key, value in matrices.items()}
     with quiet_anndata():
-        shell = AnnData(
-            X=stand_ins.pop(X_KEY),
-            obs=adata.obs,
-            var=adata.var,
-            uns=dict(adata.uns),
-            obsm=dict(adata.obsm),
-            varm=dict(adata.varm),
-            obsp=dict(adata.obsp),
-            varp=dict(adata.varp),
-            layers=stand_ins,
-        )
+        # typed as Any: anndata's annotations of these parameters leave out values it takes (Dataset2D, sparse)
+        elements: dict[str, Any] = {
+            "obs": adata.obs,
+            "var": adata.var,
+            **{key: dict(getattr(adata, key)) for key in ("obsm", "varm", "obsp", "varp")},
+        }
+        shell = AnnData(X=stand_ins.pop(X_KEY), uns=dict(adata.uns), layers=stand_ins, **elements)
         # lazy annotations (read_lazy's obs/var, dask embeddings and graphs) into memory; stand-ins stay as they are
         shell = shell.to_memory()
         if adata.raw is not None:
@@ -69,7 +65,8 @@ def _raw_in_memory(adata: AnnData, shell: AnnData) -> AnnData:
         X=in_memory(raw.X),
         obs=pd.DataFrame(index=shell.obs_names),
         var=in_memory_frame(raw.var),
-        varm={key: in_memory(value) for key, value in raw.varm.items()},
+        # anndata annotates Raw.varm's descriptor for AnnData only
+        varm={key: in_memory(value) for key, value in raw.varm.items()},  # type: ignore[arg-type]
     )
 
 

@@ -34,7 +34,8 @@ from scanpy_loomio._tools.concat.bands import stored_dtype, write_concat
 from scanpy_loomio._tools.concat.inputs import Input, output_convention
 from scanpy_loomio._tools.concat.report import ConcatReport, keep_hint, left_out
 from scanpy_loomio._write.atomic import atomic_target
-from scanpy_loomio._write.writer import check_name, missing_layers, plan_write, write_annotations
+from scanpy_loomio._write.plan import check_name, missing_layers, plan_write
+from scanpy_loomio._write.writer import write_annotations
 from scanpy_loomio.conventions import Convention
 
 __all__ = ["ConcatReport", "concat_loom"]

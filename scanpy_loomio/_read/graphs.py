@@ -1,0 +1,89 @@
+"""Reading the cell and gene graphs: loom edge lists (``a``, ``b``, ``w``) as ``obsp``/``varp`` matrices."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+
+from scanpy_loomio._elements.graphs import build_matrix
+from scanpy_loomio._elements.sidecar import sidecar_get
+from scanpy_loomio._errors import LoomReadWarning
+from scanpy_loomio._guards import hdf5_object, read_values
+from scanpy_loomio._read.base import ReaderBase
+from scanpy_loomio._read.foreign import graph_index_base
+from scanpy_loomio._record.record import AxisRecord
+from scanpy_loomio._record.tags import graph_tag
+from scanpy_loomio._spec.facts import AXES
+
+
+class GraphsReader(ReaderBase):
+    """Reads the edge lists of ``/col_graphs``, ``/row_graphs`` and other tools' ``*_edges`` groups."""
+
+    def read_graphs(self, axis: Literal["obs", "var"], n: int, record: AxisRecord | None) -> dict[str, Any]:
+        loom = AXES[axis]
+        out: dict[str, Any] = {}
+        recorded = {graph: key for key, graph in record.graphs.items() if graph} if record else {}
+        for group_name in (f"{loom}_graphs", f"{loom}_edges"):
+            group = self.file.get(group_name)
+            if group is None or not isinstance(group, h5py.Group):
+                continue
+            for name, g in group.items():
+                if not isinstance(g, h5py.Group):
+                    continue
+                key = recorded.get(name, name) if group_name.endswith("graphs") else name
+                with hdf5_object(g):
+                    out[key] = self._read_graph(f"/{group_name}/{name}", g, n)
+        if record:
+            for key, graph in record.graphs.items():
+                if not graph:
+                    value = self._aligned(sidecar_get(self.file, f"{axis}p/{key}"), n, f"{axis}p[{key!r}]")
+                    if value is not None:
+                        out[key] = value
+            order = list(record.graphs)
+            out = {k: out[k] for k in order if k in out} | {k: v for k, v in out.items() if k not in order}
+        return out
+
+    def _read_graph(self, where: str, g: h5py.Group, n: int) -> Any:
+        missing = [x for x in "abw" if x not in g]
+        if missing:
+            raise self.error(where, f"no {', '.join(missing)}", "datasets a, b and w (an edge list)")
+        a, b, w = (read_values(g[x]) for x in "abw")
+        if not (a.shape == b.shape == w.shape) or a.ndim != 1:
+            raise self.error(
+                where, f"a, b, w of shapes {a.shape}, {b.shape}, {w.shape}", "three 1-D datasets of one length"
+            )
+        codec = graph_tag(g)
+        bases = list(codec.index_base) if codec else [0, 0]
+        if codec is None:  # another tool's graph: the convention's base, unless the values rule it out
+            for i, (values, name) in enumerate(((a, "a"), (b, "b"))):
+                bases[i], note = graph_index_base(values, n, self.convention.graph_index_base[i], f"{where}/{name}")
+                if note:
+                    warnings.warn(f"{self.path}: {note}", LoomReadWarning, stacklevel=6)
+        a, b = (
+            self._graph_index(where, x, name, n, base) for x, name, base in ((a, "a", bases[0]), (b, "b", bases[1]))
+        )
+        if codec is None and w.dtype.kind not in "f":
+            w = w.astype(np.float32)
+        return build_matrix(a, b, w, n, codec.matrix if codec else None)
+
+    def _graph_index(self, where: str, values: np.ndarray, name: str, n: int, base: int) -> np.ndarray:
+        if values.dtype.kind == "f":
+            if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+                raise self.error(f"{where}/{name}", "non-integer or NaN vertex indices", "whole numbers")
+        elif values.dtype.kind not in "iu":
+            raise self.error(f"{where}/{name}", f"dtype {values.dtype}", "integer vertex indices")
+        out: np.ndarray = values.astype(np.int64) - base
+        lowest, highest = (int(np.min(out)), int(np.max(out))) if out.size else (0, -1)
+        if lowest < 0 or highest >= n:
+            raise self.error(
+                f"{where}/{name}",
+                f"vertex indices from {lowest + base} to {highest + base}",
+                f"{base} to {n - 1 + base} for {n} vertices",
+            )
+        return out
+
+
+__all__ = ["GraphsReader"]
