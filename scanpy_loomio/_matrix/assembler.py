@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import cache
+from typing import Literal, overload
 
 import numpy as np
 from scipy import sparse
@@ -69,6 +70,10 @@ class CompressedAssembler:
             done += take
         self.nnz += n
 
+    @overload
+    def finish(self, fmt: Literal["csr"]) -> sparse.csr_matrix: ...
+    @overload
+    def finish(self, fmt: str) -> sparse.csr_matrix | sparse.csc_matrix: ...
     def finish(self, fmt: str) -> sparse.csr_matrix | sparse.csc_matrix:
         nnz = self.nnz
         if len(self.segments) == 1:

@@ -8,7 +8,7 @@ sparse non-zeros, or copied into the dense result, by the compiled kernels.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 from scipy import sparse
@@ -32,9 +32,13 @@ from scanpy_loomio._matrix.tiles import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from types import ModuleType
 
     import h5py
+    import numpy.typing as npt
+
+    from scanpy_loomio._matrix.pool import ProgressBar
 
 
 class ChunkReader:
@@ -60,11 +64,13 @@ class ChunkReader:
         self.plain_deflate = layout.filters == (FILTER_DEFLATE,)
         fill = np.zeros((), dtype=file_dtype)
         fill[()] = dataset.fillvalue if dataset.fillvalue is not None else 0
-        self.fill_tile = None
+        self.fill_tile: bytes | None = None
         if fill.view(self.unsigned) != 0:  # stored as bits, so a fill of -0.0 is kept too
             self.fill_tile = np.full((self.th, self.tw), fill, dtype=file_dtype).tobytes()
 
-    def run(self, fmt: str, n_threads: int, *, progress: bool) -> np.ndarray | sparse.spmatrix:
+    def run(
+        self, fmt: str, n_threads: int, *, progress: bool
+    ) -> npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix:
         by_column = fmt != "csc"
         n_units = self.col_blocks if by_column else self.row_blocks
         unit_tiles = self.row_blocks if by_column else self.col_blocks
@@ -80,8 +86,15 @@ class ChunkReader:
             self.source.close()
 
     def _collect(
-        self, fmt: str, tasks: list[tuple[int, int]], unit_tiles: int, n_threads: int, bar: object, *, by_column: bool
-    ) -> np.ndarray | sparse.spmatrix:
+        self,
+        fmt: str,
+        tasks: list[tuple[int, int]],
+        unit_tiles: int,
+        n_threads: int,
+        bar: ProgressBar,
+        *,
+        by_column: bool,
+    ) -> npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix:
         if fmt == "dense":
             self.out = np.empty((self.n_cells, self.n_genes), dtype=self.dtype)
             for (start, stop), _ in zip(tasks, ordered_map(self._dense_task, tasks, n_threads), strict=True):
@@ -112,14 +125,16 @@ class ChunkReader:
         masks = layout.filter_masks[block_rows, block_cols]
         size = self.tile_bytes
         n_tiles = offsets.shape[0]
-        materialise_fill = self.fill_tile is not None and present.shape[0] < n_tiles
-        n_slots = n_tiles if materialise_fill else present.shape[0]
+        # set when some chunks are absent and hold a non-zero fill value: their tiles are filled with it
+        fill_tile = self.fill_tile if present.shape[0] < n_tiles else None
+        n_slots = n_tiles if fill_tile is not None else present.shape[0]
         scratch = self._scratch(n_slots * size)
-        if materialise_fill:  # absent chunks hold a non-zero fill value
+        targets: Sequence[int]
+        if fill_tile is not None:
             slots = np.arange(n_tiles, dtype=np.int64)
             targets = present.tolist()
             for position in np.flatnonzero(offsets < 0).tolist():
-                scratch[position * size : (position + 1) * size] = self.fill_tile
+                scratch[position * size : (position + 1) * size] = fill_tile
         else:
             slots = np.full(n_tiles, -1, dtype=np.int64)
             slots[present] = np.arange(present.shape[0])
@@ -147,7 +162,7 @@ class ChunkReader:
             rows, cols = block_rows.tolist(), block_cols.tolist()
             for j, (k, buf, skipped) in enumerate(zip(targets, raw, masks.tolist(), strict=True)):
                 scratch[k * size : (k + 1) * size] = self._decode(buf, skipped, rows[j], cols[j])
-        tiles = np.frombuffer(scratch, dtype=self.unsigned, count=n_slots * self.th * self.tw)
+        tiles: npt.NDArray[Any] = np.frombuffer(scratch, dtype=self.unsigned, count=n_slots * self.th * self.tw)
         tiles = tiles.reshape(n_slots, self.th, self.tw)
         if self.swap:
             tiles.byteswap(inplace=True)
@@ -165,6 +180,7 @@ class ChunkReader:
     ) -> None:
         """Inflate packed chunks into their tile slots of ``scratch`` with libdeflate, in compiled code."""
         lib = self.libdeflate
+        assert lib is not None  # band_tiles inflates with libdeflate only when it is there
         handle = lib.alloc()
         if not handle:
             raise MemoryError("libdeflate could not allocate a decompressor")
@@ -189,17 +205,18 @@ class ChunkReader:
     def _decode(self, payload: bytes | memoryview, skipped: int, bi: int, bj: int) -> bytes | memoryview:
         """Undo the filter pipeline for one chunk."""
         try:
-            payload = unfilter(payload, self.layout.filters, skipped, self.itemsize, self._inflate_tile)
+            decoded = unfilter(payload, self.layout.filters, skipped, self.itemsize, self._inflate_tile)
         except inflate_errors() as err:
             self._damaged(bi, bj, None, err)
-        if len(payload) != self.tile_bytes:
-            self._damaged(bi, bj, len(payload))
-        return payload
+        assert decoded is not None  # the layout's filters are among FAST_FILTERS, all of which unfilter undoes
+        if len(decoded) != self.tile_bytes:
+            self._damaged(bi, bj, len(decoded))
+        return decoded
 
     def _inflate_tile(self, stream: bytes | memoryview) -> bytes:
         return self.inflate(stream, 15, self.tile_bytes)
 
-    def _damaged(self, bi: int, bj: int, got: int | None, cause: Exception | None = None) -> None:
+    def _damaged(self, bi: int, bj: int, got: int | None, cause: Exception | None = None) -> NoReturn:
         found = "a damaged deflate stream" if got is None else f"{got} bytes"
         if cause is not None:
             found += f" ({cause})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import h5py
 import numpy as np
@@ -115,6 +116,15 @@ class ChunkLayout:
         return cls(chunk_rows, chunk_cols, filters, byte_offsets, sizes, masks, rows, cols, n_outside)
 
 
+class _StoreInfo(Protocol):
+    """What ``chunk_iter`` tells of one stored chunk (h5py's ``StoreInfo``)."""
+
+    chunk_offset: tuple[int, ...]
+    filter_mask: int
+    byte_offset: int
+    size: int
+
+
 def chunk_index(dsid: h5py.h5d.DatasetID) -> list[tuple[int, ...]]:
     """Every stored chunk of a chunked dataset as ``(*chunk offset, byte address, stored size, filter mask)``.
 
@@ -123,7 +133,7 @@ def chunk_index(dsid: h5py.h5d.DatasetID) -> list[tuple[int, ...]]:
     records: list[tuple[int, ...]] = []
     append = records.append
 
-    def visit(info: object) -> None:
+    def visit(info: _StoreInfo) -> None:
         append((*info.chunk_offset, info.byte_offset, info.size, info.filter_mask))
 
     with gc_paused():
@@ -195,8 +205,10 @@ class RawChunkSource:
         address = int(self.layout.byte_offsets[bi, bj])
         size = int(self.layout.sizes[bi, bj])
         userblock = h5file.id.get_create_plist().get_userblock()
+        fd = self.fd
+        assert fd is not None  # called right after opening it
         for base in dict.fromkeys((0, userblock)):
-            if _pread_exact(self.fd, size, address + base) == expected:
+            if _pread_exact(fd, size, address + base) == expected:
                 self.base = base
                 return True
         return False
@@ -216,6 +228,8 @@ class RawChunkSource:
         lengths = self.layout.sizes[block_rows, block_cols]
         if addresses.shape[0] == 0:
             return np.zeros(0, dtype=np.uint8), addresses, lengths
+        fd = self.fd
+        assert fd is not None  # callers check it
         order = np.argsort(addresses, kind="stable")
         starts = addresses[order]
         reach = np.maximum.accumulate(starts + lengths[order])
@@ -228,7 +242,7 @@ class RawChunkSource:
         packed = bytearray(int(run_sizes.sum()))
         view = memoryview(packed)
         for position, start, size in zip(run_positions.tolist(), run_starts.tolist(), run_sizes.tolist(), strict=True):
-            _preadv_exact(self.fd, view[position : position + size], start)
+            _preadv_exact(fd, view[position : position + size], start)
         run_of = np.repeat(np.arange(run_first.shape[0]), run_last - run_first)
         offsets = np.empty_like(addresses)
         offsets[order] = starts - run_starts[run_of] + run_positions[run_of]
@@ -263,7 +277,7 @@ class RawChunkSource:
                 order[first:last].tolist(), offsets, sorted_lengths[first:last].tolist(), strict=True
             ):
                 pieces[k] = view[offset : offset + length]
-        return pieces
+        return cast("list[bytes | memoryview]", pieces)  # every position is set: order is a permutation
 
 
 def same_file_descriptor(h5file: h5py.File, path: str | os.PathLike[str]) -> int:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import ModuleType
 
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12 on
+
 #: HDF5 filter identifiers.
 FILTER_DEFLATE = 1
 FILTER_SHUFFLE = 2
@@ -39,7 +41,7 @@ def fast_zlib() -> ModuleType | None:
     return isal_zlib
 
 
-def compressor(level: int) -> Callable[[object], bytes]:
+def compressor(level: int) -> Callable[[Buffer], bytes]:
     """A function deflating one chunk into a zlib stream, the format of HDF5's gzip filter.
 
     With ISA-L installed, levels 2 and 3 use its level 1, which on count tiles is about three times as fast
@@ -55,7 +57,7 @@ def compressor(level: int) -> Callable[[object], bytes]:
     return lambda buffer: zlib.compress(buffer, level)
 
 
-def inflater() -> Callable[[object, int, int], bytes]:
+def inflater() -> Callable[[Buffer, int, int], bytes]:
     """``decompress(stream, wbits, expected_size)`` for zlib streams (ISA-L's when installed: about 2× zlib)."""
     fast = fast_zlib()
     return fast.decompress if fast is not None else zlib.decompress
@@ -72,7 +74,7 @@ class Libdeflate:
 
     alloc: Callable[[], int]
     free: Callable[[int], None]
-    zlib_decompress: Callable
+    zlib_decompress: Callable[..., int]
 
 
 @cache

@@ -13,12 +13,12 @@ import h5py
 import numpy as np
 from scipy import sparse
 
-from scanpy_loomio._matrix.writer import write_matrix
+from scanpy_loomio._matrix.writer import is_sparse, write_matrix
 
 
 def as_rows(block: Any, n_rows: int, n_genes: int, where: str) -> Any:
     """A computed band as CSR or a 2-d numpy array, checked against the rows it should hold."""
-    if sparse.issparse(block):
+    if is_sparse(block):
         block = block.tocsr() if block.format != "csr" else block
     else:
         block = np.asarray(block)
@@ -97,7 +97,7 @@ def encode_band(
 
 
 def _padded(rows: Any, padding: int) -> Any:
-    if sparse.issparse(rows):
+    if is_sparse(rows):
         return sparse.vstack([rows, sparse.csr_matrix((padding, rows.shape[1]), dtype=rows.dtype)], format="csr")
     return np.concatenate([rows, np.zeros((padding, rows.shape[1]), dtype=rows.dtype)], axis=0)
 

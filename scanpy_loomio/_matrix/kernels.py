@@ -15,8 +15,20 @@ This module imports numba; :mod:`scanpy_loomio._matrix` imports it only when a k
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numba
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy.typing as npt
+
+    #: Integer arrays: index pointers, indices, slots, counts, positions.
+    _Ints = npt.NDArray[np.integer[Any]]
+    #: Arrays of raw bit patterns (unsigned integers of the element's width).
+    _Bits = npt.NDArray[np.unsignedinteger[Any]]
 
 #: Return codes of :func:`check_compressed`.
 COMPRESSED_OK = 0
@@ -25,7 +37,7 @@ COMPRESSED_NOT_CANONICAL = 2
 
 
 @numba.njit(nogil=True, cache=True)
-def check_compressed(indptr, indices, data, n_minor):
+def check_compressed(indptr: _Ints, indices: _Ints, data: _Bits, n_minor: int) -> int:
     """Check one band of compressed rows before scattering it.
 
     ``indptr`` is the band's slice of the index pointer; ``indices`` and ``data`` the matching slices,
@@ -51,7 +63,17 @@ def check_compressed(indptr, indices, data, n_minor):
 
 
 @numba.njit(nogil=True, cache=True)
-def sparse_to_tiles(indptr, indices, data, minor_block, minor_offset, major_is_column, clear, tiles, filled):
+def sparse_to_tiles(
+    indptr: _Ints,
+    indices: _Ints,
+    data: _Bits,
+    minor_block: _Ints,
+    minor_offset: _Ints,
+    major_is_column: bool,
+    clear: bool,
+    tiles: _Bits,
+    filled: npt.NDArray[np.bool_],
+) -> None:
     """Scatter one band of canonical compressed rows into chunk tiles (or zero those positions again).
 
     The arguments are those of :func:`check_compressed`, which must have returned :data:`COMPRESSED_OK`.
@@ -108,7 +130,7 @@ def sparse_to_tiles(indptr, indices, data, minor_block, minor_offset, major_is_c
 
 
 @numba.njit(nogil=True, cache=True)
-def dense_to_tiles(src, src_is_cells_by_genes, tiles, filled):
+def dense_to_tiles(src: _Bits, src_is_cells_by_genes: bool, tiles: _Bits, filled: npt.NDArray[np.bool_]) -> None:
     """Copy a dense block into chunk tiles (same layout as :func:`sparse_to_tiles`).
 
     ``src`` is C-contiguous; when ``src_is_cells_by_genes`` it is a band of AnnData rows (cells × genes)
@@ -161,7 +183,16 @@ LOWEST_BIT_POSITION = np.array(
 
 
 @numba.njit(nogil=True, cache=True)
-def mark_tile_nonzeros(tiles, slots, mask, n_rows, n_cols, by_column, counts, bits):
+def mark_tile_nonzeros(
+    tiles: _Bits,
+    slots: _Ints,
+    mask: _Bits,
+    n_rows: int,
+    n_cols: int,
+    by_column: bool,
+    counts: _Ints,
+    bits: npt.NDArray[np.uint64],
+) -> None:
     """Count non-zeros per output row of one band of tiles and record where they are.
 
     The band is a run of tiles ``tiles[slots[t]]`` stacked along loom rows (``by_column``: a column of
@@ -223,7 +254,16 @@ def mark_tile_nonzeros(tiles, slots, mask, n_rows, n_cols, by_column, counts, bi
 
 
 @numba.njit(nogil=True, cache=True)
-def emit_tile_nonzeros(tiles, slots, bits, n_rows, by_column, positions, indices, data):
+def emit_tile_nonzeros(
+    tiles: _Bits,
+    slots: _Ints,
+    bits: npt.NDArray[np.uint64],
+    n_rows: int,
+    by_column: bool,
+    positions: _Ints,
+    indices: _Ints,
+    data: _Bits,
+) -> None:
     """Emit the non-zeros found by :func:`mark_tile_nonzeros`, sorted by index within each output row.
 
     Visits only the set bits. ``positions[r]`` is where output row ``r`` starts in ``indices``/``data``; it is
@@ -257,7 +297,17 @@ def emit_tile_nonzeros(tiles, slots, bits, n_rows, by_column, positions, indices
 
 
 @numba.njit(nogil=True, cache=True)
-def inflate_chunks(decompress, decompressor, src, offsets, lengths, targets, out, tile_bytes, actual):
+def inflate_chunks(
+    decompress: Callable[..., int],
+    decompressor: int,
+    src: npt.NDArray[np.uint8],
+    offsets: _Ints,
+    lengths: _Ints,
+    targets: _Ints,
+    out: npt.NDArray[np.uint8],
+    tile_bytes: int,
+    actual: npt.NDArray[np.uint64],
+) -> int:
     """Inflate zlib streams ``src[offsets[k]:offsets[k] + lengths[k]]`` into ``out`` at tile slot ``targets[k]``.
 
     ``decompress`` is libdeflate's ``libdeflate_zlib_decompress`` (a ctypes function) and ``decompressor`` a
@@ -281,7 +331,7 @@ def inflate_chunks(decompress, decompressor, src, offsets, lengths, targets, out
 
 
 @numba.njit(nogil=True, cache=True)
-def tiles_to_dense(tiles, slots, n_genes, n_cells, out):
+def tiles_to_dense(tiles: _Bits, slots: _Ints, n_genes: int, n_cells: int, out: _Bits) -> None:
     """Write one column of chunks (cells ``0:n_cells`` of the band) into ``out`` (cells × genes), transposed.
 
     Absent tiles (``slots[t] < 0``) write zeros.

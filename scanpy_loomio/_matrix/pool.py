@@ -8,12 +8,16 @@ import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator
+    from concurrent.futures import Future
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 #: Uncompressed bytes of chunk tiles one worker task handles; bounds memory per task in flight.
 TASK_BYTES = 8 * 2**20
@@ -38,7 +42,7 @@ def resolve_threads(n_threads: int | None) -> int:
     return int(n_threads)
 
 
-def ordered_map(func: Callable, items: Iterable, n_threads: int) -> Iterator:
+def ordered_map(func: Callable[[_T], _R], items: Iterable[_T], n_threads: int) -> Iterator[_R]:
     """``map(func, items)`` on ``n_threads`` worker threads, yielding results in order.
 
     At most ``2 * n_threads`` items are in flight, which bounds the memory held by finished results.
@@ -48,7 +52,7 @@ def ordered_map(func: Callable, items: Iterable, n_threads: int) -> Iterator:
         return
     window = 2 * n_threads
     with ThreadPoolExecutor(n_threads, thread_name_prefix="loom-matrix") as pool:
-        pending: deque = deque()
+        pending: deque[Future[_R]] = deque()
         try:
             for item in items:
                 pending.append(pool.submit(func, item))
@@ -82,6 +86,16 @@ def gc_paused() -> Generator[None, None, None]:
             gc.enable()
 
 
+class ProgressBar(Protocol):
+    """What the chunk loops use of a progress bar (a tqdm bar, or :class:`NoProgress`)."""
+
+    def update(self, n: int = 1, /) -> object:
+        """Advance the bar by ``n``."""
+
+    def close(self) -> None:
+        """Remove the bar."""
+
+
 class NoProgress:
     def update(self, n: int = 1) -> None:
         pass
@@ -90,7 +104,7 @@ class NoProgress:
         pass
 
 
-def progress_bar(enabled: bool, total: int, description: str) -> object:
+def progress_bar(enabled: bool, total: int, description: str) -> ProgressBar:
     """A tqdm bar that appears only when the work lasts longer than a couple of seconds."""
     if not enabled:
         return NoProgress()

@@ -29,6 +29,7 @@ from scanpy_loomio._matrix.tiles import (
 
 if TYPE_CHECKING:
     import h5py
+    import numpy.typing as npt
 
 MatrixFormat = Literal["csr", "csc", "dense"]
 
@@ -104,14 +105,18 @@ def empty_like_read(dataset: h5py.Dataset, shape: tuple[int, int], *, format: Ma
     return cls(shape, dtype=sparse_dtype)
 
 
-def _empty_result(n_cells: int, n_genes: int, dtype: np.dtype, fmt: str) -> np.ndarray | sparse.spmatrix:
+def _empty_result(
+    n_cells: int, n_genes: int, dtype: np.dtype, fmt: str
+) -> npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix:
     if fmt == "dense":
         return np.zeros((n_cells, n_genes), dtype=native(dtype))
     cls = sparse.csr_matrix if fmt == "csr" else sparse.csc_matrix
     return cls((n_cells, n_genes), dtype=sparse_result_dtype(dtype))
 
 
-def read_simple(dataset: h5py.Dataset, *, format: MatrixFormat = "csr") -> np.ndarray | sparse.spmatrix:
+def read_simple(
+    dataset: h5py.Dataset, *, format: MatrixFormat = "csr"
+) -> npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix:
     """Read through h5py one band of cells at a time, converting with scipy (the reference path)."""
     n_genes, n_cells = dataset.shape
     dtype = dataset.dtype
@@ -137,7 +142,9 @@ def read_simple(dataset: h5py.Dataset, *, format: MatrixFormat = "csr") -> np.nd
     return result.tocsc() if format == "csc" else result
 
 
-def _read_banded(dataset: h5py.Dataset, *, format: MatrixFormat, progress: bool) -> np.ndarray | sparse.spmatrix:
+def _read_banded(
+    dataset: h5py.Dataset, *, format: MatrixFormat, progress: bool
+) -> npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix:
     """Read through h5py a band at a time (layouts and filters the fast path does not decode).
 
     HDF5 decodes; the kernels still turn each band straight into non-zeros, so memory stays bounded.

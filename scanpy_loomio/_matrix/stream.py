@@ -33,7 +33,7 @@ import numpy as np
 from scipy import sparse
 
 from scanpy_loomio._matrix.encode import BandResult, as_rows, encode_band
-from scanpy_loomio._matrix.writer import DEFAULT_CHUNKS, DEFAULT_COMPRESSION_LEVEL, write_matrix
+from scanpy_loomio._matrix.writer import DEFAULT_CHUNKS, DEFAULT_COMPRESSION_LEVEL, is_sparse, write_matrix
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -196,7 +196,7 @@ def _stack(parts: list[Any]) -> Any:
         return parts[0]
     if sparse.issparse(parts[0]):
         return sparse.vstack([sparse.csr_matrix(p) for p in parts], format="csr")
-    return np.concatenate([np.asarray(p.toarray() if sparse.issparse(p) else p) for p in parts], axis=0)
+    return np.concatenate([np.asarray(p.toarray() if is_sparse(p) else p) for p in parts], axis=0)
 
 
 class BandSource:

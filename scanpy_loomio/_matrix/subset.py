@@ -11,7 +11,7 @@ through h5py a band of cells at a time, only the bands that hold selected cells.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import sparse
@@ -33,6 +33,10 @@ from scanpy_loomio._matrix.tiles import (
 
 if TYPE_CHECKING:
     import h5py
+    import numpy.typing as npt
+
+    from scanpy_loomio._matrix.chunks import ChunkLayout
+    from scanpy_loomio._matrix.pool import ProgressBar
 
 
 def read_selection(
@@ -94,16 +98,19 @@ def read_selection(
     try:
         # with a file descriptor, the chunks' bytes are read without HDF5; otherwise HDF5 reads them
         with gc_paused(), nullcontext() if reader.source.fd is not None else lock:
-            result = reader.run(format, threads, bar)
+            result = reader.read(format, threads, bar)
     finally:
         bar.close()
         reader.source.close()
-    return result.tocsc() if format == "csc" else result
+    if format == "csc":
+        assert isinstance(result, sparse.csr_matrix)  # the reader assembles CSR, dense only for "dense"
+        return result.tocsc()
+    return result
 
 
 def _prepare(
     dataset: h5py.Dataset, rows: np.ndarray | None, cols: np.ndarray | None, format: str
-) -> _SelectionReader | np.ndarray | sparse.spmatrix:
+) -> _SelectionReader | npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix:
     """The reader of the selection's chunks, or the selection itself where the fast path does not apply."""
     if format not in ("csr", "csc", "dense"):
         msg = f"{dataset.file.filename}: {dataset.name}: got format={format!r}; pass 'csr', 'csc' or 'dense'"
@@ -126,22 +133,26 @@ def _prepare(
 class _SelectionReader(ChunkReader):
     """Decodes the chunks of a sub-grid layout and extracts the selected cells and genes, a chunk column at a time."""
 
-    def __init__(self, dataset: h5py.Dataset, layout: object, genes: np.ndarray | None, cells: np.ndarray) -> None:
+    def __init__(self, dataset: h5py.Dataset, layout: ChunkLayout, genes: np.ndarray | None, cells: np.ndarray) -> None:
         super().__init__(dataset, layout)
         self.source = RawChunkSource(dataset, layout)
         self.genes = genes
         self.cells = cells
         self.n_out_genes = self.n_genes if genes is None else genes.shape[0]
-        starts = layout.col_ids * self.tw
+        assert layout.col_ids is not None  # a selection's layout names its chunk columns
+        self.col_ids = layout.col_ids
+        starts = self.col_ids * self.tw
         # output cells of sub-grid column k: cells[self.bounds[k]:self.bounds[k + 1]]
         self.bounds = np.append(np.searchsorted(cells, starts), cells.shape[0])
         if genes is not None:
+            assert layout.row_ids is not None  # and its chunk rows when genes are selected
             grid_row = np.searchsorted(layout.row_ids, genes // self.th)
             self.gene_row, self.gene_offset = grid_row, genes % self.th
         index_dtype = np.dtype(np.int32 if self.n_out_genes <= INDEX32_MAX else np.int64)
         self.index_dtype = index_dtype
 
-    def run(self, fmt: str, n_threads: int, bar: object) -> np.ndarray | sparse.csr_matrix:
+    def read(self, fmt: str, n_threads: int, bar: ProgressBar) -> npt.NDArray[Any] | sparse.csr_matrix:
+        """The selection, cells × genes: dense (``fmt`` ``"dense"``) or CSR."""
         n_columns = self.layout.byte_offsets.shape[1]
         unit_bytes = max(1, self.layout.byte_offsets.shape[0]) * self.tile_bytes
         per_task = max(1, TASK_BYTES // unit_bytes)
@@ -162,7 +173,7 @@ class _SelectionReader(ChunkReader):
     def _local_cells(self, k: int) -> tuple[int, np.ndarray, int]:
         """First output position, positions within the chunk column, and width of sub-grid column ``k``."""
         first, last = int(self.bounds[k]), int(self.bounds[k + 1])
-        start = int(self.layout.col_ids[k]) * self.tw
+        start = int(self.col_ids[k]) * self.tw
         return first, self.cells[first:last] - start, min(self.tw, self.n_cells - start)
 
     def _gathered(self, tiles: np.ndarray, slots: np.ndarray, local: np.ndarray) -> np.ndarray:
@@ -227,7 +238,7 @@ def _rows_of(
 
 def _read_with_h5py(
     dataset: h5py.Dataset, genes: np.ndarray | None, cells: np.ndarray, fmt: str
-) -> np.ndarray | sparse.spmatrix:
+) -> npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix:
     """Read through h5py the bands of cells that hold the selection (layouts and dtypes the fast path skips)."""
     n_genes, n_cells = dataset.shape
     dtype = dataset.dtype

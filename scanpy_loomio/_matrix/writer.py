@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 from scipy import sparse
@@ -20,11 +20,55 @@ from scanpy_loomio._matrix.pool import gc_paused, ordered_map, progress_bar, res
 from scanpy_loomio._matrix.tiles import band_width, ceil_div, kernel_dtype_ok, load_kernels, native
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import TypeAlias
+
     import h5py
+    import numpy.typing as npt
+    from typing_extensions import TypeIs
+
+    #: The classes :func:`scipy.sparse.issparse` finds. scipy-stubs give none of their common bases all the attributes
+    #: the classes share.
+    SparseMatrix: TypeAlias = (
+        sparse.bsr_array | sparse.bsr_matrix | sparse.coo_array | sparse.coo_matrix | sparse.csc_array
+        | sparse.csc_matrix | sparse.csr_array | sparse.csr_matrix | sparse.dia_array | sparse.dia_matrix
+        | sparse.dok_array | sparse.dok_matrix | sparse.lil_array | sparse.lil_matrix
+    )  # fmt: skip
+    #: A sparse input as :func:`write_matrix` hands it on: CSR or CSC.
+    _Compressed: TypeAlias = sparse.csr_matrix | sparse.csc_matrix | sparse.csr_array | sparse.csc_array
+    #: The input as :func:`write_matrix` hands it on.
+    _Input: TypeAlias = npt.NDArray[Any] | _Compressed | "MatrixRows"
 
 #: loompy's own chunk shape and gzip level; files written with them are what every loom reader expects.
 DEFAULT_CHUNKS: tuple[int, int] = (64, 64)
 DEFAULT_COMPRESSION_LEVEL = 2
+
+
+class MatrixRows(Protocol):
+    """An array-like :func:`write_matrix` reads one band of rows (``matrix[lo:hi]``) at a time.
+
+    h5py and zarr datasets, dask arrays and band sources (:class:`~scanpy_loomio._matrix.stream.BandSource`) are.
+    """
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Cells × genes."""
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The values' dtype."""
+
+    def __getitem__(self, key: slice, /) -> Any:
+        """Rows (cells) ``key``, as a numpy array or a scipy.sparse matrix."""
+
+
+def is_sparse(value: object) -> TypeIs[SparseMatrix]:
+    """:func:`scipy.sparse.issparse`, telling the type checker which classes it finds.
+
+    scipy-stubs narrow ``issparse`` to an abstract base class that declares none of the attributes every sparse matrix
+    has (``format``, ``shape``, ``dtype``, ``tocsr``, ...).
+    """
+    return sparse.issparse(value)
 
 
 def _is_int(value: Any) -> bool:
@@ -53,7 +97,7 @@ def check_matrix_options(*, chunks: Any, compression_level: Any, where: str) -> 
 def write_matrix(
     group: h5py.Group,
     name: str,
-    matrix: np.ndarray | sparse.spmatrix | sparse.sparray | None,
+    matrix: npt.NDArray[Any] | SparseMatrix | MatrixRows | None,
     *,
     shape: tuple[int, int] | None = None,
     dtype: np.dtype | None = None,
@@ -106,7 +150,7 @@ def write_matrix(
     if matrix is not None:
         if isinstance(matrix, np.matrix):
             matrix = np.asarray(matrix)
-        elif sparse.issparse(matrix) and matrix.format not in ("csr", "csc"):
+        elif is_sparse(matrix) and matrix.format not in ("csr", "csc"):
             matrix = matrix.tocsr()
         shape = tuple(matrix.shape)
         dtype = matrix.dtype if dtype is None else dtype
@@ -122,7 +166,7 @@ def write_matrix(
     dtype = native(np.dtype(dtype))
     n_cells, n_genes = (int(s) for s in shape)
     non_empty = n_genes > 0 and n_cells > 0
-    storage: dict = {}
+    storage: dict[str, Any] = {}
     if n_genes > 0:
         # Growable along cells, as loompy makes them, so loompy's add_columns works on our files.
         chunk_cols = min(int(chunks[1]), n_cells) if n_cells > 0 else int(chunks[1])
@@ -135,17 +179,18 @@ def write_matrix(
     dset = group.create_dataset(name, shape=(n_genes, n_cells), dtype=dtype, fillvalue=0, **storage)
     if matrix is None or not non_empty:
         return dset
+    rows = cast("_Input", matrix)  # sparse input is CSR or CSC by now
     if kernel_dtype_ok(dtype):
-        _ChunkWriter(dset, matrix, int(compression_level)).run(threads, progress=progress)
+        _ChunkWriter(dset, rows, int(compression_level)).run(threads, progress=progress)
     else:
-        _write_simple(dset, matrix)
+        _write_simple(dset, rows)
     return dset
 
 
 class _ChunkWriter:
     """Builds, deflates and stores the chunks of one dataset, a band of chunks per worker task."""
 
-    def __init__(self, dset: h5py.Dataset, matrix: object, level: int) -> None:
+    def __init__(self, dset: h5py.Dataset, matrix: _Input, level: int) -> None:
         self.dset = dset
         self.n_genes, self.n_cells = dset.shape
         self.chunk_rows, self.chunk_cols = dset.chunks
@@ -155,7 +200,7 @@ class _ChunkWriter:
         self.unsigned = np.dtype(f"u{self.dtype.itemsize}")
         self.compress = compressor(level)
         self.matrix = matrix
-        if sparse.issparse(matrix):
+        if is_sparse(matrix):
             self.kind = "sparse"
             # CSC input (cells × genes) is CSR of the loom orientation: band over genes.
             self.by_cells = matrix.format == "csr"
@@ -181,7 +226,7 @@ class _ChunkWriter:
         bar = progress_bar(progress, n_units * self.unit_tiles, f"writing {self.dset.name}")
         try:
             with gc_paused():
-                work = self._with_bands(tasks) if self.kind == "other" else tasks
+                work: Iterable[_Task] = self._with_bands(tasks) if self.kind == "other" else tasks
                 for (start, stop), chunks in zip(tasks, ordered_map(self._task, work, n_threads), strict=True):
                     for offset, payload in chunks:
                         write_chunk(offset, payload)
@@ -207,7 +252,7 @@ class _ChunkWriter:
             for u in range(start, stop, self.units_per_task)
         ]
 
-    def _with_bands(self, tasks: list[tuple[int, int]]) -> Iterator[tuple[int, int, Any]]:
+    def _with_bands(self, tasks: list[tuple[int, int]]) -> Iterator[tuple[int, int, _Band]]:
         """Tasks with their input rows, read in the calling thread.
 
         Array-likes backed by HDF5 (h5py datasets, other loom files) must not be read from worker threads while
@@ -219,7 +264,7 @@ class _ChunkWriter:
             copied = raw_chunks(lo, hi, self.dset) if raw_chunks is not None else None
             yield start, stop, _RawChunks(copied) if copied is not None else self._band(lo, hi)
 
-    def _task(self, units: tuple[int, ...]) -> list[tuple[tuple[int, int], bytes]]:
+    def _task(self, units: _Task) -> list[tuple[tuple[int, int], bytes]]:
         """Build the tiles of chunk columns (or rows) ``units`` and return the deflated non-empty chunks.
 
         ``units`` is ``(start, stop)``, or ``(start, stop, band)`` with the input rows already read.
@@ -292,7 +337,7 @@ class _ChunkWriter:
         th, tw = self.chunk_rows, self.chunk_cols
         return [(((row0 + bi) * th, (col0 + bj) * tw), compress(tiles[bi, bj])) for bi, bj in order.tolist()]
 
-    def _band(self, lo: int, hi: int) -> tuple | np.ndarray:
+    def _band(self, lo: int, hi: int) -> _SparseBand | npt.NDArray[Any]:
         """The input rows (cells ``lo:hi``) or columns (genes ``lo:hi``) as kernel-ready arrays.
 
         Sparse bands come back as ``(indptr, indices, data)`` (tagged by a tuple subclass); dense bands as a
@@ -301,24 +346,27 @@ class _ChunkWriter:
         matrix = self.matrix
         if self.kind == "other":
             block = matrix[lo:hi]
-            if sparse.issparse(block):
+            if is_sparse(block):
                 block = sparse.csr_matrix(block)
                 block.sum_duplicates()
                 return self._sparse_arrays(block.indptr, block.indices, block.data)
             return self._dense_view(np.asarray(block))
         if self.kind == "dense":
+            assert isinstance(matrix, np.ndarray)  # what kind "dense" means
             block = matrix[lo:hi] if self.by_cells else matrix[:, lo:hi].T
             return self._dense_view(block)
-        indptr = matrix.indptr[lo : hi + 1]
+        compressed = cast("_Compressed", matrix)  # kind "sparse": write_matrix made it CSR or CSC
+        indptr = compressed.indptr[lo : hi + 1]
         first, last = int(indptr[0]), int(indptr[-1])
-        return self._sparse_arrays(indptr, matrix.indices[first:last], matrix.data[first:last])
+        return self._sparse_arrays(indptr, compressed.indices[first:last], compressed.data[first:last])
 
-    def _canonical_block(self, lo: int, hi: int) -> sparse.spmatrix:
+    def _canonical_block(self, lo: int, hi: int) -> sparse.csr_matrix | sparse.csc_matrix:
         """Rows (cells) or columns (genes) ``lo:hi`` of the input, sorted and with duplicates summed."""
+        block: sparse.csr_matrix | sparse.csc_matrix
         if self.by_cells:
             block = sparse.csr_matrix(self.matrix[lo:hi], copy=True)
-        else:
-            block = sparse.csc_matrix(self.matrix[:, lo:hi], copy=True)
+        else:  # bands of genes: a CSC input (dense bands are never sorted)
+            block = sparse.csc_matrix(cast("_Compressed", self.matrix)[:, lo:hi], copy=True)
         block.sum_duplicates()
         return block
 
@@ -347,16 +395,23 @@ class _SparseBand(tuple):
     __slots__ = ()
 
 
-def _write_simple(dset: h5py.Dataset, matrix: object) -> None:
+if TYPE_CHECKING:
+    #: The input rows of one task: its chunks copied as stored, or the rows as kernel-ready arrays.
+    _Band: TypeAlias = _RawChunks | _SparseBand | npt.NDArray[Any]
+    #: Chunk columns (rows) ``start:stop`` of one task, with its input rows when they were read ahead.
+    _Task: TypeAlias = tuple[int, int] | tuple[int, int, _Band]
+
+
+def _write_simple(dset: h5py.Dataset, matrix: _Input) -> None:
     """Write through h5py one band of cells at a time (for dtypes the kernels do not handle)."""
     n_genes, n_cells = dset.shape
-    if sparse.issparse(matrix) and matrix.format != "csr":
+    if is_sparse(matrix) and matrix.format != "csr":
         matrix = sparse.csr_matrix(matrix)
     band = band_width(n_genes, dset.dtype.itemsize, dset.chunks[1] if dset.chunks else 64)
     for start in range(0, n_cells, band):
         stop = min(n_cells, start + band)
         block = matrix[start:stop]
-        if sparse.issparse(block):
+        if is_sparse(block):
             if block.nnz == 0:
                 continue  # unwritten chunks read back as the fill value, 0
             block = block.toarray()
