@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from scanpy_loomio._matrix.chunk_index import selection_layout
 from scanpy_loomio._matrix.chunk_reader import ChunkReader
-from scanpy_loomio._matrix.chunks import ChunkLayout, RawChunkSource
+from scanpy_loomio._matrix.chunks import RawChunkSource
 from scanpy_loomio._matrix.pool import ordered_map, resolve_threads
 from scanpy_loomio._matrix.tiles import ceil_div, kernel_dtype_ok, load_kernels, native
 
@@ -42,7 +43,7 @@ class CellBands:
         dtype = dataset.dtype
         layout = None
         if kernel_dtype_ok(dtype) and dtype.kind != "b" and self.n_genes > 0 and self.n_cells > 0:
-            layout = ChunkLayout.inspect(dataset)
+            layout = selection_layout(dataset, None, None)
         self.reader: ChunkReader | None = None
         if layout is not None:
             self.reader = ChunkReader(dataset, layout)

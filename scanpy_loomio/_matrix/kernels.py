@@ -331,6 +331,27 @@ def inflate_chunks(
 
 
 @numba.njit(nogil=True, cache=True)
+def write_chunks(
+    write_chunk: Callable[..., int],
+    dataset_id: int,
+    packed: npt.NDArray[np.uint8],
+    starts: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+    offsets: npt.NDArray[np.uint64],
+) -> int:
+    """Store chunk ``k`` (``packed[starts[k]:starts[k] + lengths[k]]``) at element ``offsets[k]`` of a dataset.
+
+    ``write_chunk`` is HDF5's ``H5Dwrite_chunk`` (a ctypes function), ``dataset_id`` the dataset's HDF5 identifier.
+    Returns the index of the first chunk HDF5 refused, or -1 when all are stored.
+    """
+    for k in range(starts.shape[0]):
+        status = write_chunk(dataset_id, 0, 0, offsets[k].ctypes.data, lengths[k], packed[starts[k] :].ctypes.data)
+        if status < 0:
+            return k
+    return -1
+
+
+@numba.njit(nogil=True, cache=True)
 def tiles_to_dense(tiles: _Bits, slots: _Ints, n_genes: int, n_cells: int, out: _Bits) -> None:
     """Write one column of chunks (cells ``0:n_cells`` of the band) into ``out`` (cells × genes), transposed.
 

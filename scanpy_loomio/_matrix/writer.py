@@ -16,6 +16,7 @@ from scipy import sparse
 
 from scanpy_loomio._matrix import pool  # pool.TASK_BYTES is read at run time (tests shrink it)
 from scanpy_loomio._matrix.deflate import compressor
+from scanpy_loomio._matrix.placement import ChunkBatch, ChunkPlacer
 from scanpy_loomio._matrix.pool import gc_paused, ordered_map, progress_bar, resolve_threads
 from scanpy_loomio._matrix.tiles import band_width, ceil_div, kernel_dtype_ok, load_kernels, native
 
@@ -222,14 +223,13 @@ class _ChunkWriter:
     def run(self, n_threads: int, *, progress: bool) -> None:
         n_units = self.col_blocks if self.by_cells else self.row_blocks
         tasks = self._tasks(n_units)
-        write_chunk = self.dset.id.write_direct_chunk
+        placer = ChunkPlacer(self.dset)
         bar = progress_bar(progress, n_units * self.unit_tiles, f"writing {self.dset.name}")
         try:
             with gc_paused():
                 work: Iterable[_Task] = self._with_bands(tasks) if self.kind == "other" else tasks
-                for (start, stop), chunks in zip(tasks, ordered_map(self._task, work, n_threads), strict=True):
-                    for offset, payload in chunks:
-                        write_chunk(offset, payload)
+                for (start, stop), batch in zip(tasks, ordered_map(self._task, work, n_threads), strict=True):
+                    placer.place(batch)
                     bar.update((stop - start) * self.unit_tiles)
         finally:
             bar.close()
@@ -264,7 +264,7 @@ class _ChunkWriter:
             copied = raw_chunks(lo, hi, self.dset) if raw_chunks is not None else None
             yield start, stop, _RawChunks(copied) if copied is not None else self._band(lo, hi)
 
-    def _task(self, units: _Task) -> list[tuple[tuple[int, int], bytes]]:
+    def _task(self, units: _Task) -> ChunkBatch:
         """Build the tiles of chunk columns (or rows) ``units`` and return the deflated non-empty chunks.
 
         ``units`` is ``(start, stop)``, or ``(start, stop, band)`` with the input rows already read.
@@ -281,7 +281,7 @@ class _ChunkWriter:
         filled = np.zeros(grid, dtype=np.bool_)
         band = units[2] if len(units) > 2 else self._band(lo, hi)
         if isinstance(band, _RawChunks):
-            return list(band)
+            return ChunkBatch.from_payloads([offset for offset, _ in band], [payload for _, payload in band])
         if not isinstance(band, _SparseBand):
             tiles = np.zeros(shape, dtype=self.unsigned)
             kernels.dense_to_tiles(band, self.by_cells, tiles, filled)
@@ -326,16 +326,20 @@ class _ChunkWriter:
             buffer = self._local.tiles = np.zeros(size, dtype=self.unsigned)
         return buffer[:size].reshape(shape)
 
-    def _deflate(self, tiles: np.ndarray, filled: np.ndarray, start: int) -> list[tuple[tuple[int, int], bytes]]:
+    def _deflate(self, tiles: np.ndarray, filled: np.ndarray, start: int) -> ChunkBatch:
         """Deflate the filled tiles of one task, in file order, with their chunk offsets."""
         row0 = 0 if self.by_cells else start
         col0 = start if self.by_cells else 0
         # Column-major within a band of cells, row-major within a band of genes: the file order follows the
         # bands, so a reader going band by band reads the file front to back.
         order = np.argwhere(filled.T)[:, ::-1] if self.by_cells else np.argwhere(filled)
-        compress = self.compress
         th, tw = self.chunk_rows, self.chunk_cols
-        return [(((row0 + bi) * th, (col0 + bj) * tw), compress(tiles[bi, bj])) for bi, bj in order.tolist()]
+        tile_bytes = th * tw * self.unsigned.itemsize
+        # tiles are C-contiguous (grid rows, grid columns, th, tw): slices of one byte view, no array per tile
+        view = memoryview(tiles.reshape(-1).view(np.uint8))
+        starts = ((order[:, 0] * filled.shape[1] + order[:, 1]) * tile_bytes).tolist()
+        payloads = list(map(self.compress, [view[s : s + tile_bytes] for s in starts]))
+        return ChunkBatch.from_payloads(order * (th, tw) + (row0 * th, col0 * tw), payloads)
 
     def _band(self, lo: int, hi: int) -> _SparseBand | npt.NDArray[Any]:
         """The input rows (cells ``lo:hi``) or columns (genes ``lo:hi``) as kernel-ready arrays.

@@ -1,0 +1,163 @@
+"""Placing finished compressed chunks in the file, without holding the GIL while HDF5 stores them.
+
+h5py's ``write_direct_chunk`` holds the GIL for the whole HDF5 call, so the threads building and deflating the next
+chunks wait while one thread stores. Here a task's chunks are stored in one call of a compiled loop that calls
+``H5Dwrite_chunk`` of the HDF5 library h5py itself loaded and releases the GIL meanwhile. h5py's own lock is held
+during that loop: HDF5 is not thread-safe, and h5py calls from other threads wait for it as they wait for each other.
+The first chunk a placer stores is read back through h5py; where anything does not check out (no loaded HDF5 found,
+another version than h5py's, a read-back that differs), chunks are stored through h5py as before.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import h5py
+import numpy as np
+
+from scanpy_loomio._matrix.tiles import load_kernels
+
+try:
+    from h5py._objects import phil as _h5py_lock  # not public: the lock h5py holds around each HDF5 call
+except ImportError:
+    _h5py_lock = None
+
+_LIBRARY_NAME = re.compile(r"libhdf5(-[0-9a-f]+)?\.(so|dylib)")
+
+
+@dataclass(frozen=True)
+class ChunkBatch:
+    """Compressed chunks in the order they are stored.
+
+    Chunk ``k`` starts at element ``offsets[k]`` (genes, cells) of the dataset and is stored as
+    ``packed[starts[k]:starts[k] + lengths[k]]``.
+
+    Examples
+    --------
+    >>> batch = ChunkBatch.from_payloads([(0, 0), (0, 64)], [b"ab", b"cde"])
+    >>> len(batch), [(offset, bytes(payload)) for offset, payload in batch.items()]
+    (2, [((0, 0), b'ab'), ((0, 64), b'cde')])
+    """
+
+    offsets: np.ndarray
+    packed: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+
+    @classmethod
+    def from_payloads(cls, offsets: Sequence[tuple[int, int]] | np.ndarray, payloads: Sequence[bytes]) -> ChunkBatch:
+        lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
+        starts = np.zeros_like(lengths)
+        np.cumsum(lengths[:-1], out=starts[1:])
+        packed = np.frombuffer(b"".join(payloads), dtype=np.uint8)
+        return cls(np.ascontiguousarray(np.reshape(offsets, (-1, 2)), dtype=np.uint64), packed, starts, lengths)
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def items(self) -> Iterator[tuple[tuple[int, int], memoryview]]:
+        """``(offset, payload)`` of each chunk."""
+        view = memoryview(self.packed)
+        rows = zip(self.offsets.tolist(), self.starts.tolist(), self.lengths.tolist(), strict=True)
+        for (row, col), start, length in rows:
+            yield (row, col), view[start : start + length]
+
+
+@dataclass(frozen=True)
+class _DirectWrite:
+    write_chunk: Any  # H5Dwrite_chunk of the HDF5 library h5py loaded, as a ctypes function
+    lock: Any  # h5py's lock around every HDF5 call
+
+
+@cache
+def _direct_write() -> _DirectWrite | None:
+    """``H5Dwrite_chunk`` and h5py's lock, when both can be found and checked; ``None`` otherwise.
+
+    ``SCANPY_LOOMIO_DIRECT_WRITE=0`` in the environment stores every chunk through h5py.
+    """
+    if os.environ.get("SCANPY_LOOMIO_DIRECT_WRITE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    if _h5py_lock is None:
+        return None
+    path = _loaded_hdf5()
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(path)
+        version = [ctypes.c_uint() for _ in range(3)]
+        if lib.H5get_libversion(*(ctypes.byref(v) for v in version)) < 0:
+            return None
+        if tuple(v.value for v in version) != tuple(h5py.version.hdf5_version_tuple[:3]):
+            return None
+        write_chunk = lib.H5Dwrite_chunk
+    except (OSError, AttributeError):
+        return None
+    # herr_t H5Dwrite_chunk(hid_t dset, hid_t dxpl, uint32_t filters, const hsize_t *offset, size_t size, const void *buf)
+    write_chunk.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_uint32]
+    write_chunk.argtypes += [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    write_chunk.restype = ctypes.c_int
+    return _DirectWrite(write_chunk, _h5py_lock)
+
+
+def _loaded_hdf5() -> str | None:
+    """Path of the one HDF5 library mapped into this process (h5py's), from ``/proc/self/maps``; else ``None``."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            paths = {line.split(maxsplit=5)[-1].strip() for line in maps if "libhdf5" in line}
+    except OSError:
+        return None
+    found = {path for path in paths if path.startswith("/") and _LIBRARY_NAME.fullmatch(_library_stem(path))}
+    return found.pop() if len(found) == 1 else None
+
+
+def _library_stem(path: str) -> str:
+    """``libhdf5-8c29085d.so`` of ``/…/libhdf5-8c29085d.so.310.5.1`` (versions after the suffix dropped)."""
+    name = os.path.basename(path)
+    for suffix in (".so", ".dylib"):
+        if suffix in name:
+            return name[: name.index(suffix) + len(suffix)]
+    return name
+
+
+class ChunkPlacer:
+    """Stores the compressed chunks of one dataset, batch by batch, in the order they are given."""
+
+    def __init__(self, dataset: h5py.Dataset) -> None:
+        self.dataset = dataset
+        self.direct = _direct_write()
+        self.checked = False
+
+    def place(self, batch: ChunkBatch) -> None:
+        if len(batch) == 0:
+            return
+        if self.direct is None:
+            self._through_h5py(batch)
+            return
+        with self.direct.lock:
+            failed = load_kernels().write_chunks(
+                self.direct.write_chunk, self.dataset.id.id, batch.packed, batch.starts, batch.lengths, batch.offsets
+            )
+        if failed >= 0:  # HDF5 said no: store the rest through h5py, which raises HDF5's error
+            self._through_h5py(batch, first=failed)
+            return
+        if not self.checked:
+            self.checked = True
+            offset, payload = next(batch.items())
+            if self.dataset.id.read_direct_chunk(offset)[1] != payload:
+                self.direct = None  # not the library h5py uses after all: store again the h5py way
+                self._through_h5py(batch)
+
+    def _through_h5py(self, batch: ChunkBatch, first: int = 0) -> None:
+        write_chunk = self.dataset.id.write_direct_chunk
+        for k, (offset, payload) in enumerate(batch.items()):
+            if k >= first:
+                write_chunk(offset, payload)
+
+
+__all__ = ["ChunkBatch", "ChunkPlacer"]
