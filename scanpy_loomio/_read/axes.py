@@ -146,7 +146,7 @@ class AxesReader(GraphsReader):
         for key in more_multi:
             if isinstance(multi[key], pd.DataFrame):
                 multi[key].index = frame.index.copy()  # rows of a record attribute are this axis's entries
-        pairwise = self.read_graphs(axis, n, record)
+        pairwise = {} if self.graphs_later else self.read_graphs(axis, n, record)
         return frame, multi, pairwise
 
     def _make_unique(self, axis: str, frame: pd.DataFrame, index_attr: str, group_path: str) -> pd.DataFrame:

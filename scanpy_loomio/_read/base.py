@@ -56,6 +56,8 @@ class ReaderBase:
         self.foreign_uns: dict[str, Any] = {}
         self.index_attrs: dict[str, str | None] = {}
         """The attribute each axis's names were read from (``None``: a range index), once the axis is read."""
+        self.graphs_later = False
+        """Leave ``obsp``/``varp`` out of the axes read (a subset read reads them once it knows the selection)."""
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def error(self, where: str, found: str, expected: str, fix: str = "") -> LoomFormatError:

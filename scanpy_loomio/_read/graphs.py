@@ -22,7 +22,13 @@ from scanpy_loomio._spec.facts import AXES
 class GraphsReader(ReaderBase):
     """Reads the edge lists of ``/col_graphs``, ``/row_graphs`` and other tools' ``*_edges`` groups."""
 
-    def read_graphs(self, axis: Literal["obs", "var"], n: int, record: AxisRecord | None) -> dict[str, Any]:
+    def read_graphs(
+        self, axis: Literal["obs", "var"], n: int, record: AxisRecord | None, *, keep: np.ndarray | None = None
+    ) -> dict[str, Any]:
+        """The graphs of one axis by key; ``keep`` (a mask of the ``n`` vertices): only edges between those.
+
+        With ``keep``, a graph is still ``n × n``; it holds what subsetting the whole graph to ``keep`` keeps.
+        """
         loom = AXES[axis]
         out: dict[str, Any] = {}
         recorded = {graph: key for key, graph in record.graphs.items() if graph} if record else {}
@@ -35,7 +41,7 @@ class GraphsReader(ReaderBase):
                     continue
                 key = recorded.get(name, name) if group_name.endswith("graphs") else name
                 with hdf5_object(g):
-                    out[key] = self._read_graph(f"/{group_name}/{name}", g, n)
+                    out[key] = self._read_graph(f"/{group_name}/{name}", g, n, keep)
         if record:
             for key, graph in record.graphs.items():
                 if not graph:
@@ -46,7 +52,7 @@ class GraphsReader(ReaderBase):
             out = {k: out[k] for k in order if k in out} | {k: v for k, v in out.items() if k not in order}
         return out
 
-    def _read_graph(self, where: str, g: h5py.Group, n: int) -> Any:
+    def _read_graph(self, where: str, g: h5py.Group, n: int, keep: np.ndarray | None = None) -> Any:
         missing = [x for x in "abw" if x not in g]
         if missing:
             raise self.error(where, f"no {', '.join(missing)}", "datasets a, b and w (an edge list)")
@@ -67,6 +73,9 @@ class GraphsReader(ReaderBase):
         )
         if codec is None and w.dtype.kind not in "f":
             w = w.astype(np.float32)
+        if keep is not None:  # checked whole above, as a whole read checks it
+            between = keep[a] & keep[b]
+            a, b, w = a[between], b[between], w[between]
         return build_matrix(a, b, w, n, codec.matrix if codec else None)
 
     def _graph_index(self, where: str, values: np.ndarray, name: str, n: int, base: int) -> np.ndarray:

@@ -113,8 +113,16 @@ def read_subset(reader: LoomReader, obs: Any, var: Any) -> AnnData:
     """``read_loom_full(...)[obs, var]`` as an actual AnnData, reading only the chunks that hold the selection."""
     matrices = reader.options.matrices
     reader.options = replace(reader.options, matrices=False)
-    shell = reader.read()  # names, annotations, embeddings, graphs, uns and raw: small, read whole
+    reader.graphs_later = True
+    shell = reader.read()  # names, annotations, embeddings, uns and raw: small, read whole
     cells, genes = resolve_selection(shell, obs, var)  # anndata's own index resolution
+    # graphs only between the selected vertices: the whole n × n matrices are what a subset read must not build
+    for axis, positions, pairwise in (("obs", cells, shell.obsp), ("var", genes, shell.varp)):
+        keep = np.zeros(shell.n_obs if axis == "obs" else shell.n_vars, dtype=bool)
+        keep[positions] = True
+        record = getattr(reader.metadata, axis) if reader.metadata else None
+        for key, graph in reader.read_graphs(axis, keep.shape[0], record, keep=keep).items():
+            pairwise[key] = graph
     with quiet_anndata():
         result = shell[_full(obs), _full(var)].copy()  # anndata's subsetting: obsp/varp, raw along obs, uns as is
     if not matrices:
