@@ -20,7 +20,7 @@ from scipy import sparse as sp
 from scanpy_loomio import _matrix
 from scanpy_loomio._compat import quiet_anndata
 from scanpy_loomio._matrix.subset import read_selection
-from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, layer_tag
+from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixFormat, MatrixTag, layer_tag
 
 if TYPE_CHECKING:
     import h5py
@@ -59,7 +59,8 @@ def read_stored_matrix(
         with lock:
             value = _matrix.empty_like_read(dset, template, format=fmt)
     elif transposed:  # stored cells × genes: read it as the other orientation, then turn it
-        other = {"csr": "csc", "csc": "csr"}.get(fmt, fmt)
+        flipped: dict[MatrixFormat, MatrixFormat] = {"csr": "csc", "csc": "csr"}
+        other = flipped.get(fmt, fmt)
         value = _read(dset, other, cells, genes, n_threads, progress, lock).T
         value = np.ascontiguousarray(value) if fmt == "dense" else value
     else:
@@ -74,7 +75,7 @@ def read_stored_matrix(
 
 def _read(
     dset: h5py.Dataset,
-    fmt: str,
+    fmt: MatrixFormat,
     rows: np.ndarray | None,
     cols: np.ndarray | None,
     n_threads: int | None,
