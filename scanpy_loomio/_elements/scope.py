@@ -117,8 +117,9 @@ def _cluster_ids(name: str, categories: list[str], meta: Mapping[str, Any] | Non
         if not (isinstance(entry, dict) and entry.get("name") == name):
             continue
         by_label = {str(c.get("description")): c.get("id") for c in entry.get("clusters", []) if isinstance(c, dict)}
-        if set(by_label) >= set(categories) and all(isinstance(by_label[c], int) for c in categories):
-            return entry.get("id"), [by_label[c] for c in categories]
+        ids = [i for i in (by_label.get(c) for c in categories) if isinstance(i, int)]
+        if len(ids) == len(categories):  # every category has an integer id
+            return entry.get("id"), ids
     return None, list(range(len(categories)))
 
 
@@ -157,7 +158,9 @@ def plan_scope_layout(
         cid = wanted if isinstance(wanted, int) and str(wanted) not in codes_by_id else len(clusterings)
         while str(cid) in codes_by_id:
             cid += 1
-        positions = np.asarray(pd.Index(categories).get_indexer(np.asarray(enc.values, dtype=object)), dtype=np.int64)
+        # pandas-stubs wants an Index as target; pandas takes any array-like (and makes it an Index)
+        values = np.asarray(enc.values, dtype=object)
+        positions = np.asarray(pd.Index(categories).get_indexer(values), dtype=np.int64)  # type: ignore[arg-type]
         if "mask" in enc.aux:
             positions[np.asarray(enc.aux["mask"], dtype=bool)] = -1
         lookup = np.asarray(ids + [-1], dtype=np.int64)

@@ -84,6 +84,7 @@ def write_stored(
     ``write`` writes a real attribute dataset (chunks, compression) into a group. Booleans are stored as
     ``bool_dtype`` (the convention's; ``uint8`` would be R's ``raw`` in LoomExperiment).
     """
+    assert plan.store is not None  # only plans given a store by plan_stores are written here
     columns = attribute_values(plan)
     values = np.column_stack([v for _, v in columns])
     if plan.dtype == "bool":

@@ -154,7 +154,9 @@ def _descriptor_problem(values: np.ndarray, base_size: int, file_size: int) -> s
     return f"value {i} of a block claiming {int(nbytes[i]):,} bytes at byte {int(values['address'][i]):,}"
 
 
-def _descriptor_blocks(handle: Any, dset: h5py.Dataset, base: int, file_size: int, itemsize: int) -> list[bytes]:
+def _descriptor_blocks(
+    handle: Any, dset: h5py.Dataset, base: int, file_size: int, itemsize: int
+) -> list[bytes | memoryview]:
     """The stored descriptors (length, address, index) of a variable-length dataset, block by block, as bytes.
 
     Contiguous data is read at its address (relative to the superblock at ``base``); chunks are decoded with the
@@ -162,7 +164,7 @@ def _descriptor_blocks(handle: Any, dset: h5py.Dataset, base: int, file_size: in
     """
     dcpl = dset.id.get_create_plist()
     layout = dcpl.get_layout()
-    blocks: list[bytes] = []
+    blocks: list[bytes | memoryview] = []
     if layout == h5py.h5d.CONTIGUOUS:
         offset = dset.id.get_offset()
         if offset is not None:

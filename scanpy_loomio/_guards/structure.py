@@ -181,7 +181,7 @@ def check_structure(file: h5py.File, path: Path, *, allow_external: bool = False
     # depth-first with an explicit stack (hostile files can nest deeper than Python's recursion limit);
     # `ancestors` holds the groups on the current path, to find cycles
     ancestors: dict[int, str] = {}
-    stack: list[tuple[str, h5py.Group | None, int]] = [("enter", file, 0)]
+    stack: list[tuple[str, h5py.Group, int]] = [("enter", file, 0)]
     while stack:
         action, group, depth = stack.pop()
         if action == "leave":

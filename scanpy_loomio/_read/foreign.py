@@ -155,16 +155,16 @@ def _embedding_key(name: str, axis: Axis) -> str:
 
 
 def _record_fields_numeric(dtype: np.dtype) -> bool:
-    return all(dtype[f].kind in "iuf" for f in dtype.names)
+    return all(dtype[f].kind in "iuf" for f in dtype.names or ())
 
 
 def _record_to_array(record: np.ndarray) -> np.ndarray:
-    return np.column_stack([np.asarray(record[f], dtype=np.float64) for f in record.dtype.names])
+    return np.column_stack([np.asarray(record[f], dtype=np.float64) for f in record.dtype.names or ()])
 
 
 def _record_to_frame(record: np.ndarray, where: str) -> pd.DataFrame:
     return pd.DataFrame(
-        {f: plain_values(np.asarray(record[f]), where=f"{where} field {f}") for f in record.dtype.names}
+        {f: plain_values(np.asarray(record[f]), where=f"{where} field {f}") for f in record.dtype.names or ()}
     )
 
 
@@ -300,14 +300,20 @@ class ForeignAxis:
                 for name, column in columns.items():
                     self._put(self.columns, name, column, f"{c.clusterings_attr}_{name}")
                 first = np.asarray(record[record.dtype.names[0]]) if record.dtype.names else None
-                ids = top.get(c.cluster_id_attr) if c.cluster_id_attr else None
-                if ids is not None and first is not None and ids.size == first.size:
-                    if np.array_equal(np.asarray(read_values(ids)).ravel(), first):
-                        del top[c.cluster_id_attr]
-        default = top.get(c.default_embedding_attr) if c.default_embedding_attr else None
-        pair = [top.get(name) for name in c.embedding_pair_attrs]
-        if default is not None and pair and all(p is not None for p in pair) and "-1" in (pair[0].dtype.names or ()):
-            emb = read_values(default)
+                if c.cluster_id_attr and first is not None:
+                    ids = top.get(c.cluster_id_attr)
+                    if ids is not None and ids.size == first.size:
+                        if np.array_equal(np.asarray(read_values(ids)).ravel(), first):
+                            del top[c.cluster_id_attr]
+        pair = [top[name] for name in c.embedding_pair_attrs if name in top]
+        if (
+            c.default_embedding_attr
+            and c.default_embedding_attr in top
+            and pair
+            and len(pair) == len(c.embedding_pair_attrs)
+            and "-1" in (pair[0].dtype.names or ())
+        ):
+            emb = read_values(top[c.default_embedding_attr])
             if emb.dtype.names and len(emb.dtype.names) == 2:
                 xs, ys = (np.asarray(emb[f]) for f in emb.dtype.names)
                 if np.array_equal(xs, pair[0]["-1"]) and np.array_equal(ys, pair[1]["-1"]):
@@ -341,8 +347,8 @@ class ForeignAxis:
         group, _, name = path.partition("/")
         value = plain_values(dset[()], where=f"{self.where}/{path}")
         if value.dtype.names:
-            value = _record_to_frame(value, f"{self.where}/{path}")
-            self._put(self.multi, f"{group}_{name}", value, f"{group}_{name}")
+            frame = _record_to_frame(value, f"{self.where}/{path}")
+            self._put(self.multi, f"{group}_{name}", frame, f"{group}_{name}")
             return
         rule = _nested_rule(group, self.convention)
         if rule == "obsm":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ from scipy import sparse as sp
 from scanpy_loomio import _matrix
 from scanpy_loomio._compat import quiet_anndata
 from scanpy_loomio._matrix.subset import read_selection
-from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, layer_tag
+from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixFormat, MatrixTag, layer_tag
 
 if TYPE_CHECKING:
     import h5py
@@ -59,7 +59,8 @@ def read_stored_matrix(
         with lock:
             value = _matrix.empty_like_read(dset, template, format=fmt)
     elif transposed:  # stored cells × genes: read it as the other orientation, then turn it
-        other = {"csr": "csc", "csc": "csr"}.get(fmt, fmt)
+        flipped: dict[MatrixFormat, MatrixFormat] = {"csr": "csc", "csc": "csr"}
+        other = flipped.get(fmt, fmt)
         value = _read(dset, other, cells, genes, n_threads, progress, lock).T
         value = np.ascontiguousarray(value) if fmt == "dense" else value
     else:
@@ -74,7 +75,7 @@ def read_stored_matrix(
 
 def _read(
     dset: h5py.Dataset,
-    fmt: str,
+    fmt: MatrixFormat,
     rows: np.ndarray | None,
     cols: np.ndarray | None,
     n_threads: int | None,
@@ -117,7 +118,11 @@ def read_subset(reader: LoomReader, obs: Any, var: Any) -> AnnData:
     shell = reader.read()  # names, annotations, embeddings, uns and raw: small, read whole
     cells, genes = resolve_selection(shell, obs, var)  # anndata's own index resolution
     # graphs only between the selected vertices: the whole n × n matrices are what a subset read must not build
-    for axis, positions, pairwise in (("obs", cells, shell.obsp), ("var", genes, shell.varp)):
+    selected: tuple[tuple[Literal["obs", "var"], np.ndarray, Any], ...] = (
+        ("obs", cells, shell.obsp),
+        ("var", genes, shell.varp),
+    )
+    for axis, positions, pairwise in selected:
         keep = np.zeros(shell.n_obs if axis == "obs" else shell.n_vars, dtype=bool)
         keep[positions] = True
         record = getattr(reader.metadata, axis) if reader.metadata else None

@@ -25,11 +25,12 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anndata
 import h5py
 import numpy as np
+import numpy.typing as npt
 from anndata.experimental import read_dispatched
 from anndata.io import sparse_dataset, write_elem
 from scipy import sparse
@@ -109,11 +110,7 @@ def convert_file(
     'eye-again.zarr'
     """
     source, target = Path(source), Path(target)
-    kinds = (file_kind(source), file_kind(target))
-    for path, kind in zip((source, target), kinds, strict=True):
-        if kind is None:
-            msg = f"{path}: cannot tell the format from the suffix {path.suffix!r}; expected .loom, .h5ad or .zarr"
-            raise ValueError(msg)
+    kinds = (_known_kind(source), _known_kind(target))
     if "loom" not in kinds:
         msg = f"{source} -> {target}: neither is a .loom file; convert reads or writes a .loom file"
         raise ValueError(msg)
@@ -154,6 +151,14 @@ def convert_file(
     return ConvertReport(source, target, shape, None)
 
 
+def _known_kind(path: Path) -> Kind:
+    kind = file_kind(path)
+    if kind is None:
+        msg = f"{path}: cannot tell the format from the suffix {path.suffix!r}; expected .loom, .h5ad or .zarr"
+        raise ValueError(msg)
+    return kind
+
+
 def _write_loom(target: Path, adata: anndata.AnnData, **options: Any) -> tuple[int, int]:
     write_loom_full(target, adata, **options)
     return adata.shape
@@ -185,7 +190,8 @@ def opened_anndata(path: Path) -> Iterator[anndata.AnnData]:
                 yield anndata.read_h5ad(path) if isinstance(store, h5py.File) else anndata.read_zarr(path)
             return
         with quiet_anndata():
-            adata = read_dispatched(store, _on_disk_matrices)
+            # read_dispatched is typed to return any element; the root of an encoded file is the AnnData
+            adata = cast(anndata.AnnData, read_dispatched(store, _on_disk_matrices))
         yield adata
 
 
@@ -301,8 +307,8 @@ def _copy_matrix(reader: LoomReader, dset: h5py.Dataset, group: Any, key: str, *
         return
     kind = tag if isinstance(tag, MatrixTag) else None
     fmt = (kind.format if kind else None) or ("csr" if reader.options.sparse else "dense")
-    dtype = reader.options.dtype if is_x else None
-    dtype = np.dtype(dtype or (kind.dtype if kind else None) or _matrix_dtype(dset.dtype, fmt))
+    asked = reader.options.dtype if is_x else None
+    dtype = np.dtype(asked or (kind.dtype if kind else None) or _matrix_dtype(dset.dtype, fmt))
     writer = _BandWriter(group, key, fmt, dtype, reader.shape)
     bands = _LoomBands(dset, transposed=reader.transposed, n_threads=reader.options.n_threads)
     try:
@@ -359,7 +365,7 @@ def dense_to_csr(block: np.ndarray) -> sparse.csr_matrix:
     nnz = int(indptr[-1])
     positions = indptr[:-1].copy()
     index_dtype = np.int32 if n_cols < np.iinfo(np.int32).max else np.int64
-    indices = np.empty(nnz, dtype=index_dtype)
+    indices: npt.NDArray[np.integer[Any]] = np.empty(nnz, dtype=index_dtype)
     data = np.empty(nnz, dtype=unsigned)
     kernels.emit_tile_nonzeros(tiles, slots, bits, n_rows, False, positions, indices, data)
     values = data.view(block.dtype)

@@ -79,7 +79,8 @@ class UpgradeResult:
         if not self.upgraded:
             return f"{self.path}: already has the scanpy_loomio record; left as it was"
         lines = [f"{self.path}: upgraded (convention {self.convention!r}); matrices kept as stored"]
-        for axis, what in (("obs", "cell"), ("var", "gene")):
+        words: dict[Axis, str] = {"obs": "cell", "var": "gene"}
+        for axis, what in words.items():
             attr = self.names.get(axis)
             where = f"/{AXES[axis]}_attrs/{attr}" if attr else "none found (0, 1, 2, …)"
             index_name = self.index_names.get(axis)
@@ -303,7 +304,8 @@ def upgrade_loom(
         writer = get_convention(ANNDATA_CONVENTION)
         default = {axis: writer.names(axis)[0] for axis in AXES}
         legacy = convention.names_under_index_name or any(_holds_names(facts, axis, default[axis]) for axis in AXES)
-        for axis, asked in (("obs", obs_names), ("var", var_names)):
+        asked_names: dict[Axis, str | None] = {"obs": obs_names, "var": var_names}
+        for axis, asked in asked_names.items():
             if asked is not None:
                 names[axis] = _forced_names(path, axis, asked, facts)
             elif _holds_names(facts, axis, default[axis]):

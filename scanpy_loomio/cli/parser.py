@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from scanpy_loomio.cli.commands import (
     cmd_concat,
@@ -25,16 +26,30 @@ if TYPE_CHECKING:
 __all__ = ["build_parser", "reference_markdown"]
 
 
-def _formatter(width: int | None) -> Callable[[str], argparse.HelpFormatter]:
+class _FormatterClass(Protocol):
+    """What ``formatter_class`` is: argparse calls it with the program name to format a parser's help."""
+
+    def __call__(self, *, prog: str) -> argparse.HelpFormatter: ...
+
+
+def _formatter(width: int | None) -> _FormatterClass:
     if width is None:
         return argparse.RawDescriptionHelpFormatter
     return lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=width)
 
 
+@dataclass(frozen=True)
+class _Commands:
+    """The subcommands, and the help formatter of each command's parser."""
+
+    action: argparse._SubParsersAction[argparse.ArgumentParser]
+    formatter_class: _FormatterClass
+
+
 def _add_command(
-    commands: Any, name: str, handler: Callable[[argparse.Namespace], int], summary: str, epilog: str
+    commands: _Commands, name: str, handler: Callable[[argparse.Namespace], int], summary: str, epilog: str
 ) -> argparse.ArgumentParser:
-    parser = commands.add_parser(
+    parser = commands.action.add_parser(
         name,
         help=summary,
         description=summary,
@@ -79,8 +94,9 @@ def build_parser(*, width: int | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of errors")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what reading detects and chooses")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True)
-    commands.formatter_class = _formatter(width)  # for _add_command
+    commands = _Commands(
+        parser.add_subparsers(title="commands", metavar="COMMAND", dest="command", required=True), _formatter(width)
+    )
 
     convert = _add_command(
         commands,

@@ -9,11 +9,15 @@ import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
 __all__ = ["MARKER_SCORE", "NAME_SCORE", "VALUE_MARKER_SCORE", "FileSummary", "Markers"]
 
 
-def _empty() -> Mapping[str, object]:
+_V = TypeVar("_V")
+
+
+def _empty() -> Mapping[str, _V]:
     return MappingProxyType({})
 
 

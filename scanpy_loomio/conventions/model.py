@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 from scanpy_loomio.conventions.detection import MARKER_SCORE, NAME_SCORE, VALUE_MARKER_SCORE, FileSummary, Markers
 
@@ -32,7 +32,10 @@ EMBEDDING_STYLES: tuple[str, ...] = get_args(EmbeddingStyle)
 LOOM_SPEC_VERSIONS = ("2.0.1", "3.0.0")
 
 
-def _frozen(mapping: Mapping[str, str] | None = None) -> Mapping[str, str]:
+_V = TypeVar("_V")
+
+
+def _frozen(mapping: Mapping[str, _V] | None = None) -> Mapping[str, _V]:
     return MappingProxyType(dict(mapping or {}))
 
 

@@ -20,7 +20,7 @@ __all__ = ["convention_details", "conventions_json", "conventions_summary", "con
 # -- Markdown (the docs, `scanpy-loomio conventions --markdown`) -------------------------------------------------------
 
 
-def _code(values: object) -> str:
+def _code(values: str | Mapping[str, object] | tuple[object, ...] | None) -> str:
     if values is None or values == () or values == {}:
         return "—"
     if isinstance(values, str):

@@ -30,7 +30,7 @@ from scanpy_loomio._guards import converted_read_errors, open_read_only
 from scanpy_loomio._read.reader import ReadOptions
 from scanpy_loomio._record.tags import FilledLayerTag, write_tag
 from scanpy_loomio._settings import progress_default
-from scanpy_loomio._tools.concat.bands import stored_dtype, write_concat
+from scanpy_loomio._tools.concat.bands import WriteOptions, stored_dtype, write_concat
 from scanpy_loomio._tools.concat.inputs import Input, output_convention
 from scanpy_loomio._tools.concat.report import ConcatReport, keep_hint, left_out
 from scanpy_loomio._write.atomic import atomic_target
@@ -47,8 +47,8 @@ def concat_loom(
     *,
     axis: Literal["obs", "var", 0, 1] = "obs",
     join: Literal["inner", "outer"] = "inner",
-    merge: str | None = None,
-    uns_merge: str | None = None,
+    merge: Literal["same", "unique", "first", "only"] | None = None,
+    uns_merge: Literal["same", "unique", "first", "only"] | None = None,
     label: str | None = None,
     keys: Sequence[str] | None = None,
     index_unique: str | None = None,
@@ -181,8 +181,8 @@ def concat_loom(
         plan.layers = [(check_name(k, f"layers[{k!r}]"), k) for k in result_layers]
         plan.metadata.layers = [(k, n) for n, k in plan.layers]
         plan.filled_layers = missing_layers(result, conv, fill=fill_missing_layers)
-        write_options = {
-            "chunks": tuple(chunks),
+        write_options: WriteOptions = {
+            "chunks": (chunks[0], chunks[1]),  # may be a list; check_matrix_options made sure of two integers
             "compression_level": int(compression_level),
             "n_threads": n_threads,
             "progress": progress_default(progress),
@@ -194,7 +194,9 @@ def concat_loom(
                 write_concat(
                     layers_group, name, key, result.layers[key], inputs, positions, ax, out.shape, write_options
                 )
-            present = [result.layers[k] for k in result_layers] + ([result.X] if result.X is not None else [])
+            # numpy arrays and scipy matrices (the stand-ins); anndata types layers more widely, some without a dtype
+            present: list[Any] = [result.layers[k] for k in result_layers]
+            present += [result.X] if result.X is not None else []
             fill_dtype = stored_dtype(present[0].dtype) if present else np.dtype(np.float32)
             for name in plan.filled_layers:
                 dset = _matrix.write_matrix(

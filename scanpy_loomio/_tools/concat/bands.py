@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import h5py
 import numpy as np
@@ -14,6 +14,15 @@ from scanpy_loomio._tools.concat.inputs import fill_values
 
 if TYPE_CHECKING:
     from scanpy_loomio._tools.concat.inputs import Input
+
+
+class WriteOptions(TypedDict):
+    """How every output matrix is written: the keywords of the matrix engine's ``write_matrix``."""
+
+    chunks: tuple[int, int]
+    compression_level: int
+    n_threads: int | None
+    progress: bool
 
 
 class Window:
@@ -77,7 +86,7 @@ class Window:
             start = lo - lo % self.chunk
             stop = max(hi, start + self.width)
             stop = min(self.n_cells, -(-stop // self.chunk) * self.chunk)
-            self.values = None  # free the old window first
+            del self.values  # free the old window first
             self.values = self._convert(self._cells(slice(start, stop)))
             self.start, self.stop = start, stop
         if index[-1] - index[0] + 1 == index.size and (index.size < 2 or bool(np.all(np.diff(index) == 1))):
@@ -202,7 +211,7 @@ def write_concat(
     positions: list[np.ndarray],
     axis: int,
     shape: tuple[int, int],
-    options: dict[str, Any],
+    options: WriteOptions,
 ) -> None:
     """Write one output matrix (``key`` ``None``: ``X``) band by band; ``template`` is its concatenated stand-in."""
     if template is None:
@@ -226,7 +235,9 @@ def write_concat(
     sizes = [inp.shell.shape[axis] for inp in inputs]
     bands = ConcatBands(axis, parts, sizes, shape, dtype)
     try:
-        dset = _matrix.write_matrix(group, name, bands, **options)
+        # write_matrix reads any array-like a band of rows at a time (its docstring), but its annotation names only
+        # numpy and scipy matrices
+        dset = _matrix.write_matrix(group, name, cast(Any, bands), **options)
     finally:
         for window, _, _ in parts:
             if window is not None:

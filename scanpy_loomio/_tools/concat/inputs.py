@@ -44,7 +44,8 @@ class Input:
         )
         self.shell = self.reader.read()  # options.matrices is False: everything but X and layers
         x_dset, layer_dsets, _ = self.reader.matrix_sources()
-        self.sources: dict[str | None, h5py.Dataset] = {None: x_dset, **layer_dsets}
+        self.sources: dict[str | None, h5py.Dataset] = {None: x_dset}
+        self.sources.update(layer_dsets.items())
         self.absent = {key for key, dset in self.sources.items() if isinstance(layer_tag(dset), AbsentMatrixTag)}
 
     def stand_in(self, axis: int) -> AnnData:
@@ -56,7 +57,10 @@ class Input:
         var = pd.DataFrame(index=self.shell.var_names) if axis == 0 else pd.DataFrame(index=["0"])
         with quiet_anndata():
             return AnnData(
-                X=values.pop(None), obs=obs, var=var, layers={k: v for k, v in values.items() if v is not None}
+                X=values.pop(None),
+                obs=obs,
+                var=var,
+                layers={k: v for k, v in values.items() if k is not None and v is not None},
             )
 
     def codec_dtype(self, key: str | None) -> np.dtype | None:
@@ -75,7 +79,8 @@ def fill_values(result: Any, inputs: list[Input], key: str | None, positions: li
             continue
         j = int(missing[0]) if missing.size else 0
         value = result[i, j] if axis == 0 else result[j, i]
-        out.append(np.asarray(value).item() if not sparse.issparse(value) else value.toarray().item())
+        # scipy-stubs narrow issparse to an abstract base class without the attributes every container has
+        out.append(np.asarray(value).item() if not sparse.issparse(value) else value.toarray().item())  # type: ignore[attr-defined]
     return out
 
 

@@ -34,6 +34,7 @@ from scanpy_loomio.conventions import DEFAULT_CONVENTION, get_convention
 
 if TYPE_CHECKING:
     from anndata import AnnData
+    from anndata.experimental.backed import Dataset2D
 
 __all__ = ["Element", "LoomSummary", "inspect_loom"]
 
@@ -134,8 +135,8 @@ def _describe_names(attr: str | None, group: h5py.Group, frame_index: pd.Index, 
         hint = f"; unique text in {unique}: name it with {axis}_names= (--{axis}-names on the command line)"
         hint = hint if unique else ""
         return f"none found: 0, 1, 2, … (a range index){hint}"
-    unique = "unique" if frame_index.is_unique else "made unique"
-    return f"/{loom}/{attr} ({source}; {len(frame_index)} names, {unique})"
+    made = "unique" if frame_index.is_unique else "made unique"
+    return f"/{loom}/{attr} ({source}; {len(frame_index)} names, {made})"
 
 
 def _unique_text_attributes(group: h5py.Group) -> list[str]:
@@ -153,7 +154,7 @@ def _read_result(adata: AnnData) -> dict[str, Any]:
     def keys(mapping: Any) -> str:
         return ", ".join(map(str, mapping.keys())) or "none"
 
-    def columns(frame: pd.DataFrame) -> str:
+    def columns(frame: pd.DataFrame | Dataset2D) -> str:
         return ", ".join(f"{c} ({frame[c].dtype})" for c in frame.columns) or "none"
 
     return {
