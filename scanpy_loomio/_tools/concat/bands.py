@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import h5py
 import numpy as np
@@ -235,9 +235,7 @@ def write_concat(
     sizes = [inp.shell.shape[axis] for inp in inputs]
     bands = ConcatBands(axis, parts, sizes, shape, dtype)
     try:
-        # write_matrix reads any array-like a band of rows at a time (its docstring), but its annotation names only
-        # numpy and scipy matrices
-        dset = _matrix.write_matrix(group, name, cast(Any, bands), **options)
+        dset = _matrix.write_matrix(group, name, bands, **options)
     finally:
         for window, _, _ in parts:
             if window is not None:
