@@ -165,6 +165,7 @@ def checked_chunk_table(
     if table is not None and not bad.any():
         return table
     row = records[int(np.argmax(bad))] if bad is not None else max(records, key=lambda r: r[2])
+    row = [int(v) for v in row]  # plain numbers in the message (entries may be numpy integers)
     msg = (
         f"{dataset.file.filename}: {dataset.name}: found a chunk index entry at {(row[0], row[1])} of {row[3]} bytes "
         f"at byte {row[2]}; expected chunks inside the file ({file_size} bytes) of at most {largest} bytes. The file "
