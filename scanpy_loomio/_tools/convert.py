@@ -41,6 +41,8 @@ from scanpy_loomio._compat import quiet_anndata
 from scanpy_loomio._guards import check_file, converted_read_errors, open_read_only
 from scanpy_loomio._matrix import kernels
 from scanpy_loomio._matrix.stream import release_freed_memory
+from scanpy_loomio._matrix.subset import read_selection
+from scanpy_loomio._matrix.writer import is_sparse
 from scanpy_loomio._read.reader import LoomReader, ReadOptions, read_loom_full
 from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, layer_tag
 from scanpy_loomio._write.atomic import TMP_SUFFIX, atomic_target
@@ -312,7 +314,7 @@ def _copy_matrix(reader: LoomReader, dset: h5py.Dataset, group: Any, key: str, *
     writer = _BandWriter(group, key, fmt, dtype, reader.shape)
     bands = _LoomBands(dset, transposed=reader.transposed, n_threads=reader.options.n_threads)
     try:
-        for band in bands.iterate(reader.path, by_genes=fmt == "csc", progress=progress):
+        for band in bands.iterate(reader.path, by_genes=fmt == "csc", progress=progress, as_csr=fmt == "csr"):
             writer.append(_as_read(band, fmt, dtype))
     finally:
         bands.close()
@@ -325,8 +327,10 @@ def _matrix_dtype(stored: np.dtype, fmt: str) -> np.dtype:
     return np.dtype(np.float32) if fmt != "dense" and stored == np.float16 else stored
 
 
-def _as_read(band: np.ndarray, fmt: str, dtype: np.dtype) -> Any:
-    """A dense band (cells × genes, or genes × cells for ``csc``) in the container and dtype reading gives."""
+def _as_read(band: Any, fmt: str, dtype: np.dtype) -> Any:
+    """A band (cells × genes, or genes × cells for ``csc``) in the container and dtype reading gives."""
+    if is_sparse(band):  # read as CSR already
+        return band.astype(dtype, copy=False)
     if fmt == "dense":
         return band.astype(dtype, copy=False)
     if fmt == "csc":  # the band is genes × cells: its CSR, turned round, is the cells × genes CSC
@@ -388,11 +392,16 @@ class _LoomBands:
         self.n_genes, self.n_cells = int(n_genes), int(n_cells)
         self.cells = None if transposed else _matrix.CellBands(dset, n_threads)
 
-    def iterate(self, path: Path, *, by_genes: bool, progress: bool) -> Iterator[np.ndarray]:
-        """Consecutive bands; errors reading ``path`` become :class:`~scanpy_loomio.LoomFormatError`."""
+    def iterate(self, path: Path, *, by_genes: bool, progress: bool, as_csr: bool = False) -> Iterator[Any]:
+        """Consecutive bands; errors reading ``path`` become :class:`~scanpy_loomio.LoomFormatError`.
+
+        ``as_csr``: bands of cells as CSR, read from the chunks without a dense band in between where the file
+        allows (bands are then as wide as ever: their memory is a fraction of the dense band's).
+        """
         n_major, n_minor = (self.n_genes, self.n_cells) if by_genes else (self.n_cells, self.n_genes)
         chunks = self.dset.chunks or (64, 64)
         chunk = chunks[0 if by_genes != self.transposed else 1]
+        straight = as_csr and not by_genes and self.cells is not None and self.cells.reader is not None
         rows = max(1, BAND_BYTES // max(1, n_minor * self.dset.dtype.itemsize))
         rows = max(chunk, rows - rows % chunk)
         unit = "gene" if by_genes else "cell"
@@ -400,7 +409,7 @@ class _LoomBands:
             for lo in range(0, n_major, rows):
                 hi = min(n_major, lo + rows)
                 with converted_read_errors(path):
-                    band = self._band(lo, hi, by_genes=by_genes)
+                    band = self._sparse_band(lo, hi) if straight else self._band(lo, hi, by_genes=by_genes)
                 yield band
                 del band
                 release_freed_memory()
@@ -414,6 +423,11 @@ class _LoomBands:
         if self.cells is not None:
             return self.cells.read(lo, hi)
         return np.ascontiguousarray(self.dset[lo:hi, :], dtype=native)
+
+    def _sparse_band(self, lo: int, hi: int) -> Any:
+        """Cells ``lo:hi`` as CSR (cells × genes), as :func:`~scanpy_loomio.read_loom_full` reads them."""
+        threads = self.cells.threads if self.cells is not None else None
+        return read_selection(self.dset, None, np.arange(lo, hi), format="csr", n_threads=threads)
 
     def close(self) -> None:
         if self.cells is not None:
