@@ -312,9 +312,9 @@ def _copy_matrix(reader: LoomReader, dset: h5py.Dataset, group: Any, key: str, *
     asked = reader.options.dtype if is_x else None
     dtype = np.dtype(asked or (kind.dtype if kind else None) or _matrix_dtype(dset.dtype, fmt))
     writer = _BandWriter(group, key, fmt, dtype, reader.shape)
-    bands = _LoomBands(dset, transposed=reader.transposed, n_threads=reader.options.n_threads)
+    bands = _LoomBands(dset, transposed=reader.transposed, n_threads=reader.options.n_threads, as_csr=fmt == "csr")
     try:
-        for band in bands.iterate(reader.path, by_genes=fmt == "csc", progress=progress, as_csr=fmt == "csr"):
+        for band in bands.iterate(reader.path, by_genes=fmt == "csc", progress=progress):
             writer.append(_as_read(band, fmt, dtype))
     finally:
         bands.close()
@@ -383,25 +383,23 @@ def dense_to_csr(block: np.ndarray) -> sparse.csr_matrix:
 
 
 class _LoomBands:
-    """Bands of one loom matrix as dense arrays: cells × genes, or genes × cells (``by_genes``)."""
+    """Bands of one loom matrix: dense cells × genes or genes × cells (``by_genes``), or CSR cells × genes (``as_csr``)."""
 
-    def __init__(self, dset: h5py.Dataset, *, transposed: bool, n_threads: int | None) -> None:
+    def __init__(self, dset: h5py.Dataset, *, transposed: bool, n_threads: int | None, as_csr: bool = False) -> None:
         self.dset = dset
         self.transposed = transposed  # stored cells × genes
         n_genes, n_cells = dset.shape[::-1] if transposed else dset.shape
         self.n_genes, self.n_cells = int(n_genes), int(n_cells)
-        self.cells = None if transposed else _matrix.CellBands(dset, n_threads)
+        self.n_threads = n_threads
+        # CSR bands of cells come from the chunks straight (the selection reader), without a dense band in between
+        self.as_csr = as_csr and not transposed
+        self.cells = None if transposed or self.as_csr else _matrix.CellBands(dset, n_threads)
 
-    def iterate(self, path: Path, *, by_genes: bool, progress: bool, as_csr: bool = False) -> Iterator[Any]:
-        """Consecutive bands; errors reading ``path`` become :class:`~scanpy_loomio.LoomFormatError`.
-
-        ``as_csr``: bands of cells as CSR, read from the chunks without a dense band in between where the file
-        allows (bands are then as wide as ever: their memory is a fraction of the dense band's).
-        """
+    def iterate(self, path: Path, *, by_genes: bool, progress: bool) -> Iterator[Any]:
+        """Consecutive bands; errors reading ``path`` become :class:`~scanpy_loomio.LoomFormatError`."""
         n_major, n_minor = (self.n_genes, self.n_cells) if by_genes else (self.n_cells, self.n_genes)
         chunks = self.dset.chunks or (64, 64)
         chunk = chunks[0 if by_genes != self.transposed else 1]
-        straight = as_csr and not by_genes and self.cells is not None and self.cells.reader is not None
         rows = max(1, BAND_BYTES // max(1, n_minor * self.dset.dtype.itemsize))
         rows = max(chunk, rows - rows % chunk)
         unit = "gene" if by_genes else "cell"
@@ -409,7 +407,7 @@ class _LoomBands:
             for lo in range(0, n_major, rows):
                 hi = min(n_major, lo + rows)
                 with converted_read_errors(path):
-                    band = self._sparse_band(lo, hi) if straight else self._band(lo, hi, by_genes=by_genes)
+                    band = self._sparse_band(lo, hi) if self.as_csr else self._band(lo, hi, by_genes=by_genes)
                 yield band
                 del band
                 release_freed_memory()
@@ -426,8 +424,7 @@ class _LoomBands:
 
     def _sparse_band(self, lo: int, hi: int) -> Any:
         """Cells ``lo:hi`` as CSR (cells × genes), as :func:`~scanpy_loomio.read_loom_full` reads them."""
-        threads = self.cells.threads if self.cells is not None else None
-        return read_selection(self.dset, None, np.arange(lo, hi), format="csr", n_threads=threads)
+        return read_selection(self.dset, None, np.arange(lo, hi), format="csr", n_threads=self.n_threads)
 
     def close(self) -> None:
         if self.cells is not None:
