@@ -28,7 +28,8 @@ try:
 except ImportError:
     _h5py_lock = None
 
-_LIBRARY_NAME = re.compile(r"libhdf5(-[0-9a-f]+)?\.(so|dylib)")
+#: HDF5's shared library as wheels (``libhdf5-8c29085d.so.310.5.1``) and distributions (``libhdf5.so.310``) name it
+_LIBRARY_NAME = re.compile(r"libhdf5(-[0-9a-f]+)?\.(so(\.[0-9]+)*|([0-9]+\.)*dylib)")
 
 
 @dataclass(frozen=True)
@@ -69,15 +70,11 @@ class ChunkBatch:
             yield (row, col), view[start : start + length]
 
 
-@dataclass(frozen=True)
-class _DirectWrite:
-    write_chunk: Any  # H5Dwrite_chunk of the HDF5 library h5py loaded, as a ctypes function
-    lock: Any  # h5py's lock around every HDF5 call
-
-
 @cache
-def _direct_write() -> _DirectWrite | None:
-    """``H5Dwrite_chunk`` and h5py's lock, when both can be found and checked; ``None`` otherwise.
+def _direct_write() -> Any | None:
+    """``H5Dwrite_chunk`` of the HDF5 library h5py loaded, as a ctypes function; ``None`` when it cannot be checked.
+
+    Needs h5py's lock and exactly one HDF5 library of h5py's version mapped into the process.
 
     ``SCANPY_LOOMIO_DIRECT_WRITE=0`` in the environment stores every chunk through h5py.
     """
@@ -102,7 +99,7 @@ def _direct_write() -> _DirectWrite | None:
     write_chunk.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.c_uint32]
     write_chunk.argtypes += [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
     write_chunk.restype = ctypes.c_int
-    return _DirectWrite(write_chunk, _h5py_lock)
+    return write_chunk
 
 
 def _loaded_hdf5() -> str | None:
@@ -112,17 +109,8 @@ def _loaded_hdf5() -> str | None:
             paths = {line.split(maxsplit=5)[-1].strip() for line in maps if "libhdf5" in line}
     except OSError:
         return None
-    found = {path for path in paths if path.startswith("/") and _LIBRARY_NAME.fullmatch(_library_stem(path))}
+    found = {path for path in paths if path.startswith("/") and _LIBRARY_NAME.fullmatch(os.path.basename(path))}
     return found.pop() if len(found) == 1 else None
-
-
-def _library_stem(path: str) -> str:
-    """``libhdf5-8c29085d.so`` of ``/…/libhdf5-8c29085d.so.310.5.1`` (versions after the suffix dropped)."""
-    name = os.path.basename(path)
-    for suffix in (".so", ".dylib"):
-        if suffix in name:
-            return name[: name.index(suffix) + len(suffix)]
-    return name
 
 
 class ChunkPlacer:
@@ -130,18 +118,18 @@ class ChunkPlacer:
 
     def __init__(self, dataset: h5py.Dataset) -> None:
         self.dataset = dataset
-        self.direct = _direct_write()
+        self.hdf5_write_chunk = _direct_write()
         self.checked = False
 
     def place(self, batch: ChunkBatch) -> None:
         if len(batch) == 0:
             return
-        if self.direct is None:
+        if self.hdf5_write_chunk is None:
             self._through_h5py(batch)
             return
-        with self.direct.lock:
+        with _h5py_lock:
             failed = load_kernels().write_chunks(
-                self.direct.write_chunk, self.dataset.id.id, batch.packed, batch.starts, batch.lengths, batch.offsets
+                self.hdf5_write_chunk, self.dataset.id.id, batch.packed, batch.starts, batch.lengths, batch.offsets
             )
         if failed >= 0:  # HDF5 said no: store the rest through h5py, which raises HDF5's error
             self._through_h5py(batch, first=failed)
@@ -150,7 +138,7 @@ class ChunkPlacer:
             self.checked = True
             offset, payload = next(batch.items())
             if self.dataset.id.read_direct_chunk(offset)[1] != payload:
-                self.direct = None  # not the library h5py uses after all: store again the h5py way
+                self.hdf5_write_chunk = None  # not the library h5py uses after all: store again the h5py way
                 self._through_h5py(batch)
 
     def _through_h5py(self, batch: ChunkBatch, first: int = 0) -> None:
