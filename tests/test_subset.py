@@ -171,6 +171,48 @@ def test_reads_only_the_chunks_of_the_selection(tmp_path, rich_file, full):
     assert_reads_equal(full[cells, genes].copy(), part)
 
 
+@pytest.fixture
+def small_graph_blocks(monkeypatch):
+    """Edges read 7 at a time, so that every graph of the test files spans many blocks."""
+    monkeypatch.setattr("scanpy_loomio._read.graphs.GRAPH_BLOCK", 7)
+
+
+def _add_foreign_graph(path: Path, n: int, *, a_from: int = 1) -> None:
+    """An untagged edge list as other tools write it: ``a`` counting from ``a_from``, integer weights."""
+    rng = np.random.default_rng(5)
+    a, b = rng.integers(0, n, 400), rng.integers(0, n, 400)
+    with h5py.File(path, "a") as f:
+        g = f.create_group("col_graphs/knn")
+        g["a"], g["b"], g["w"] = a + a_from, b, rng.integers(1, 9, 400).astype(np.int32)
+
+
+def test_graphs_read_in_blocks(tmp_path, rich_file, small_graph_blocks):
+    path = tmp_path / "foreign_graph.loom"
+    shutil.copyfile(rich_file, path)
+    _add_foreign_graph(path, 150)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoomReadWarning)
+        whole = read_loom_full(path)
+        cells = np.array([0, 4, 9, 33, 34, 80, 149])
+        part = read_loom_full(path, obs=cells)
+    assert whole.obsp["knn"].nnz > 300  # the base (1, as the values say) was found over all blocks
+    assert_reads_equal(whole[cells].copy(), part)
+
+
+def test_graph_damaged_in_one_block_fails_as_a_whole_read(tmp_path, rich_file, small_graph_blocks):
+    path = tmp_path / "damaged_graph.loom"
+    shutil.copyfile(rich_file, path)
+    with h5py.File(path, "a") as f:
+        name = next(iter(f["col_graphs"]))
+        f[f"col_graphs/{name}/b"][30] = 10_000  # a vertex that does not exist, in the fifth block
+    with pytest.raises(LoomFormatError) as whole:
+        read_loom_full(path)
+    with pytest.raises(LoomFormatError) as part:
+        read_loom_full(path, obs=[1, 2, 3])
+    assert str(part.value) == str(whole.value)
+    assert "10000" in str(part.value)
+
+
 # -- the engine -----------------------------------------------------------------------------------------------------
 def _datasets(f: h5py.File, x: sparse.csr_matrix) -> None:
     dense = x.toarray()

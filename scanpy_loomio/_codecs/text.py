@@ -47,15 +47,11 @@ def decode_text(values: np.ndarray, *, where: str = "") -> np.ndarray:
         return values.astype(object)
     flat = values.ravel()
     out = np.empty(flat.shape, dtype=object)
-    for i, value in enumerate(flat):
-        if isinstance(value, bytes | np.bytes_):
-            try:
-                out[i] = bytes(value).decode("utf-8")
-            except UnicodeDecodeError as err:
-                err.reason = f"{err.reason} in {where}" if where else err.reason
-                raise
-        else:
-            out[i] = str(value)
+    try:  # one pass over the values (tolist: bytes and str objects, no numpy scalars)
+        out[:] = [value.decode("utf-8") if isinstance(value, bytes) else str(value) for value in flat.tolist()]
+    except UnicodeDecodeError as err:
+        err.reason = f"{err.reason} in {where}" if where else err.reason
+        raise
     return out.reshape(values.shape)
 
 

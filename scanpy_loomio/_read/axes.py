@@ -179,8 +179,7 @@ class AxesReader(GraphsReader):
         if aux_path in self.file:
             aux.update({name: read_elem(obj) for name, obj in self.file[aux_path].items()})
         try:
-            raw = dset[()] if values.dtype == object and enum_mapping(dset.dtype) is None else values
-            return decode_column(raw, codec, aux)
+            return decode_column(values, codec, aux)  # text already decoded: decoding it again keeps it as is
         except (CodecMismatch, KeyError, ValueError, TypeError) as err:
             warnings.warn(
                 f"{self.path}: /{group_path}/{attr} no longer matches its recorded encoding ({err}); it was probably "

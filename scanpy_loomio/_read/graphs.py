@@ -10,13 +10,16 @@ import numpy as np
 
 from scanpy_loomio._elements.graphs import build_matrix
 from scanpy_loomio._elements.sidecar import sidecar_get
-from scanpy_loomio._errors import LoomReadWarning
+from scanpy_loomio._errors import LoomFormatError, LoomReadWarning
 from scanpy_loomio._guards import hdf5_object, read_values
 from scanpy_loomio._read.base import ReaderBase
 from scanpy_loomio._read.foreign import graph_index_base
 from scanpy_loomio._record.record import AxisRecord
 from scanpy_loomio._record.tags import graph_tag
 from scanpy_loomio._spec.facts import AXES
+
+#: Edges read at a time when only those between some vertices are kept (a subset read): 6 MiB of int64 a, b, w.
+GRAPH_BLOCK = 2**18
 
 
 class GraphsReader(ReaderBase):
@@ -56,7 +59,13 @@ class GraphsReader(ReaderBase):
         missing = [x for x in "abw" if x not in g]
         if missing:
             raise self.error(where, f"no {', '.join(missing)}", "datasets a, b and w (an edge list)")
-        a, b, w = (read_values(g[x]) for x in "abw")
+        edges = [g[x] for x in "abw"]
+        if keep is not None and all(isinstance(d, h5py.Dataset) and d.shape == (edges[0].shape[0],) for d in edges):
+            try:
+                return self._kept_edges(where, g, edges, n, keep)
+            except LoomFormatError:
+                pass  # read whole below, which names the problem as a whole read does
+        a, b, w = (read_values(d) for d in edges)
         if not (a.shape == b.shape == w.shape) or a.ndim != 1:
             raise self.error(
                 where, f"a, b, w of shapes {a.shape}, {b.shape}, {w.shape}", "three 1-D datasets of one length"
@@ -73,9 +82,37 @@ class GraphsReader(ReaderBase):
         )
         if codec is None and w.dtype.kind not in "f":
             w = w.astype(np.float32)
-        if keep is not None:  # checked whole above, as a whole read checks it
+        if keep is not None:
             between = keep[a] & keep[b]
             a, b, w = a[between], b[between], w[between]
+        return build_matrix(a, b, w, n, codec.matrix if codec else None)
+
+    def _kept_edges(self, where: str, g: h5py.Group, edges: list[h5py.Dataset], n: int, keep: np.ndarray) -> Any:
+        """The edges between the ``keep`` vertices, read a block at a time: memory bounded by what is kept."""
+        total = edges[0].shape[0]
+        blocks = range(0, total, GRAPH_BLOCK)
+        codec = graph_tag(g)
+        bases = list(codec.index_base) if codec else [0, 0]
+        if codec is None:  # another tool's graph: its base follows from the smallest and largest index
+            for i, name in enumerate("ab"):
+                extremes = [_extremes(edges[i], start) for start in blocks]
+                values = np.array([e for pair in extremes for e in pair if pair])
+                bases[i], note = graph_index_base(values, n, self.convention.graph_index_base[i], f"{where}/{name}")
+                if note:
+                    warnings.warn(f"{self.path}: {note}", LoomReadWarning, stacklevel=7)
+        kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for start in blocks:
+            stop = min(start + GRAPH_BLOCK, total)
+            with hdf5_object(g):
+                a, b, w = (d[start:stop] for d in edges)
+            a, b = (
+                self._graph_index(where, x, name, n, base) for x, name, base in ((a, "a", bases[0]), (b, "b", bases[1]))
+            )
+            between = keep[a] & keep[b]
+            kept.append((a[between], b[between], w[between]))
+        a, b, w = (np.concatenate([part[i] for part in kept]) if kept else edges[i][:0] for i in range(3))
+        if codec is None and w.dtype.kind not in "f":
+            w = w.astype(np.float32)
         return build_matrix(a, b, w, n, codec.matrix if codec else None)
 
     def _graph_index(self, where: str, values: np.ndarray, name: str, n: int, base: int) -> np.ndarray:
@@ -93,6 +130,12 @@ class GraphsReader(ReaderBase):
                 f"{base} to {n - 1 + base} for {n} vertices",
             )
         return out
+
+
+def _extremes(dset: h5py.Dataset, start: int) -> tuple[Any, ...]:
+    """The smallest and largest value of one block of an index array (nothing for an empty block)."""
+    values = dset[start : start + GRAPH_BLOCK]
+    return (values.min(), values.max()) if values.size else ()
 
 
 __all__ = ["GraphsReader"]
