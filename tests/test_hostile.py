@@ -876,6 +876,36 @@ def test_heap_behind_text_in_a_large_file(tmp_path: Path, valid_file: Path, monk
         read_unchanged(path)
 
 
+def _collection(sizes: list[int], sizeof_size: int = 8) -> bytes:
+    """The objects of a global heap collection with these stored sizes (index 1, 2, ...; data padded to 8 bytes)."""
+    out = bytearray()
+    for index, size in enumerate(sizes, start=1):
+        out += index.to_bytes(2, "little") + bytes(6) + size.to_bytes(sizeof_size, "little")
+        out += bytes(min((size + 7) & ~7, 4096))  # the data (damaged sizes claim more than is there)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("sizeof_size", [4, 8])
+@pytest.mark.parametrize(
+    ("sizes", "misfit"),
+    [
+        ([5, 17, 0, 9], None),  # every object fits, then the free space
+        ([5, 3 * 2**30, 9], 2),  # runs past the end
+        ([2**64 - 3, 1], 1),  # wraps round to a few bytes when rounded up to 8 in 64 bits
+        ([2**63 + 8, 1], 1),  # negative as a signed 64-bit number
+    ],
+    ids=["fits", "past the end", "near 2**64", "above 2**63"],
+)
+def test_compiled_heap_walk_agrees_with_python(sizes: list[int], misfit: int | None, sizeof_size: int) -> None:
+    sizes = [min(size, 2 ** (8 * sizeof_size) - 1) for size in sizes]  # what a size field of that width holds
+    free = bytes(8) + (8 + sizeof_size + 16).to_bytes(sizeof_size, "little") + bytes(16)
+    image = np.frombuffer(_collection(sizes, sizeof_size) + free, dtype=np.uint8)
+    python = heaps.misfit_object_python(image, 0, image.shape[0], sizeof_size)
+    position, index, size = heaps.first_misfit_object(image, 0, image.shape[0], sizeof_size)
+    assert (position, index, size & (2**64 - 1)) == python
+    assert (position < 0) if misfit is None else python[1:] == (misfit, sizes[misfit - 1])
+
+
 def test_text_claiming_gigabytes(tmp_path: Path, valid_file: Path) -> None:
     """A damaged length in a text descriptor makes HDF5 allocate and fill gigabytes; refused from the bytes."""
     path = tmp_path / "vlen.loom"

@@ -11,6 +11,7 @@ import contextlib
 import mmap
 import os
 import struct
+import sys
 from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,9 @@ def _raw_bytes(file: h5py.File, path: Path) -> Iterator[Any]:
 
 #: A global heap collection (where HDF5 keeps variable-length strings) starts with this signature and version 1.
 GCOL_SIGNATURE = b"GCOL\x01\x00\x00\x00"
+#: Collections larger than this are walked by compiled code even when numba is not loaded yet (a Python loop takes
+#: about half a second per million values; loading numba about a quarter of a second, once).
+COMPILED_WALK_BYTES = 2**20
 #: Files up to this size are searched whole for collections (about a second per 2 GB); in larger ones only the
 #: collections that datasets' text points to are checked.
 WHOLE_SCAN_BYTES = 512 * 2**20
@@ -59,7 +63,23 @@ def _heap_problem(image: Any, start: int, sizeof_size: int, file_size: int) -> s
     end = start + size
     if size < header or end > file_size:
         return None  # HDF5 reports these itself
-    position = start + header
+    walk = first_misfit_object if size > COMPILED_WALK_BYTES or "numba" in sys.modules else misfit_object_python
+    position, index, length = walk(np.frombuffer(image, dtype=np.uint8), start + header, end, sizeof_size)
+    if position < 0:
+        return None
+    return _misfit(index, position - start, length & (2**64 - 1), object_header, size)  # the size as stored: unsigned
+
+
+def first_misfit_object(image: np.ndarray, position: int, end: int, sizeof_size: int) -> tuple[int, int, int]:
+    """:func:`~scanpy_loomio._guards.heap_walk.first_misfit_object`, compiled (numba is imported on first use)."""
+    from scanpy_loomio._guards import heap_walk
+
+    return heap_walk.first_misfit_object(image, position, end, sizeof_size)
+
+
+def misfit_object_python(image: np.ndarray, position: int, end: int, sizeof_size: int) -> tuple[int, int, int]:
+    """:func:`first_misfit_object` in Python, for small collections while numba is not loaded."""
+    object_header = 8 + sizeof_size
     unpack = struct.Struct("<H6x" + {2: "H", 4: "I", 8: "Q"}[sizeof_size]).unpack_from  # index, …, size
     while position < end:
         if position + object_header > end:
@@ -67,13 +87,17 @@ def _heap_problem(image: Any, start: int, sizeof_size: int, file_size: int) -> s
         index, length = unpack(image, position)
         need = object_header + ((length + 7) & ~7) if index else length
         if need < object_header or need > end - position:
-            return (
-                f"object {index} at byte {position - start} of {need} bytes in a collection of {size} bytes"
-                if need
-                else f"object {index} at byte {position - start} taking no room"
-            )
+            return position, index, length
         position += need
-    return None
+    return -1, 0, 0
+
+
+def _misfit(index: int, at: int, length: int, object_header: int, size: int) -> str:
+    """What is wrong with the object ``index`` at byte ``at`` of a collection of ``size`` bytes."""
+    need = object_header + ((length + 7) & ~7) if index else length
+    if need:
+        return f"object {index} at byte {at} of {need} bytes in a collection of {size} bytes"
+    return f"object {index} at byte {at} taking no room"
 
 
 def _heap_error(path: Path, address: int, problem: str) -> LoomFormatError:

@@ -31,6 +31,7 @@ from scanpy_loomio._guards import (
     open_read_only,
     resolve_memory_limit,
 )
+from scanpy_loomio._matrix.tiles import load_kernels
 from scanpy_loomio._read.axes import AxesReader
 from scanpy_loomio._read.base import ReadOptions
 from scanpy_loomio._read.foreign import decode_foreign_global
@@ -338,6 +339,8 @@ def read_loom_full(
         progress=progress_default(progress),
     )
     limit = resolve_memory_limit(memory_limit)
+    if matrices:
+        load_kernels()  # the matrices need them; loaded first, the checks of text storage use them too
     with _open_read_only(path) as file, converted_read_errors(path):
         datasets = check_file(file, path, allow_external=allow_external)
         reader = LoomReader(file, path, options)
