@@ -13,7 +13,7 @@ elsewhere one 2-D attribute, or 1-D columns for tools whose readers break on 2-D
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -173,20 +173,28 @@ def registry_globals(plans: list[tuple[str, EmbeddingPlan]]) -> dict[str, str]:
     return out
 
 
-def restore(record: EmbeddingEntry, columns: list[np.ndarray]) -> np.ndarray:
-    """Rebuild an embedding from the values of its attributes."""
+def restore(record: EmbeddingEntry, columns: Iterable[np.ndarray]) -> np.ndarray:
+    """Rebuild an embedding from the values of its attributes (read one at a time when ``columns`` is lazy)."""
     storage = record.storage
-    if storage == "matrix":
-        values = columns[0]
-    elif storage == "compound":
-        records = columns[0]
-        values = np.stack([records[name] for name in record.fields], axis=1)
-    elif storage == "pair":  # one field of each of two records (SCope's Embeddings_X, Embeddings_Y)
-        values = np.stack([records[record.fields[0]] for records in columns], axis=1)
+    if storage == "columns":  # filled a component at a time: one column read at once, not all of them
+        values = np.empty(0)
+        for i, column in enumerate(columns):
+            if i == 0:
+                values = np.empty((column.shape[0], len(record.attrs)), dtype=column.dtype)
+            elif np.result_type(values, column) != values.dtype:  # as np.stack: the common dtype of all
+                values = values.astype(np.result_type(values, column))
+            values[:, i] = column
     else:
-        values = np.stack(columns, axis=1)
+        columns = list(columns)
+        if storage == "matrix":
+            values = columns[0]
+        elif storage == "compound":
+            records = columns[0]
+            values = np.stack([records[name] for name in record.fields], axis=1)
+        else:  # "pair": one field of each of two records (SCope's Embeddings_X, Embeddings_Y)
+            values = np.stack([records[record.fields[0]] for records in columns], axis=1)
     if record.shape is not None:
         values = values.reshape(values.shape[0], *record.shape)
     if record.dtype:
-        values = values.astype(record.dtype)
+        values = values.astype(record.dtype, copy=False)
     return values

@@ -129,8 +129,10 @@ def _open_error_message(path: Path, err: BaseException, size: int) -> str:
 
 def _h5py_open(path: Path) -> h5py.File:
     try:
-        # readers never need a lock; without this, HDF5 refuses to open a file another process has open for writing
-        return h5py.File(path, "r", locking=False)
+        # readers never need a lock; without this, HDF5 refuses to open a file another process has open for writing.
+        # No chunk cache: every dataset is read once, whole or a chunk-aligned band at a time, and each open
+        # dataset's cache would keep its last chunks (a megabyte each, for dozens of annotation columns).
+        return h5py.File(path, "r", locking=False, rdcc_nbytes=0)
     except (TypeError, ValueError) as err:
         if "lock" not in str(err):
             raise
@@ -139,4 +141,4 @@ def _h5py_open(path: Path) -> h5py.File:
         if "flag values don't match" not in str(err):
             raise
         # this process already has the file open with locking on, and HDF5 opens a file only one way at a time
-    return h5py.File(path, "r")
+    return h5py.File(path, "r", rdcc_nbytes=0)

@@ -28,6 +28,8 @@ _BTREE_RAW_DATA = 1
 _NODE_HEADER = 24  # "TREE", type, level, entries used, left and right sibling addresses
 _MAX_DEPTH = 64
 _FIRST_READ = 4096
+#: B-tree nodes read and parsed together.
+_NODES_PER_BATCH = 256
 #: Object headers are a few kilobytes; these bound what a damaged one can make the parser read.
 _MAX_HEADER_BLOCKS = 64
 _MAX_HEADER_BYTES = 2**20
@@ -206,59 +208,86 @@ def _messages(reader: _Nodes, header: int) -> list[tuple[int, bytes]]:
 def _walk(
     reader: _Nodes, root: int, ndims: int, chunks: tuple[int, int], n_cols: int, wanted: np.ndarray
 ) -> np.ndarray:
-    """Entries of the leaves whose key ranges hold wanted chunks, descending level by level from ``root``.
+    """Entries of the wanted chunks, descending level by level from ``root`` to the leaves that hold them.
 
     Each entry is a key (chunk size, filter mask, ``ndims`` offsets) and a child address: ``ndims + 2`` words of
-    8 bytes. A level's nodes are read one by one and parsed together.
+    8 bytes. A level's nodes are read and parsed a batch at a time, so memory follows the chunks wanted, not the
+    size of the index.
     """
-    width = ndims + 2
-    entry_bytes = 8 * width
-    chunk_rows, chunk_cols = chunks
     nodes = [(root, 0, np.iinfo(np.int64).max)]  # address, and the linear positions it covers: [lo, hi)
-    level = None
+    level: int | None = None
     for _ in range(_MAX_DEPTH):
-        bodies, counts = [], []
-        for address, _lo, _hi in nodes:
-            data = reader.read(address, min(_FIRST_READ, reader.size - reader.base - address))
-            if data[:4] != b"TREE" or data[4] != _BTREE_RAW_DATA:
+        found: list[np.ndarray] = []
+        children: list[tuple[int, int, int]] = []
+        for first in range(0, len(nodes), _NODES_PER_BATCH):
+            batch = nodes[first : first + _NODES_PER_BATCH]
+            words, counts, level = _read_nodes(reader, batch, ndims + 2, level)
+            rows, cols = words[:, 1], words[:, 2]
+            if np.any(rows % chunks[0]) or np.any(cols % chunks[1]):
                 raise _Unparsable
-            node_level = data[5]
-            (n,) = struct.unpack_from("<H", data, 6)
-            if (level is not None and node_level != level) or n == 0:
-                raise _Unparsable
-            need = _NODE_HEADER + n * entry_bytes
-            if len(data) < need:
-                data = reader.read(address, need)
-            bodies.append(data[_NODE_HEADER:need])
-            counts.append(n)
-        level = node_level
-        words = np.frombuffer(b"".join(bodies), dtype="<u8").reshape(-1, width)
-        rows, cols = words[:, 1], words[:, 2]
-        if np.any(rows % chunk_rows) or np.any(cols % chunk_cols):
-            raise _Unparsable
-        if level == 0:
-            table = np.empty((words.shape[0], 5), dtype=np.int64)
-            # file offsets, as HDF5's chunk listing gives them: addresses count from the superblock (the user block)
-            table[:, 0], table[:, 1], table[:, 2] = rows, cols, words[:, -1] + np.uint64(reader.base)
-            table[:, 3] = words[:, 0] & 0xFFFFFFFF  # chunk size, then the filter mask in the high half
-            table[:, 4] = words[:, 0] >> 32
-            return table
-        starts = (rows // chunk_rows * n_cols + cols // chunk_cols).astype(np.int64)
-        node_of = np.repeat(np.arange(len(nodes)), counts)
-        bounds = np.array([(lo, hi) for _, lo, hi in nodes], dtype=np.int64).reshape(-1, 2)
-        last = np.cumsum(counts) - 1
-        stops = np.empty_like(starts)
-        stops[:-1] = starts[1:]
-        stops[last] = bounds[:, 1]  # a node's last child reaches as far as the node does
-        if np.any(stops <= starts):
-            raise _Unparsable
-        # children cover disjoint parts of their parent's range: each level visits at most one node per chunk wanted
-        starts = np.maximum(starts, bounds[node_of, 0])
-        stops = np.minimum(stops, bounds[node_of, 1])
-        hit = np.searchsorted(wanted, starts) < np.searchsorted(wanted, stops)
-        children = words[hit, -1].astype(np.int64)
-        nodes = list(zip(children.tolist(), starts[hit].tolist(), stops[hit].tolist(), strict=True))
-        if not nodes:
+            starts = (rows // chunks[0] * n_cols + cols // chunks[1]).astype(np.int64)
+            if level == 0:
+                found.append(_leaf_entries(words, starts, wanted, reader.base))
+            else:
+                children += _children(words, starts, counts, batch, wanted)
+        if level == 0 or level is None:  # (never None: a level has at least one node)
+            return np.concatenate(found)
+        if not children:
             return np.zeros((0, 5), dtype=np.int64)
-        level -= 1
+        nodes, level = children, level - 1
     raise _Unparsable
+
+
+def _read_nodes(
+    reader: _Nodes, nodes: list[tuple[int, int, int]], width: int, level: int | None
+) -> tuple[np.ndarray, list[int], int]:
+    """The entries (``width`` words each) of these nodes, their number per node, and the nodes' level."""
+    bodies, counts = [], []
+    for address, _lo, _hi in nodes:
+        data = reader.read(address, min(_FIRST_READ, reader.size - reader.base - address))
+        if data[:4] != b"TREE" or data[4] != _BTREE_RAW_DATA:
+            raise _Unparsable
+        node_level = data[5]
+        (n,) = struct.unpack_from("<H", data, 6)
+        if (level is not None and node_level != level) or n == 0:
+            raise _Unparsable
+        level = node_level
+        need = _NODE_HEADER + n * 8 * width
+        if len(data) < need:
+            data = reader.read(address, need)
+        bodies.append(data[_NODE_HEADER:need])
+        counts.append(n)
+    assert level is not None  # nodes is never empty
+    return np.frombuffer(b"".join(bodies), dtype="<u8").reshape(-1, width), counts, level
+
+
+def _leaf_entries(words: np.ndarray, starts: np.ndarray, wanted: np.ndarray, base: int) -> np.ndarray:
+    """``(row offset, column offset, address, size, filter mask)`` of the wanted chunks among leaf entries."""
+    at = np.minimum(np.searchsorted(wanted, starts), max(wanted.shape[0] - 1, 0))
+    words = words[wanted[at] == starts] if wanted.shape[0] else words[:0]
+    table = np.empty((words.shape[0], 5), dtype=np.int64)
+    # file offsets, as HDF5's chunk listing gives them: addresses count from the superblock (the user block)
+    table[:, 0], table[:, 1], table[:, 2] = words[:, 1], words[:, 2], words[:, -1] + np.uint64(base)
+    table[:, 3] = words[:, 0] & 0xFFFFFFFF  # chunk size, then the filter mask in the high half
+    table[:, 4] = words[:, 0] >> 32
+    return table
+
+
+def _children(
+    words: np.ndarray, starts: np.ndarray, counts: list[int], nodes: list[tuple[int, int, int]], wanted: np.ndarray
+) -> list[tuple[int, int, int]]:
+    """The children of these internal nodes whose ranges of linear positions hold wanted chunks."""
+    node_of = np.repeat(np.arange(len(nodes)), counts)
+    bounds = np.array([(lo, hi) for _, lo, hi in nodes], dtype=np.int64).reshape(-1, 2)
+    last = np.cumsum(counts) - 1
+    stops = np.empty_like(starts)
+    stops[:-1] = starts[1:]
+    stops[last] = bounds[:, 1]  # a node's last child reaches as far as the node does
+    if np.any(stops <= starts):
+        raise _Unparsable
+    # children cover disjoint parts of their parent's range: each level visits at most one node per chunk wanted
+    starts = np.maximum(starts, bounds[node_of, 0])
+    stops = np.minimum(stops, bounds[node_of, 1])
+    hit = np.searchsorted(wanted, starts) < np.searchsorted(wanted, stops)
+    children = words[hit, -1].astype(np.int64)
+    return list(zip(children.tolist(), starts[hit].tolist(), stops[hit].tolist(), strict=True))

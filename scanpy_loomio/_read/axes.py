@@ -111,7 +111,7 @@ class AxesReader(GraphsReader):
                 attrs = entry.attrs
                 if attrs and all(a in datasets for a in attrs):
                     used.update(attrs)
-                    multi[key] = restore_embedding(entry, [read_values(datasets[a]) for a in attrs])
+                    multi[key] = restore_embedding(entry, (read_values(datasets[a]) for a in attrs))
         mapping = self.options.obsm_mapping if axis == "obs" else self.options.varm_mapping
         for key, attr_names in mapping.items():
             missing = [a for a in attr_names if a not in datasets]

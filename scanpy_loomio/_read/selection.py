@@ -19,6 +19,7 @@ from scipy import sparse as sp
 
 from scanpy_loomio import _matrix
 from scanpy_loomio._compat import quiet_anndata
+from scanpy_loomio._matrix.stream import release_freed_memory
 from scanpy_loomio._matrix.subset import read_selection
 from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixFormat, MatrixTag, layer_tag
 
@@ -130,6 +131,8 @@ def read_subset(reader: LoomReader, obs: Any, var: Any) -> AnnData:
             pairwise[key] = graph
     with quiet_anndata():
         result = shell[_full(obs), _full(var)].copy()  # anndata's subsetting: obsp/varp, raw along obs, uns as is
+    del shell
+    release_freed_memory()  # what reading the annotations freed goes back: the peak is that of one phase, not both
     if not matrices:
         return result
     x_dset, sources, _ = reader.matrix_sources()
