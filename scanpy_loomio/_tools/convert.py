@@ -184,7 +184,7 @@ def opened_anndata(path: Path) -> Iterator[anndata.AnnData]:
         store = zarr.open_group(os.fspath(path), mode="r")
         closing: Any = contextlib.nullcontext()
     else:
-        store = h5py.File(path, "r")
+        store = h5py.File(path, "r", rdcc_nbytes=0)  # each part is read once: no chunk cache per dataset
         closing = store
     with closing:
         if "encoding-type" not in store.attrs:
