@@ -56,6 +56,90 @@ def compressor(level: int) -> Callable[[Buffer], bytes]:
     return partial(zlib.compress, level=level)
 
 
+#: Where the fields :func:`~scanpy_loomio._matrix.kernels.deflate_tiles` sets lie in ISA-L's ``struct isal_zstream``
+#: (igzip_lib.h) on 64-bit platforms, and bytes reserved for the whole struct (about 82 KiB in ISA-L 2.31).
+ISAL_STREAM_BYTES = 256 * 2**10
+#: ISA-L's ``ISAL_DEF_LVL1_LARGE``: the level buffer python-isal gives level 1 (the output depends on its size).
+ISAL_LEVEL1_BUFFER_BYTES = 4 * 2**10 + 2 * 32 * 2**10 + 4 * 64 * 2**10
+
+
+@dataclass(frozen=True)
+class IsalDeflate:
+    """ISA-L's one-shot deflate (``isal_deflate_stateless``) from python-isal's own extension, for compiled code.
+
+    Called for a whole task of tiles from :func:`~scanpy_loomio._matrix.kernels.deflate_tiles`, it deflates without
+    the GIL and without allocating per chunk, where python-isal's ``compress`` holds the GIL while it allocates its
+    buffers (so threads wait for each other) and allocates a third of a megabyte per chunk. The streams are those
+    of ``isal_zlib.compress`` at the same level, except that a chunk that does not compress is stored as it is
+    rather than grown, and all-zero chunks may differ by a few bytes.
+    """
+
+    init: Callable[[int], None]
+    deflate: Callable[[int], int]
+    level: int
+    """ISA-L's level (0 or 1)."""
+    level_buffer_bytes: int
+
+
+@cache
+def isal_deflate(level: int) -> IsalDeflate | None:
+    """The compiled-code deflate for loom's ``level`` when :func:`compressor` deflates it with ISA-L, else ``None``.
+
+    ``None`` too on 32-bit platforms, with an ISA-L other than version 2, when python-isal's extension does not
+    export ISA-L's functions, or when sample tiles do not come back from the streams it makes. ``SCANPY_LOOMIO_COMPILED_DEFLATE=0`` in the environment turns it off.
+    """
+    if os.environ.get("SCANPY_LOOMIO_COMPILED_DEFLATE", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    fast = fast_zlib()
+    if fast is None or not 1 <= level <= 3 or sys.maxsize < 2**32 or sys.byteorder != "little":
+        return None
+    import isal
+
+    if getattr(isal, "ISAL_MAJOR_VERSION", None) != 2:  # the struct layout below is ISA-L 2's
+        return None
+    isal_level = 0 if level == 1 else 1
+    try:
+        lib = ctypes.CDLL(fast.__file__)
+        init, deflate = lib.isal_deflate_stateless_init, lib.isal_deflate_stateless
+    except (OSError, AttributeError, TypeError):
+        return None
+    init.argtypes, init.restype = [ctypes.c_void_p], None
+    deflate.argtypes, deflate.restype = [ctypes.c_void_p], ctypes.c_int
+    found = IsalDeflate(init, deflate, isal_level, ISAL_LEVEL1_BUFFER_BYTES if isal_level else 0)
+    return found if _isal_deflate_works(found) else None
+
+
+def _isal_deflate_works(found: IsalDeflate) -> bool:
+    """Whether ``found`` turns sample tiles into zlib streams that inflate back to them."""
+    from scanpy_loomio._matrix.tiles import load_kernels
+
+    rng = np.random.default_rng(0)
+    counts = (rng.random((64, 64)) < 0.06) * rng.integers(1, 30, (64, 64))
+    samples = [counts.astype(np.float32), np.zeros((64, 64), np.float32), rng.random((64, 64)).astype(np.float32)]
+    tiles = np.stack(samples).view(np.uint8).reshape(-1)
+    tile_bytes = tiles.shape[0] // len(samples)
+    starts = np.arange(len(samples), dtype=np.int64) * tile_bytes
+    ends = np.zeros(len(samples), dtype=np.int64)
+    out = np.zeros(2 * tiles.shape[0] + 4096, dtype=np.uint8)
+    stream, level_buffer = isal_buffers(found)
+    failed = load_kernels().deflate_tiles(
+        found.init, found.deflate, *stream, found.level, level_buffer, tiles, starts, tile_bytes, out, ends
+    )
+    if failed >= 0:
+        return False
+    try:
+        inflated = [zlib.decompress(part.tobytes()) for part in np.split(out[: ends[-1]], ends[:-1])]
+    except zlib.error:
+        return False
+    return inflated == [tile.tobytes() for tile in tiles.reshape(len(samples), -1)]
+
+
+def isal_buffers(found: IsalDeflate) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """A zeroed ``struct isal_zstream`` as 64-, 32- and 16-bit views, and a level buffer, for one thread."""
+    stream = np.zeros(ISAL_STREAM_BYTES // 8, dtype=np.uint64)
+    return (stream, stream.view(np.uint32), stream.view(np.uint16)), np.zeros(found.level_buffer_bytes, np.uint8)
+
+
 def inflater() -> Callable[[Buffer, int, int], bytes]:
     """``decompress(stream, wbits, expected_size)`` for zlib streams (ISA-L's when installed: about 2× zlib)."""
     fast = fast_zlib()

@@ -331,6 +331,49 @@ def inflate_chunks(
 
 
 @numba.njit(nogil=True, cache=True)
+def deflate_tiles(
+    init: Callable[[int], None],
+    deflate: Callable[[int], int],
+    stream64: npt.NDArray[np.uint64],
+    stream32: npt.NDArray[np.uint32],
+    stream16: npt.NDArray[np.uint16],
+    level: int,
+    level_buffer: npt.NDArray[np.uint8],
+    src: npt.NDArray[np.uint8],
+    starts: _Ints,
+    tile_bytes: int,
+    out: npt.NDArray[np.uint8],
+    ends: _Ints,
+) -> int:
+    """Deflate tiles ``src[starts[k]:starts[k] + tile_bytes]`` into zlib streams back to back in ``out``.
+
+    ``init``/``deflate`` are ISA-L's ``isal_deflate_stateless_init``/``isal_deflate_stateless`` (ctypes functions);
+    ``stream64``/``stream32``/``stream16`` are views of one buffer holding a ``struct isal_zstream``, whose public
+    fields are set by their positions on 64-bit platforms. Stream ``k`` ends at ``out[ends[k]]``. Returns the index
+    of the first tile ISA-L refused (``out`` too small), or -1 when all are deflated.
+    """
+    address = stream64.ctypes.data
+    position = 0
+    for k in range(starts.shape[0]):
+        init(address)
+        stream64[0] = src[starts[k] :].ctypes.data  # next_in
+        stream32[2] = tile_bytes  # avail_in
+        stream64[2] = out[position:].ctypes.data  # next_out
+        stream32[6] = out.shape[0] - position  # avail_out
+        stream32[10] = level
+        stream32[11] = level_buffer.shape[0]  # level_buf_size
+        stream64[6] = level_buffer.ctypes.data  # level_buf
+        stream16[28] = 1  # end_of_stream
+        stream16[29] = 2  # flush: FULL_FLUSH, as python-isal's compress
+        stream16[30] = 3  # gzip_flag: IGZIP_ZLIB, the zlib stream of HDF5's gzip filter
+        if deflate(address) != 0:
+            return k
+        position += stream32[7]  # total_out
+        ends[k] = position
+    return -1
+
+
+@numba.njit(nogil=True, cache=True)
 def write_chunks(
     write_chunk: Callable[..., int],
     dataset_id: int,

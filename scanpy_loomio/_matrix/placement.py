@@ -59,6 +59,13 @@ class ChunkBatch:
         packed = np.frombuffer(b"".join(payloads), dtype=np.uint8)
         return cls(np.ascontiguousarray(np.reshape(offsets, (-1, 2)), dtype=np.uint64), packed, starts, lengths)
 
+    @classmethod
+    def from_ends(cls, offsets: np.ndarray, out: np.ndarray, ends: np.ndarray) -> ChunkBatch:
+        """Chunks stored back to back in ``out``, chunk ``k`` ending at ``out[ends[k]]`` (copied out of ``out``)."""
+        lengths = np.diff(ends, prepend=0)
+        packed = out[: int(ends[-1])].copy() if ends.shape[0] else out[:0].copy()
+        return cls(np.ascontiguousarray(offsets, dtype=np.uint64), packed, ends - lengths, lengths)
+
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
 

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import sparse
 
 from scanpy_loomio._matrix import pool  # pool.TASK_BYTES is read at run time (tests shrink it)
-from scanpy_loomio._matrix.deflate import compressor
+from scanpy_loomio._matrix.deflate import compressor, isal_buffers, isal_deflate
 from scanpy_loomio._matrix.placement import ChunkBatch, ChunkPlacer
 from scanpy_loomio._matrix.pool import gc_paused, ordered_map, progress_bar, resolve_threads
 from scanpy_loomio._matrix.tiles import band_width, ceil_div, kernel_dtype_ok, load_kernels, native
@@ -200,6 +200,7 @@ class _ChunkWriter:
         self.dtype = dset.dtype
         self.unsigned = np.dtype(f"u{self.dtype.itemsize}")
         self.compress = compressor(level)
+        self.isal = isal_deflate(level)  # the whole task's chunks deflated from compiled code, without the GIL
         self.matrix = matrix
         if is_sparse(matrix):
             self.kind = "sparse"
@@ -335,11 +336,52 @@ class _ChunkWriter:
         order = np.argwhere(filled.T)[:, ::-1] if self.by_cells else np.argwhere(filled)
         th, tw = self.chunk_rows, self.chunk_cols
         tile_bytes = th * tw * self.unsigned.itemsize
+        offsets = order * (th, tw) + (row0 * th, col0 * tw)
         # tiles are C-contiguous (grid rows, grid columns, th, tw): slices of one byte view, no array per tile
-        view = memoryview(tiles.reshape(-1).view(np.uint8))
-        starts = ((order[:, 0] * filled.shape[1] + order[:, 1]) * tile_bytes).tolist()
-        payloads = list(map(self.compress, [view[s : s + tile_bytes] for s in starts]))
-        return ChunkBatch.from_payloads(order * (th, tw) + (row0 * th, col0 * tw), payloads)
+        src = tiles.reshape(-1).view(np.uint8)
+        starts = (order[:, 0] * filled.shape[1] + order[:, 1]) * tile_bytes
+        if self.isal is not None and starts.shape[0]:
+            packed = self._isal_deflate(src, starts, tile_bytes)
+            if packed is not None:
+                return ChunkBatch.from_ends(offsets, *packed)
+        view = memoryview(src)
+        payloads = list(map(self.compress, [view[s : s + tile_bytes] for s in starts.tolist()]))
+        return ChunkBatch.from_payloads(offsets, payloads)
+
+    def _isal_deflate(
+        self, src: np.ndarray, starts: np.ndarray, tile_bytes: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The tiles at ``starts`` deflated back to back, and where each ends; ``None`` if ISA-L refuses one.
+
+        The output goes to a buffer of this thread, grown when the chunks compress less than usual; a chunk that
+        does not compress is stored, so it never needs much more room than the tile.
+        """
+        assert self.isal is not None  # called only when ISA-L deflates from compiled code
+        buffers = getattr(self._local, "isal", None)
+        if buffers is None:
+            buffers = self._local.isal = [*isal_buffers(self.isal), np.empty(0, dtype=np.uint8)]
+        stream, level_buffer = buffers[0], buffers[1]
+        room = tile_bytes + tile_bytes // 8 + 1024  # one chunk at most, header and stored-block overhead included
+        n = starts.shape[0]
+        ends = np.empty(n, dtype=np.int64)
+        done = position = 0
+        while done < n:
+            out = buffers[2]
+            if out.shape[0] - position < room:  # counts compress tenfold or more: start at a sixteenth, grow
+                grown = np.empty(max(2 * out.shape[0], position + room, n * tile_bytes // 16), dtype=np.uint8)
+                grown[:position] = out[:position]
+                out = buffers[2] = grown
+            failed = load_kernels().deflate_tiles(
+                self.isal.init, self.isal.deflate, *stream, self.isal.level, level_buffer, src, starts[done:],
+                tile_bytes, out[position:], ends[done:],
+            )  # fmt: skip
+            finished = n - done if failed < 0 else failed
+            ends[done : done + finished] += position
+            if finished == 0:
+                return None  # refused with room for the whole chunk: not a matter of space
+            done += finished
+            position = int(ends[done - 1])
+        return buffers[2], ends
 
     def _band(self, lo: int, hi: int) -> _SparseBand | npt.NDArray[Any]:
         """The input rows (cells ``lo:hi``) or columns (genes ``lo:hi``) as kernel-ready arrays.
