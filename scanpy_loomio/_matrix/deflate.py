@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from scanpy_loomio._settings import switched_off
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import ModuleType
@@ -86,9 +88,10 @@ def isal_deflate(level: int) -> IsalDeflate | None:
     """The compiled-code deflate for loom's ``level`` when :func:`compressor` deflates it with ISA-L, else ``None``.
 
     ``None`` too on 32-bit platforms, with an ISA-L other than version 2, when python-isal's extension does not
-    export ISA-L's functions, or when sample tiles do not come back from the streams it makes. ``SCANPY_LOOMIO_COMPILED_DEFLATE=0`` in the environment turns it off.
+    export ISA-L's functions, or when sample tiles do not come back from the streams it makes.
+    ``SCANPY_LOOMIO_COMPILED_DEFLATE=0`` in the environment turns it off.
     """
-    if os.environ.get("SCANPY_LOOMIO_COMPILED_DEFLATE", "1").strip().lower() in ("0", "false", "no", "off"):
+    if switched_off("SCANPY_LOOMIO_COMPILED_DEFLATE"):
         return None
     fast = fast_zlib()
     if fast is None or not 1 <= level <= 3 or sys.maxsize < 2**32 or sys.byteorder != "little":
@@ -167,7 +170,7 @@ def libdeflate() -> Libdeflate | None:
     Optional: it inflates about 25 % faster than ISA-L and straight into the tile buffer. Set the environment
     variable ``SCANPY_LOOMIO_LIBDEFLATE=0`` to read without it.
     """
-    if os.environ.get("SCANPY_LOOMIO_LIBDEFLATE", "1").strip().lower() in ("0", "false", "no", "off"):
+    if switched_off("SCANPY_LOOMIO_LIBDEFLATE"):
         return None
     candidates = [ctypes.util.find_library("deflate")]
     for prefix in dict.fromkeys((sys.prefix, os.environ.get("CONDA_PREFIX", ""))):

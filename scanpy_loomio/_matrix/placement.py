@@ -22,6 +22,7 @@ import h5py
 import numpy as np
 
 from scanpy_loomio._matrix.tiles import load_kernels
+from scanpy_loomio._settings import switched_off
 
 try:
     from h5py._objects import phil as _h5py_lock  # not public: the lock h5py holds around each HDF5 call
@@ -85,7 +86,7 @@ def _direct_write() -> Any | None:
 
     ``SCANPY_LOOMIO_DIRECT_WRITE=0`` in the environment stores every chunk through h5py.
     """
-    if os.environ.get("SCANPY_LOOMIO_DIRECT_WRITE", "1").strip().lower() in ("0", "false", "no", "off"):
+    if switched_off("SCANPY_LOOMIO_DIRECT_WRITE"):
         return None
     if _h5py_lock is None:
         return None

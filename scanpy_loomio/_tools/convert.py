@@ -383,7 +383,10 @@ def dense_to_csr(block: np.ndarray) -> sparse.csr_matrix:
 
 
 class _LoomBands:
-    """Bands of one loom matrix: dense cells × genes or genes × cells (``by_genes``), or CSR cells × genes (``as_csr``)."""
+    """Bands of one loom matrix, in the container the copy needs.
+
+    Dense cells × genes, dense genes × cells (``by_genes``), or CSR cells × genes (``as_csr``).
+    """
 
     def __init__(self, dset: h5py.Dataset, *, transposed: bool, n_threads: int | None, as_csr: bool = False) -> None:
         self.dset = dset
