@@ -15,7 +15,7 @@ from scanpy_loomio._guards import hdf5_object, read_values
 from scanpy_loomio._read.base import ReaderBase
 from scanpy_loomio._read.foreign import graph_index_base
 from scanpy_loomio._record.record import AxisRecord
-from scanpy_loomio._record.tags import graph_tag
+from scanpy_loomio._record.tags import GraphTag, graph_tag
 from scanpy_loomio._spec.facts import AXES
 
 #: Edges read at a time when only those between some vertices are kept (a subset read): 6 MiB of int64 a, b, w.
@@ -71,49 +71,50 @@ class GraphsReader(ReaderBase):
                 where, f"a, b, w of shapes {a.shape}, {b.shape}, {w.shape}", "three 1-D datasets of one length"
             )
         codec = graph_tag(g)
-        bases = list(codec.index_base) if codec else [0, 0]
-        if codec is None:  # another tool's graph: the convention's base, unless the values rule it out
-            for i, (values, name) in enumerate(((a, "a"), (b, "b"))):
-                bases[i], note = graph_index_base(values, n, self.convention.graph_index_base[i], f"{where}/{name}")
-                if note:
-                    warnings.warn(f"{self.path}: {note}", LoomReadWarning, stacklevel=6)
-        a, b = (
-            self._graph_index(where, x, name, n, base) for x, name, base in ((a, "a", bases[0]), (b, "b", bases[1]))
-        )
-        if codec is None and w.dtype.kind not in "f":
-            w = w.astype(np.float32)
+        bases = self._bases(where, codec, n, a, b, stacklevel=7)
+        a, b = (self._graph_index(where, x, name, n, base) for x, name, base in zip((a, b), "ab", bases, strict=True))
         if keep is not None:
             between = keep[a] & keep[b]
             a, b, w = a[between], b[between], w[between]
-        return build_matrix(a, b, w, n, codec.matrix if codec else None)
+        return _graph(a, b, w, n, codec)
 
     def _kept_edges(self, where: str, g: h5py.Group, edges: list[h5py.Dataset], n: int, keep: np.ndarray) -> Any:
         """The edges between the ``keep`` vertices, read a block at a time: memory bounded by what is kept."""
         total = edges[0].shape[0]
         blocks = range(0, total, GRAPH_BLOCK)
         codec = graph_tag(g)
-        bases = list(codec.index_base) if codec else [0, 0]
-        if codec is None:  # another tool's graph: its base follows from the smallest and largest index
-            for i, name in enumerate("ab"):
-                extremes = [_extremes(edges[i], start) for start in blocks]
-                values = np.array([e for pair in extremes for e in pair if pair])
-                bases[i], note = graph_index_base(values, n, self.convention.graph_index_base[i], f"{where}/{name}")
-                if note:
-                    warnings.warn(f"{self.path}: {note}", LoomReadWarning, stacklevel=7)
+        # another tool's graph: its base follows from the smallest and largest index, found block by block
+        a_ends, b_ends = (None, None) if codec else (_extremes(d, blocks) for d in edges[:2])
+        bases = self._bases(where, codec, n, a_ends, b_ends, stacklevel=8)
         kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for start in blocks:
             stop = min(start + GRAPH_BLOCK, total)
             with hdf5_object(g):
                 a, b, w = (d[start:stop] for d in edges)
             a, b = (
-                self._graph_index(where, x, name, n, base) for x, name, base in ((a, "a", bases[0]), (b, "b", bases[1]))
+                self._graph_index(where, x, name, n, base) for x, name, base in zip((a, b), "ab", bases, strict=True)
             )
             between = keep[a] & keep[b]
             kept.append((a[between], b[between], w[between]))
         a, b, w = (np.concatenate([part[i] for part in kept]) if kept else edges[i][:0] for i in range(3))
-        if codec is None and w.dtype.kind not in "f":
-            w = w.astype(np.float32)
-        return build_matrix(a, b, w, n, codec.matrix if codec else None)
+        return _graph(a, b, w, n, codec)
+
+    def _bases(
+        self, where: str, codec: GraphTag | None, n: int, a: np.ndarray | None, b: np.ndarray | None, *, stacklevel: int
+    ) -> tuple[int, int]:
+        """The first vertex index of ``a`` and ``b``: recorded, else the convention's unless the values rule it out.
+
+        ``a``/``b``: the index values, or any array with their smallest and largest (only read without a record).
+        """
+        if codec is not None:
+            return codec.index_base
+        bases = [0, 0]
+        for i, (values, name) in enumerate(((a, "a"), (b, "b"))):
+            assert values is not None  # given whenever there is no record
+            bases[i], note = graph_index_base(values, n, self.convention.graph_index_base[i], f"{where}/{name}")
+            if note:
+                warnings.warn(f"{self.path}: {note}", LoomReadWarning, stacklevel=stacklevel)
+        return bases[0], bases[1]
 
     def _graph_index(self, where: str, values: np.ndarray, name: str, n: int, base: int) -> np.ndarray:
         if values.dtype.kind == "f":
@@ -132,10 +133,21 @@ class GraphsReader(ReaderBase):
         return out
 
 
-def _extremes(dset: h5py.Dataset, start: int) -> tuple[Any, ...]:
-    """The smallest and largest value of one block of an index array (nothing for an empty block)."""
-    values = dset[start : start + GRAPH_BLOCK]
-    return (values.min(), values.max()) if values.size else ()
+def _extremes(dset: h5py.Dataset, blocks: range) -> np.ndarray:
+    """The smallest and largest value of each block of an index array, read a block at a time."""
+    ends = []
+    for start in blocks:
+        part = dset[start : start + GRAPH_BLOCK]
+        if part.size:
+            ends += [part.min(), part.max()]
+    return np.array(ends)
+
+
+def _graph(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int, codec: GraphTag | None) -> Any:
+    """The ``n × n`` matrix of 0-based edges; another tool's integer weights become float32."""
+    if codec is None and w.dtype.kind not in "f":
+        w = w.astype(np.float32)
+    return build_matrix(a, b, w, n, codec.matrix if codec else None)
 
 
 __all__ = ["GraphsReader"]
