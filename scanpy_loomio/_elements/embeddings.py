@@ -181,8 +181,9 @@ def restore(record: EmbeddingEntry, columns: Iterable[np.ndarray]) -> np.ndarray
         for i, column in enumerate(columns):
             if i == 0:
                 values = np.empty((column.shape[0], len(record.attrs)), dtype=column.dtype)
-            elif np.result_type(values, column) != values.dtype:  # as np.stack: the common dtype of all
-                values = values.astype(np.result_type(values, column))
+            common = np.result_type(values, column)  # as np.stack: the common dtype of all columns
+            if common != values.dtype:
+                values = values.astype(common)
             values[:, i] = column
     else:
         columns = list(columns)

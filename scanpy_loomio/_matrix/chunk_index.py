@@ -230,7 +230,8 @@ def _walk(
                 found.append(_leaf_entries(words, starts, wanted, reader.base))
             else:
                 children += _children(words, starts, counts, batch, wanted)
-        if level == 0 or level is None:  # (never None: a level has at least one node)
+        assert level is not None  # set by the level's first node
+        if level == 0:
             return np.concatenate(found)
         if not children:
             return np.zeros((0, 5), dtype=np.int64)
