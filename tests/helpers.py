@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import anndata
+import h5py
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 from anndata.tests.helpers import assert_adata_equal
+
+from scanpy_loomio._matrix.chunks import chunk_index
 
 
 def as_h5ad_gives(adata: AnnData) -> AnnData:
@@ -119,3 +125,30 @@ def assert_reads_equal(expected: AnnData, got: AnnData) -> None:
         want, have = getattr(expected, axis), getattr(got, axis)
         assert want.index.dtype == have.index.dtype, (axis, want.index.dtype, have.index.dtype)
         assert list(want.dtypes.astype(str)) == list(have.dtypes.astype(str)), (axis, want.dtypes, have.dtypes)
+
+
+def write_with_switch(code: str, tmp_path: Path, variable: str) -> dict[str, tuple[Path, str]]:
+    """Run ``code`` (given an output path) in a fresh Python with the environment switch ``variable`` on and off.
+
+    Returns, for ``"1"`` (on) and ``"0"`` (off), the file written and what the code printed.
+    """
+    out = {}
+    for value in ("1", "0"):
+        path = tmp_path / f"{variable.lower()}-{value}.loom"
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            env={**os.environ, variable: value},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert path.exists()
+        out[value] = (path, done.stdout.strip())
+    return out
+
+
+def stored_chunks(path: Path, name: str = "matrix") -> dict[tuple[int, ...], bytes]:
+    """The stored (compressed) bytes of every chunk of dataset ``name``, by chunk offset."""
+    with h5py.File(path, "r") as f:
+        dsid = f[name].id
+        return {tuple(record[:2]): dsid.read_direct_chunk(tuple(record[:2]))[1] for record in chunk_index(dsid)}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -11,10 +9,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from helpers import stored_chunks, write_with_switch
 from scipy import sparse
 
 from scanpy_loomio._matrix import read_matrix, write_matrix
-from scanpy_loomio._matrix.chunks import chunk_index
 from scanpy_loomio._matrix.deflate import fast_zlib, isal_buffers, isal_deflate
 from scanpy_loomio._matrix.tiles import load_kernels
 
@@ -40,12 +38,6 @@ print(isal_deflate(2) is not None)
 """
 
 
-def _chunks(path: Path, name: str) -> dict[tuple[int, ...], bytes]:
-    with h5py.File(path, "r") as f:
-        dsid = f[name].id
-        return {tuple(record[:2]): dsid.read_direct_chunk(tuple(record[:2]))[1] for record in chunk_index(dsid)}
-
-
 @pytest.mark.parametrize("level", [1, 2, 3])
 def test_found_for_the_levels_isal_deflates(level: int) -> None:
     found = isal_deflate(level)
@@ -56,23 +48,16 @@ def test_found_for_the_levels_isal_deflates(level: int) -> None:
 
 def test_files_hold_the_same_data_as_with_python_isal(tmp_path: Path) -> None:
     """The same matrices written with the compiled deflate and with python-isal's: chunk by chunk, equal data."""
-    outputs = {}
-    for compiled in ("1", "0"):
-        path = tmp_path / f"compiled-{compiled}.loom"
-        env = {**os.environ, "SCANPY_LOOMIO_COMPILED_DEFLATE": compiled}
-        done = subprocess.run(
-            [sys.executable, "-c", WRITE, str(path)], env=env, capture_output=True, text=True, check=True
-        )
-        outputs[compiled] = done.stdout.strip()
-    assert outputs == {"1": "True", "0": "False"}
+    runs = write_with_switch(WRITE, tmp_path, "SCANPY_LOOMIO_COMPILED_DEFLATE")
+    assert {value: printed for value, (_, printed) in runs.items()} == {"1": "True", "0": "False"}
     for name in ("counts", "noise"):
-        compiled, python = _chunks(tmp_path / "compiled-1.loom", name), _chunks(tmp_path / "compiled-0.loom", name)
+        compiled, python = stored_chunks(runs["1"][0], name), stored_chunks(runs["0"][0], name)
         assert compiled.keys() == python.keys() and len(compiled) > 50
         for offset, stream in compiled.items():
             assert zlib.decompress(stream) == zlib.decompress(python[offset]), (name, offset)
         if name == "noise":  # stored rather than grown: never larger than the chunk and its framing
             assert max(map(len, compiled.values())) <= 32 * 48 * 4 + 64
-    with h5py.File(tmp_path / "compiled-1.loom", "r") as f:
+    with h5py.File(runs["1"][0], "r") as f:
         noise = np.random.default_rng(7).random((300, 450)).astype(np.float32)
         assert np.array_equal(read_matrix(f["noise"], format="dense"), noise)
 

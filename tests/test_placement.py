@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from helpers import stored_chunks, write_with_switch
 
-from scanpy_loomio._matrix.chunks import chunk_index
 from scanpy_loomio._matrix.placement import ChunkBatch, ChunkPlacer
 
 WRITE = """
@@ -29,25 +26,12 @@ print(_direct_write() is not None)
 """
 
 
-def _stored(path: Path) -> dict[tuple[int, ...], bytes]:
-    with h5py.File(path, "r") as f:
-        dsid = f["matrix"].id
-        return {tuple(record[:2]): dsid.read_direct_chunk(tuple(record[:2]))[1] for record in chunk_index(dsid)}
-
-
 def test_direct_placement_stores_what_h5py_stores(tmp_path: Path) -> None:
     """The same matrix written with HDF5 called directly and through h5py: the same chunks, byte for byte."""
-    outputs = {}
-    for direct in ("1", "0"):
-        path = tmp_path / f"direct-{direct}.loom"
-        env = {**os.environ, "SCANPY_LOOMIO_DIRECT_WRITE": direct}
-        done = subprocess.run(
-            [sys.executable, "-c", WRITE, str(path)], env=env, capture_output=True, text=True, check=True
-        )
-        outputs[direct] = done.stdout.strip()
-        assert path.exists()
-    assert outputs == {"1": "True", "0": "False"}  # this machine's h5py has its HDF5 library as a shared library
-    direct, through_h5py = _stored(tmp_path / "direct-1.loom"), _stored(tmp_path / "direct-0.loom")
+    runs = write_with_switch(WRITE, tmp_path, "SCANPY_LOOMIO_DIRECT_WRITE")
+    # this machine's h5py has its HDF5 library as a shared library
+    assert {value: printed for value, (_, printed) in runs.items()} == {"1": "True", "0": "False"}
+    direct, through_h5py = stored_chunks(runs["1"][0]), stored_chunks(runs["0"][0])
     assert len(direct) > 100
     assert direct == through_h5py
 
