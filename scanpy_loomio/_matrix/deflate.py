@@ -88,7 +88,8 @@ def isal_deflate(level: int) -> IsalDeflate | None:
     """The compiled-code deflate for loom's ``level`` when :func:`compressor` deflates it with ISA-L, else ``None``.
 
     ``None`` too on 32-bit platforms, with an ISA-L other than version 2, when python-isal's extension does not
-    export ISA-L's functions, or when sample tiles do not come back from the streams it makes.
+    export ISA-L's functions, or when sample tiles do not come back from the streams it makes or do not deflate to
+    the same bytes each time.
     ``SCANPY_LOOMIO_COMPILED_DEFLATE=0`` in the environment turns it off.
     """
     if switched_off("SCANPY_LOOMIO_COMPILED_DEFLATE"):
@@ -113,28 +114,47 @@ def isal_deflate(level: int) -> IsalDeflate | None:
 
 
 def _isal_deflate_works(found: IsalDeflate) -> bool:
-    """Whether ``found`` turns sample tiles into zlib streams that inflate back to them."""
-    from scanpy_loomio._matrix.tiles import load_kernels
+    """Whether ``found`` turns sample tiles into zlib streams that inflate back to them, the same bytes each time.
 
+    The tiles are deflated with fresh buffers, then again in the opposite order with the used ones: a file's bytes
+    must not depend on which thread deflated a chunk or what it deflated before.
+    """
     rng = np.random.default_rng(0)
     counts = (rng.random((64, 64)) < 0.06) * rng.integers(1, 30, (64, 64))
     samples = [counts.astype(np.float32), np.zeros((64, 64), np.float32), rng.random((64, 64)).astype(np.float32)]
-    tiles = np.stack(samples).view(np.uint8).reshape(-1)
-    tile_bytes = tiles.shape[0] // len(samples)
-    starts = np.arange(len(samples), dtype=np.int64) * tile_bytes
-    ends = np.zeros(len(samples), dtype=np.int64)
-    out = np.zeros(2 * tiles.shape[0] + 4096, dtype=np.uint8)
-    stream, level_buffer = isal_buffers(found)
-    failed = load_kernels().deflate_tiles(
-        found.init, found.deflate, *stream, found.level, level_buffer, tiles, starts, tile_bytes, out, ends
-    )
-    if failed >= 0:
+    samples.append(np.tile(counts[:8], (8, 1)).astype(np.float32))
+    tiles = np.stack(samples).view(np.uint8).reshape(len(samples), -1)
+    buffers = isal_buffers(found)
+    first = _deflate_samples(found, tiles, buffers)
+    again = _deflate_samples(found, tiles[::-1].copy(), buffers)
+    if first is None or again is None or first != again[::-1]:
         return False
     try:
-        inflated = [zlib.decompress(part.tobytes()) for part in np.split(out[: ends[-1]], ends[:-1])]
+        return [zlib.decompress(stream) for stream in first] == [tile.tobytes() for tile in tiles]
     except zlib.error:
         return False
-    return inflated == [tile.tobytes() for tile in tiles.reshape(len(samples), -1)]
+
+
+def _deflate_samples(
+    found: IsalDeflate, tiles: np.ndarray, buffers: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+) -> list[bytes] | None:
+    """The rows of ``tiles`` deflated in one compiled call, or ``None`` when ISA-L refuses one."""
+    from scanpy_loomio._matrix.tiles import load_kernels
+
+    n, tile_bytes = tiles.shape
+    starts = np.arange(n, dtype=np.int64) * tile_bytes
+    ends = np.zeros(n, dtype=np.int64)
+    out = np.zeros(n * deflate_room(tile_bytes), dtype=np.uint8)
+    (stream, level_buffer), room = buffers, deflate_room(tile_bytes)
+    args = (found.init, found.deflate, *stream, found.level, level_buffer, tiles.reshape(-1), starts, tile_bytes)
+    if load_kernels().deflate_tiles(*args, room, out, ends) >= 0:
+        return None
+    return [part.tobytes() for part in np.split(out[: ends[-1]], ends[:-1])]
+
+
+def deflate_room(tile_bytes: int) -> int:
+    """Output room given to every tile deflated from compiled code: the tile, stored-block and zlib framing."""
+    return tile_bytes + tile_bytes // 8 + 1024
 
 
 def isal_buffers(found: IsalDeflate) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:

@@ -342,6 +342,7 @@ def deflate_tiles(
     src: npt.NDArray[np.uint8],
     starts: _Ints,
     tile_bytes: int,
+    room: int,
     out: npt.NDArray[np.uint8],
     ends: _Ints,
 ) -> int:
@@ -349,17 +350,22 @@ def deflate_tiles(
 
     ``init``/``deflate`` are ISA-L's ``isal_deflate_stateless_init``/``isal_deflate_stateless`` (ctypes functions);
     ``stream64``/``stream32``/``stream16`` are views of one buffer holding a ``struct isal_zstream``, whose public
-    fields are set by their positions on 64-bit platforms. Stream ``k`` ends at ``out[ends[k]]``. Returns the index
-    of the first tile ISA-L refused (``out`` too small), or -1 when all are deflated.
+    fields are set by their positions on 64-bit platforms. Stream ``k`` ends at ``out[ends[k]]``. Every tile is
+    given exactly ``room`` bytes of output: ISA-L's stream depends on the room it is given (a constant tile becomes
+    a shorter stream when room is tight), so the same tile deflates to the same bytes wherever it lands. Returns
+    the index of the first tile that found less than ``room`` left in ``out`` or that ISA-L refused, or -1 when all
+    are deflated.
     """
     address = stream64.ctypes.data
     position = 0
     for k in range(starts.shape[0]):
+        if out.shape[0] - position < room:
+            return k
         init(address)
         stream64[0] = src[starts[k] :].ctypes.data  # next_in
         stream32[2] = tile_bytes  # avail_in
         stream64[2] = out[position:].ctypes.data  # next_out
-        stream32[6] = out.shape[0] - position  # avail_out
+        stream32[6] = room  # avail_out
         stream32[10] = level
         stream32[11] = level_buffer.shape[0]  # level_buf_size
         stream64[6] = level_buffer.ctypes.data  # level_buf

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import sparse
 
 from scanpy_loomio._matrix import pool  # pool.TASK_BYTES is read at run time (tests shrink it)
-from scanpy_loomio._matrix.deflate import compressor, isal_buffers, isal_deflate
+from scanpy_loomio._matrix.deflate import compressor, deflate_room, isal_buffers, isal_deflate
 from scanpy_loomio._matrix.placement import ChunkBatch, ChunkPlacer
 from scanpy_loomio._matrix.pool import gc_paused, ordered_map, progress_bar, resolve_threads
 from scanpy_loomio._matrix.tiles import band_width, ceil_div, kernel_dtype_ok, load_kernels, native
@@ -354,14 +354,15 @@ class _ChunkWriter:
         """The tiles at ``starts`` deflated back to back, and where each ends; ``None`` if ISA-L refuses one.
 
         The output goes to a buffer of this thread, grown when the chunks compress less than usual; a chunk that
-        does not compress is stored, so it never needs much more room than the tile.
+        does not compress is stored, so it never needs much more room than the tile. Every chunk is given the same
+        room, so its bytes do not depend on the thread or on what was deflated before it.
         """
         assert self.isal is not None  # called only when ISA-L deflates from compiled code
         buffers = getattr(self._local, "isal", None)
         if buffers is None:
             buffers = self._local.isal = [*isal_buffers(self.isal), np.empty(0, dtype=np.uint8)]
         stream, level_buffer = buffers[0], buffers[1]
-        room = tile_bytes + tile_bytes // 8 + 1024  # one chunk at most, header and stored-block overhead included
+        room = deflate_room(tile_bytes)
         n = starts.shape[0]
         ends = np.empty(n, dtype=np.int64)
         done = position = 0
@@ -373,7 +374,7 @@ class _ChunkWriter:
                 out = buffers[2] = grown
             failed = load_kernels().deflate_tiles(
                 self.isal.init, self.isal.deflate, *stream, self.isal.level, level_buffer, src, starts[done:],
-                tile_bytes, out[position:], ends[done:],
+                tile_bytes, room, out[position:], ends[done:],
             )  # fmt: skip
             finished = n - done if failed < 0 else failed
             ends[done : done + finished] += position
