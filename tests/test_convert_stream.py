@@ -18,6 +18,7 @@ from helpers import write_loom_as_anndata_did
 from scipy import sparse
 
 from scanpy_loomio import LoomFormatError, read_loom_full, write_loom_full
+from scanpy_loomio._elements import graphs
 from scanpy_loomio._matrix import stream
 from scanpy_loomio._tools import convert
 from scanpy_loomio._tools.convert import convert_file, dense_to_csr
@@ -255,3 +256,23 @@ def test_convert_does_not_import_scanpy_and_scanpy_still_gets_the_functions(file
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "ok\n"
+
+
+def test_h5ad_graphs_are_written_from_disk_a_block_at_a_time(tmp_path, monkeypatch):
+    """A kNN graph of many cells is not read whole: the conversion needs less memory than the graph holds."""
+    monkeypatch.setattr(graphs, "GRAPH_BLOCK_EDGES", 2**14)
+    n_obs, k = 40_000, 30
+    knn = sparse.csr_matrix(
+        (RNG.random(n_obs * k, dtype=np.float32), RNG.integers(0, n_obs, n_obs * k), np.arange(0, n_obs * k + 1, k)),
+        shape=(n_obs, n_obs),
+    )
+    adata = ad.AnnData(sparse.random(n_obs, 20, density=0.01, format="csr", dtype=np.float32, random_state=0))
+    adata.obsp["distances"] = knn
+    adata.obsp["connectivities"] = knn.T.tocsc()  # a CSC graph too, stored column by column
+    adata.write_h5ad(tmp_path / "knn.h5ad")
+    peak = _traced_peak(tmp_path / "knn.h5ad", tmp_path / "knn.loom")
+    assert peak < knn.data.nbytes + knn.indices.nbytes, peak  # one graph's arrays in memory would exceed it
+    back = read_loom_full(tmp_path / "knn.loom")
+    assert_adata_equal(ad.read_h5ad(tmp_path / "knn.h5ad"), back, exact=True)
+    with h5py.File(tmp_path / "knn.loom", "r") as f:
+        assert sorted(f["col_graphs"]) == ["connectivities", "distances"]  # loom graphs, not kept aside

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import sparse
 
+from scanpy_loomio._matrix.stream import backed_sparse_format, stand_in
 from scanpy_loomio._record.tags import GraphTag, MatrixTag, write_tag
 
 if TYPE_CHECKING:
@@ -32,6 +34,65 @@ def weights_exact_as_float(values: np.ndarray) -> bool:
 GRAPH_BLOCK_EDGES = 2**18
 
 
+@dataclass(frozen=True)
+class CompressedGraph:
+    """A CSR or CSC graph's arrays, in memory or on disk, and what reading it into memory gives (its tag).
+
+    On disk (anndata's backed sparse datasets, as ``.h5ad`` conversion keeps them), ``indices`` and ``data`` are the
+    file's datasets, read a block of edges at a time; ``indptr`` is read whole (one integer per cell or gene).
+    """
+
+    format: str
+    shape: tuple[int, int]
+    indptr: np.ndarray
+    indices: Any
+    data: Any
+    tag: MatrixTag
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.indptr[-1])
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(self.data.dtype)
+
+
+def compressed_graph(matrix: Any) -> CompressedGraph | None:
+    """The arrays of a CSR/CSC matrix or of anndata's backed CSR/CSC dataset; ``None`` for any other matrix.
+
+    Examples
+    --------
+    >>> graph = compressed_graph(sparse.csr_matrix(np.eye(3, dtype=np.float32)))
+    >>> graph.format, graph.n_edges, graph.tag.container
+    ('csr', 3, 'csr_matrix')
+    >>> compressed_graph(np.eye(3)) is None
+    True
+    """
+    if sparse.issparse(matrix):
+        # scipy-stubs narrow issparse to an abstract base class without the attributes CSR and CSC have
+        fmt: str | None = matrix.format  # type: ignore[attr-defined]
+        if fmt not in ("csr", "csc"):
+            return None
+        arrays = (matrix.indptr, matrix.indices, matrix.data)  # type: ignore[attr-defined]
+        return CompressedGraph(fmt, matrix.shape, *arrays, MatrixTag.of(matrix))  # type: ignore[attr-defined]
+    fmt = backed_sparse_format(matrix)
+    if fmt is None:
+        return None
+    group = matrix.group
+    shape = (int(matrix.shape[0]), int(matrix.shape[1]))
+    indptr = np.asarray(group["indptr"][...])
+    return CompressedGraph(fmt, shape, indptr, group["indices"], group["data"], MatrixTag.of(stand_in(matrix)))
+
+
+def graph_weights_exact(graph: CompressedGraph) -> bool:
+    """:func:`weights_exact_as_float` for a graph's weights, read a block at a time when they are integers."""
+    if graph.dtype.kind not in "iu":
+        return weights_exact_as_float(np.empty(0, dtype=graph.dtype))
+    blocks = range(0, graph.n_edges, GRAPH_BLOCK_EDGES)
+    return all(weights_exact_as_float(np.asarray(graph.data[lo : lo + GRAPH_BLOCK_EDGES])) for lo in blocks)
+
+
 def write_graph(group: h5py.Group, name: str, matrix: Any, *, index_base: int | tuple[int, int] = 0) -> None:
     """Write a square matrix as the edge list ``group/name/{a,b,w}``; ``index_base`` is 0 or 1, for ``a`` and ``b``.
 
@@ -39,16 +100,16 @@ def write_graph(group: h5py.Group, name: str, matrix: Any, *, index_base: int | 
     rows or columns at a time.
     """
     base_a, base_b = (index_base, index_base) if isinstance(index_base, int) else index_base
-    is_sparse = sparse.issparse(matrix)
-    compressed = is_sparse and matrix.format in ("csr", "csc")
-    if compressed:
-        n_edges, data_dtype = int(matrix.indptr[-1]), matrix.data.dtype
+    graph = compressed_graph(matrix)
+    if graph is not None:
+        n_edges, data_dtype, tag = graph.n_edges, graph.dtype, graph.tag
     else:
+        is_sparse = sparse.issparse(matrix)
         coo = sparse.coo_matrix(matrix) if is_sparse else sparse.coo_matrix(np.asarray(matrix))
         if not is_sparse:
             keep = coo.data != 0
             coo = sparse.coo_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=coo.shape)
-        n_edges, data_dtype = coo.nnz, coo.data.dtype
+        n_edges, data_dtype, tag = coo.nnz, coo.data.dtype, MatrixTag.of(matrix)
     weight_dtype = data_dtype if data_dtype in WEIGHT_DTYPES else np.dtype(np.float64)
     g = group.create_group(name)
     datasets = {
@@ -63,21 +124,21 @@ def write_graph(group: h5py.Group, name: str, matrix: Any, *, index_base: int | 
         )
         for key, dtype in (("a", np.int64), ("b", np.int64), ("w", weight_dtype))
     }
-    blocks = _edge_blocks(matrix) if compressed else [(0, coo.row, coo.col, coo.data)]
+    blocks = _edge_blocks(graph) if graph is not None else [(0, coo.row, coo.col, coo.data)]
     for start, rows, cols, weights in blocks:
         stop = start + weights.shape[0]
         if stop > start:
             datasets["a"][start:stop] = rows.astype(np.int64) + base_a
             datasets["b"][start:stop] = cols.astype(np.int64) + base_b
             datasets["w"][start:stop] = weights.astype(weight_dtype, copy=False)
-    write_tag(g, GraphTag(MatrixTag.of(matrix), (base_a, base_b)))
+    write_tag(g, GraphTag(tag, (base_a, base_b)))
 
 
-def _edge_blocks(matrix: Any) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """``(first edge, rows, columns, weights)`` of a CSR or CSC matrix, about :data:`GRAPH_BLOCK_EDGES` at a time."""
-    indptr = matrix.indptr
-    by_rows = matrix.format == "csr"
-    n_major = matrix.shape[0] if by_rows else matrix.shape[1]
+def _edge_blocks(graph: CompressedGraph) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """``(first edge, rows, columns, weights)`` of a CSR or CSC graph, about :data:`GRAPH_BLOCK_EDGES` at a time."""
+    indptr = graph.indptr
+    by_rows = graph.format == "csr"
+    n_major = graph.shape[0] if by_rows else graph.shape[1]
     lo = 0
     while lo < n_major:
         # the next block ends where about GRAPH_BLOCK_EDGES more edges are reached (at least one row or column)
@@ -85,8 +146,8 @@ def _edge_blocks(matrix: Any) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.
         hi = min(hi, n_major)
         first, last = int(indptr[lo]), int(indptr[hi])
         major = np.repeat(np.arange(lo, hi, dtype=np.int64), np.diff(indptr[lo : hi + 1]))
-        minor = matrix.indices[first:last]
-        weights = matrix.data[first:last]
+        minor = np.asarray(graph.indices[first:last])
+        weights = np.asarray(graph.data[first:last])
         yield (first, major, minor, weights) if by_rows else (first, minor, major, weights)
         lo = hi
 

@@ -77,10 +77,10 @@ def is_streamed(value: Any) -> bool:
         return True
     if _module_of(value) == "zarr" and hasattr(value, "shape") and hasattr(value, "dtype"):
         return True
-    return _backed_sparse_format(value) is not None
+    return backed_sparse_format(value) is not None
 
 
-def _backed_sparse_format(value: Any) -> str | None:
+def backed_sparse_format(value: Any) -> str | None:
     """``"csr"``/``"csc"`` for anndata's backed sparse datasets, else ``None``."""
     if _module_of(value) != "anndata":
         return None
@@ -116,7 +116,7 @@ def _sparse_class(value: Any) -> type | None:
     if is_dask_array(value):
         meta = getattr(value, "_meta", None)
         return type(meta) if sparse.issparse(meta) else None
-    fmt = _backed_sparse_format(value)
+    fmt = backed_sparse_format(value)
     if fmt is None:
         return None
     # anndata's backed datasets give their own in-memory class when sliced
@@ -128,7 +128,7 @@ def in_memory(value: Any) -> Any:
     """``value`` computed or read into memory (for the small elements a streamed write keeps in memory)."""
     if is_dask_array(value):
         return value.compute()
-    if _backed_sparse_format(value) is not None:
+    if backed_sparse_format(value) is not None:
         return value.to_memory()
     if is_streamed(value):
         return np.asarray(value[()])

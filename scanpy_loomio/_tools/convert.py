@@ -9,7 +9,8 @@ layers go a band of cells at a time, so memory does not grow with the number of 
   dataset for the rest). The file holds exactly what ``read_loom_full`` + ``write_h5ad`` would write.
 - ``.h5ad``/``.zarr`` → ``.loom``: everything but ``X`` and the layers is read with anndata's element readers
   (``read_dispatched``); ``X`` and the layers stay on disk (anndata's backed sparse datasets, or the dense
-  datasets) and :func:`~scanpy_loomio.write_loom_full` writes them band by band.
+  datasets) and :func:`~scanpy_loomio.write_loom_full` writes them band by band; sparse ``obsp``/``varp`` graphs
+  stay on disk too and are written a block of edges at a time.
 - ``.loom`` → ``.loom`` (another convention) reads the file into memory, as before.
 
 Every output is written under a temporary name beside the target and moved into place when complete.
@@ -198,12 +199,15 @@ def opened_anndata(path: Path) -> Iterator[anndata.AnnData]:
 
 
 def _on_disk_matrices(read: Any, name: str, elem: Any, iospec: Any) -> Any:
-    """``read_dispatched``'s callback: ``X`` and layers stay on disk, everything else is read."""
-    if name == "/X" or (name.startswith("/layers/") and name.count("/") == 2):
+    """``read_dispatched``'s callback: ``X``, layers and sparse graphs stay on disk, everything else is read."""
+    one_level = name.count("/") == 2
+    if name == "/X" or (name.startswith("/layers/") and one_level):
         if iospec.encoding_type in ("csr_matrix", "csc_matrix"):
             return sparse_dataset(elem)
         if iospec.encoding_type == "array":
             return elem
+    if name.startswith(("/obsp/", "/varp/")) and one_level and iospec.encoding_type in ("csr_matrix", "csc_matrix"):
+        return sparse_dataset(elem)  # kNN graphs of many cells: written to loom a block of edges at a time
     return read(elem)
 
 

@@ -23,7 +23,7 @@ from scanpy_loomio._compat import named_layers
 from scanpy_loomio._elements.aliases import linked_names, linked_paths
 from scanpy_loomio._elements.embeddings import EmbeddingPlan, plan_embedding, registry_globals
 from scanpy_loomio._elements.globals import json_tag, scalar_tag
-from scanpy_loomio._elements.graphs import weights_exact_as_float
+from scanpy_loomio._elements.graphs import compressed_graph, graph_weights_exact, weights_exact_as_float
 from scanpy_loomio._elements.scope import (
     ScopeLayout,
     plan_scope_embeddings,
@@ -131,6 +131,16 @@ def _check_nested_keys(value: Any, key: str) -> None:
         _check_nested_keys(item, f"{key}[{name!r}]")
 
 
+def _graph_weights(value: Any) -> tuple[bool, np.dtype[Any]]:
+    """Whether a graph's weights survive loom's float weights exactly, and their dtype."""
+    graph = compressed_graph(value)  # CSR/CSC in memory or on disk: integer weights checked a block at a time
+    if graph is not None:
+        return graph_weights_exact(graph), graph.dtype
+    # scipy-stubs narrow issparse to an abstract base class without the data every container has
+    data = value.data if sparse.issparse(value) else np.asarray(value)  # type: ignore[attr-defined]
+    return weights_exact_as_float(data), data.dtype
+
+
 def _sidecar_storable(value: Any) -> bool:
     """Whether anndata's element encoding can store an ``obsm``/``varm``/``obsp``/``varp`` value kept in the sidecar.
 
@@ -229,14 +239,14 @@ def _plan_axis(
     graph_names: set[str] = set()
     for key, value in pairwise.items():
         check_name(key, f"{axis}p[{key!r}]")
-        data = value.data if sparse.issparse(value) else np.asarray(value)
-        if weights_exact_as_float(data):
+        exact, dtype = _graph_weights(value)
+        if exact:
             plan.graphs.append((key, key, value))
             graph_names.add(key)
         elif not _sidecar_storable(value):
             _lossy(
                 policy,
-                f"{axis}p[{key!r}]: a {type(value).__name__} of dtype {data.dtype} that anndata's element encoding "
+                f"{axis}p[{key!r}]: a {type(value).__name__} of dtype {dtype} that anndata's element encoding "
                 "cannot store.",
             )
         else:
