@@ -20,6 +20,7 @@ from scipy import sparse
 from scanpy_loomio import LoomFormatError, read_loom_full, write_loom_full
 from scanpy_loomio._elements import graphs
 from scanpy_loomio._matrix import stream
+from scanpy_loomio._read import graphs as read_graphs
 from scanpy_loomio._tools import convert
 from scanpy_loomio._tools.convert import convert_file, dense_to_csr
 from scanpy_loomio.cli import main
@@ -276,3 +277,55 @@ def test_h5ad_graphs_are_written_from_disk_a_block_at_a_time(tmp_path, monkeypat
     assert_adata_equal(ad.read_h5ad(tmp_path / "knn.h5ad"), back, exact=True)
     with h5py.File(tmp_path / "knn.loom", "r") as f:
         assert sorted(f["col_graphs"]) == ["connectivities", "distances"]  # loom graphs, not kept aside
+
+
+def knn_graph(n_obs: int, k: int) -> sparse.csr_matrix:
+    """A kNN-like graph: ``k`` edges per cell to cells at random, float32 weights."""
+    return sparse.csr_matrix(
+        (RNG.random(n_obs * k, dtype=np.float32), RNG.integers(0, n_obs, n_obs * k), np.arange(0, n_obs * k + 1, k)),
+        shape=(n_obs, n_obs),
+    )
+
+
+def test_loom_graphs_go_to_h5ad_in_blocks_as_read_whole(tmp_path, monkeypatch):
+    """Every kind of graph, written to .h5ad in many blocks: the same as reading the loom file and writing it."""
+    monkeypatch.setattr(read_graphs, "GRAPH_BLOCK", 2**10)
+    n_obs = 3000
+    adata = ad.AnnData(sparse.random(n_obs, 30, density=0.05, format="csr", dtype=np.float32, random_state=0))
+    adata.obsp["knn"] = knn_graph(n_obs, 15)
+    adata.obsp["csc"] = knn_graph(n_obs, 4).tocsc()
+    hub = sparse.lil_matrix((n_obs, n_obs), dtype=np.float64)
+    hub[5, :] = RNG.random(n_obs)  # one cell with more edges than a block
+    adata.obsp["hub"] = sparse.csr_array(hub.tocsr())
+    adata.obsp["counts"] = (knn_graph(n_obs, 2) * 10).astype(np.int32)
+    adata.obsp["huge"] = (knn_graph(n_obs, 2) * 1e17).astype(np.int64)  # not exact as float: kept aside
+    adata.obsp["empty"] = sparse.csr_matrix((n_obs, n_obs), dtype=np.float32)
+    adata.varp["genes"] = sparse.random(30, 30, density=0.2, format="csr", random_state=3)
+    loom = tmp_path / "graphs.loom"
+    write_loom_full(loom, adata, progress=False)
+    with h5py.File(loom, "r+") as f:  # another tool's graphs, untagged: integer weights, in and out of order
+        coo = knn_graph(n_obs, 3).tocoo()
+        for name, order in (("sorted", np.arange(coo.nnz)), ("shuffled", RNG.permutation(coo.nnz))):
+            g = f["col_graphs"].create_group(name)
+            g["a"], g["b"] = coo.row[order].astype(np.int64), coo.col[order].astype(np.int64)
+            g["w"] = (coo.data[order] * 100).astype(np.int64)
+    convert_file(loom, tmp_path / "out.h5ad")
+    expected = old_loom_to_h5ad(loom, tmp_path / "expected.h5ad")
+    back = ad.read_h5ad(tmp_path / "out.h5ad")
+    assert_adata_equal(expected, back, exact=True)
+    assert set(back.obsp) == {"knn", "csc", "hub", "counts", "huge", "empty", "sorted", "shuffled"}
+    for key in back.obsp:
+        assert type(back.obsp[key]) is type(expected.obsp[key]), key
+    assert back.obsp["csc"].format == "csc" and back.obsp["counts"].dtype == np.int32
+
+
+def test_loom_graphs_are_not_held_whole_when_converting(tmp_path, monkeypatch):
+    monkeypatch.setattr(read_graphs, "GRAPH_BLOCK", 2**14)
+    n_obs = 40_000
+    knn = knn_graph(n_obs, 30)
+    adata = ad.AnnData(sparse.random(n_obs, 20, density=0.01, format="csr", dtype=np.float32, random_state=0))
+    adata.obsp["distances"] = knn
+    write_loom_full(tmp_path / "knn.loom", adata, progress=False)
+    peak = _traced_peak(tmp_path / "knn.loom", tmp_path / "knn.h5ad")
+    assert peak < knn.data.nbytes + knn.indices.nbytes, peak  # the graph's arrays in memory would exceed it
+    assert_adata_equal(read_loom_full(tmp_path / "knn.loom"), ad.read_h5ad(tmp_path / "knn.h5ad"), exact=True)

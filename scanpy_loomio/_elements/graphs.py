@@ -152,12 +152,12 @@ def _edge_blocks(graph: CompressedGraph) -> Iterator[tuple[int, np.ndarray, np.n
         lo = hi
 
 
-def build_matrix(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int, kind: MatrixTag | None) -> Any:
-    """Assemble an ``n × n`` matrix from 0-based edges, in the recorded container when ``kind`` is given."""
+def build_matrix(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int | tuple[int, int], kind: MatrixTag | None) -> Any:
+    """Assemble an ``n × n`` matrix (or one of shape ``n``) from 0-based edges, in the recorded container if known."""
     fmt = (kind.format if kind else None) or "csr"
     dtype = np.dtype((kind.dtype if kind else None) or w.dtype)
     data = w.astype(dtype) if dtype != w.dtype else w
-    coo = sparse.coo_matrix((data, (a, b)), shape=(n, n))
+    coo = sparse.coo_matrix((data, (a, b)), shape=(n, n) if isinstance(n, int) else n)
     if fmt == "dense":
         return coo.toarray()
     out = coo.tocsc() if fmt == "csc" else coo.tocsr()

@@ -6,7 +6,8 @@ layers go a band of cells at a time, so memory does not grow with the number of 
 - ``.loom`` → ``.h5ad``/``.zarr``: the annotations are read as :func:`~scanpy_loomio.read_loom_full` reads them and
   written with anndata; then each matrix is read a band of cells at a time through the matrix engine and written
   with anndata's element writers (``write_elem`` for the first band, ``sparse_dataset(...).append`` or a resized
-  dataset for the rest). The file holds exactly what ``read_loom_full`` + ``write_h5ad`` would write.
+  dataset for the rest); graphs stored in row (column) order go the same way a block of edges at a time. The file
+  holds exactly what ``read_loom_full`` + ``write_h5ad`` would write.
 - ``.h5ad``/``.zarr`` → ``.loom``: everything but ``X`` and the layers is read with anndata's element readers
   (``read_dispatched``); ``X`` and the layers stay on disk (anndata's backed sparse datasets, or the dense
   datasets) and :func:`~scanpy_loomio.write_loom_full` writes them band by band; sparse ``obsp``/``varp`` graphs
@@ -46,6 +47,7 @@ from scanpy_loomio._matrix.subset import read_selection
 from scanpy_loomio._matrix.writer import is_sparse
 from scanpy_loomio._read.reader import LoomReader, ReadOptions, read_loom_full
 from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, layer_tag
+from scanpy_loomio._tools.convert_graphs import write_graphs
 from scanpy_loomio._write.atomic import TMP_SUFFIX, atomic_target
 from scanpy_loomio._write.writer import write_loom_full
 from scanpy_loomio.conventions import get_convention
@@ -223,6 +225,7 @@ def loom_to_anndata_file(
         with converted_read_errors(source):
             check_file(file, source)
             reader = LoomReader(file, source, ReadOptions(**{**vars(options), "matrices": False}))
+            reader.graphs_later = True  # written part by part below, not held whole
             shell = reader.read()
             reader.options = options
             x_dset, layer_dsets, _ = reader.matrix_sources()
@@ -241,6 +244,8 @@ def loom_to_anndata_file(
             del shell  # the annotations are written: free them before the matrices
             release_freed_memory()
             with open_group(tmp) as root:
+                with converted_read_errors(source):
+                    write_graphs(reader, root, shape)
                 for parent, key, dset in matrices:
                     group = root.require_group(parent) if parent else root
                     _copy_matrix(reader, dset, group, key, progress=progress, is_x=not parent)
