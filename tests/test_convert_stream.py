@@ -287,8 +287,9 @@ def knn_graph(n_obs: int, k: int) -> sparse.csr_matrix:
     )
 
 
-def test_loom_graphs_go_to_h5ad_in_blocks_as_read_whole(tmp_path, monkeypatch):
-    """Every kind of graph, written to .h5ad in many blocks: the same as reading the loom file and writing it."""
+@pytest.mark.parametrize("kind", ["h5ad", "zarr"])
+def test_loom_graphs_go_to_anndata_files_in_blocks_as_read_whole(tmp_path, monkeypatch, kind):
+    """Every kind of graph, written in many blocks: the same as reading the loom file and writing it."""
     monkeypatch.setattr(read_graphs, "GRAPH_BLOCK", 2**10)
     n_obs = 3000
     adata = ad.AnnData(sparse.random(n_obs, 30, density=0.05, format="csr", dtype=np.float32, random_state=0))
@@ -309,9 +310,9 @@ def test_loom_graphs_go_to_h5ad_in_blocks_as_read_whole(tmp_path, monkeypatch):
             g = f["col_graphs"].create_group(name)
             g["a"], g["b"] = coo.row[order].astype(np.int64), coo.col[order].astype(np.int64)
             g["w"] = (coo.data[order] * 100).astype(np.int64)
-    convert_file(loom, tmp_path / "out.h5ad")
+    convert_file(loom, tmp_path / f"out.{kind}")
     expected = old_loom_to_h5ad(loom, tmp_path / "expected.h5ad")
-    back = ad.read_h5ad(tmp_path / "out.h5ad")
+    back = ad.read_h5ad(tmp_path / "out.h5ad") if kind == "h5ad" else ad.read_zarr(tmp_path / "out.zarr")
     assert_adata_equal(expected, back, exact=True)
     assert set(back.obsp) == {"knn", "csc", "hub", "counts", "huge", "empty", "sorted", "shuffled"}
     for key in back.obsp:
