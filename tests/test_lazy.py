@@ -226,3 +226,29 @@ def test_many_threads_read_at_once(tmp_path):
     for _ in range(5):
         for value in (lazy.X, lazy.layers["a"], lazy.layers["b"]):
             assert (value.compute(scheduler="threads", num_workers=4) != x).nnz == 0
+
+
+def test_a_selection_builds_graphs_from_the_selected_edges_only(tmp_path, monkeypatch):
+    """A lazy read of a few cells does not build the whole kNN graph: less memory than the graph's arrays."""
+    import tracemalloc
+
+    monkeypatch.setattr("scanpy_loomio._read.graphs.GRAPH_BLOCK", 2**14)
+    n_obs, k = 40_000, 30
+    rng = np.random.default_rng(3)
+    knn = sparse.csr_matrix(
+        (rng.random(n_obs * k, dtype=np.float32), rng.integers(0, n_obs, n_obs * k), np.arange(0, n_obs * k + 1, k)),
+        shape=(n_obs, n_obs),
+    )
+    adata = AnnData(sparse.random(n_obs, 20, density=0.01, format="csr", dtype=np.float32, random_state=0))
+    adata.obsp["distances"] = knn
+    write_loom_full(tmp_path / "knn.loom", adata, progress=False)
+    cells = np.sort(rng.choice(n_obs, 400, replace=False))
+    tracemalloc.start()
+    try:
+        lazy = read_loom_lazy(tmp_path / "knn.loom", obs=cells)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < knn.data.nbytes + knn.indices.nbytes, peak
+    assert (lazy.obsp["distances"] != knn[cells][:, cells]).nnz == 0
+    assert_reads_equal(read_loom_full(tmp_path / "knn.loom")[cells].copy(), lazy.to_memory())

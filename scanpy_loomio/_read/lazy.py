@@ -31,7 +31,7 @@ from scanpy_loomio._guards import (
 )
 from scanpy_loomio._matrix.pool import resolve_threads
 from scanpy_loomio._read.reader import LoomReader, ReadOptions
-from scanpy_loomio._read.selection import increasing_positions, read_stored_matrix, resolve_selection
+from scanpy_loomio._read.selection import increasing_positions, read_stored_matrix, read_subset_annotations
 from scanpy_loomio.conventions import Convention, get_convention
 
 if TYPE_CHECKING:
@@ -253,13 +253,12 @@ def read_loom_lazy(
         reader = LoomReader(file, path, options)
         n_obs, n_vars = reader.shape
         check_read_size(file, path, datasets, n_obs=n_obs, n_vars=n_vars, matrices=False, limit=limit)
-        shell = reader.read()  # everything but X and layers
-        x_dset, sources, _ = reader.matrix_sources()
         cells = genes = None
-        if obs is not None or var is not None:
-            cells, genes = resolve_selection(shell, obs, var)
-            with quiet_anndata():
-                shell = shell[slice(None) if obs is None else obs, slice(None) if var is None else var].copy()
+        if obs is None and var is None:
+            shell = reader.read()  # everything but X and layers
+        else:  # the selection's annotations, graphs built from the edges between the selected cells (genes) only
+            shell, cells, genes = read_subset_annotations(reader, obs, var)
+        x_dset, sources, _ = reader.matrix_sources()
         stat = os.stat(path)
         common = {
             "file_shape": (n_obs, n_vars),

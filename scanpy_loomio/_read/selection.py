@@ -111,14 +111,15 @@ def _full(selection: Any) -> Any:
     return slice(None) if selection is None else selection
 
 
-def read_subset(reader: LoomReader, obs: Any, var: Any) -> AnnData:
-    """``read_loom_full(...)[obs, var]`` as an actual AnnData, reading only the chunks that hold the selection."""
-    matrices = reader.options.matrices
-    reader.options = replace(reader.options, matrices=False)
+def read_subset_annotations(reader: LoomReader, obs: Any, var: Any) -> tuple[AnnData, np.ndarray, np.ndarray]:
+    """All but the matrices of ``read_loom_full(...)[obs, var]``, and the positions of the cells and genes selected.
+
+    Graphs are built from the edges between the selected vertices only: the whole ``n × n`` matrices are what a
+    subset read must not build. ``reader`` must be set to read no matrices.
+    """
     reader.graphs_later = True
     shell = reader.read()  # names, annotations, embeddings, uns and raw: small, read whole
     cells, genes = resolve_selection(shell, obs, var)  # anndata's own index resolution
-    # graphs only between the selected vertices: the whole n × n matrices are what a subset read must not build
     selected: tuple[tuple[Literal["obs", "var"], np.ndarray, Any], ...] = (
         ("obs", cells, shell.obsp),
         ("var", genes, shell.varp),
@@ -133,6 +134,14 @@ def read_subset(reader: LoomReader, obs: Any, var: Any) -> AnnData:
         result = shell[_full(obs), _full(var)].copy()  # anndata's subsetting: obsp/varp, raw along obs, uns as is
     del shell
     release_freed_memory()  # what reading the annotations freed goes back: the peak is that of one phase, not both
+    return result, cells, genes
+
+
+def read_subset(reader: LoomReader, obs: Any, var: Any) -> AnnData:
+    """``read_loom_full(...)[obs, var]`` as an actual AnnData, reading only the chunks that hold the selection."""
+    matrices = reader.options.matrices
+    reader.options = replace(reader.options, matrices=False)
+    result, cells, genes = read_subset_annotations(reader, obs, var)
     if not matrices:
         return result
     x_dset, sources, _ = reader.matrix_sources()
@@ -166,4 +175,4 @@ def increasing_positions(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray 
     return unique, order.ravel()
 
 
-__all__ = ["increasing_positions", "read_stored_matrix", "read_subset", "resolve_selection"]
+__all__ = ["increasing_positions", "read_stored_matrix", "read_subset", "read_subset_annotations", "resolve_selection"]
