@@ -330,3 +330,18 @@ def test_loom_graphs_are_not_held_whole_when_converting(tmp_path, monkeypatch):
     peak = _traced_peak(tmp_path / "knn.loom", tmp_path / "knn.h5ad")
     assert peak < knn.data.nbytes + knn.indices.nbytes, peak  # the graph's arrays in memory would exceed it
     assert_adata_equal(read_loom_full(tmp_path / "knn.loom"), ad.read_h5ad(tmp_path / "knn.h5ad"), exact=True)
+
+
+def test_h5ad_graphs_of_integers_checked_a_block_at_a_time(tmp_path, monkeypatch):
+    """Integer weights read from disk in blocks: exact as float ones become loom graphs, the others are kept aside."""
+    monkeypatch.setattr(graphs, "GRAPH_BLOCK_EDGES", 50)
+    adata = ad.AnnData(sparse.random(500, 20, density=0.05, format="csr", dtype=np.float32, random_state=0))
+    adata.obsp["counts"] = (knn_graph(500, 6) * 100).astype(np.int32)
+    huge = (knn_graph(500, 6) * 100).astype(np.int64)
+    huge.data[-1] = 2**60 + 1  # only the last block holds a weight float64 cannot hold
+    adata.obsp["huge"] = huge
+    adata.write_h5ad(tmp_path / "ints.h5ad")
+    convert_file(tmp_path / "ints.h5ad", tmp_path / "ints.loom")
+    assert_adata_equal(ad.read_h5ad(tmp_path / "ints.h5ad"), read_loom_full(tmp_path / "ints.loom"), exact=True)
+    with h5py.File(tmp_path / "ints.loom", "r") as f:
+        assert list(f["col_graphs"]) == ["counts"]
