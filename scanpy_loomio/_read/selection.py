@@ -104,7 +104,8 @@ def resolve_selection(shell: AnnData, obs: Any, var: Any) -> tuple[np.ndarray, n
             chosen = positions[_full(obs), _full(var)]
         except (KeyError, IndexError, TypeError, ValueError) as err:
             raise type(err)(*err.args) from None
-        return chosen.obs["position"].to_numpy(np.int64), chosen.var["position"].to_numpy(np.int64)
+        # np.asarray: with xarray installed anndata types obs/var as pandas or xarray frames
+        return np.asarray(chosen.obs["position"], dtype=np.int64), np.asarray(chosen.var["position"], dtype=np.int64)
 
 
 def _full(selection: Any) -> Any:
