@@ -61,6 +61,8 @@ class CompressedGraph:
 def compressed_graph(matrix: Any) -> CompressedGraph | None:
     """The arrays of a CSR/CSC matrix or of anndata's backed CSR/CSC dataset; ``None`` for any other matrix.
 
+    A :class:`CompressedGraph` comes back as it is (a write plan keeps the arrays it found).
+
     Examples
     --------
     >>> graph = compressed_graph(sparse.csr_matrix(np.eye(3, dtype=np.float32)))
@@ -69,6 +71,8 @@ def compressed_graph(matrix: Any) -> CompressedGraph | None:
     >>> compressed_graph(np.eye(3)) is None
     True
     """
+    if isinstance(matrix, CompressedGraph):
+        return matrix
     if sparse.issparse(matrix):
         # scipy-stubs narrow issparse to an abstract base class without the attributes CSR and CSC have
         fmt: str | None = matrix.format  # type: ignore[attr-defined]

@@ -107,12 +107,7 @@ class GraphsReader(ReaderBase):
         done = 0  # rows (columns) of the matrix given so far
         carried = [np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), edges[2][:0]]
         for start in blocks:
-            with hdf5_object(g):
-                a, b, w = (d[start : start + GRAPH_BLOCK] for d in edges)
-                a, b = (
-                    self._graph_index(where, x, name, n, base)
-                    for x, name, base in zip((a, b), "ab", bases, strict=True)
-                )
+            a, b, w = self._edge_block(where, g, edges, start, n, bases)
             a, b, w = (np.concatenate([old, new]) for old, new in zip(carried, (a, b, w), strict=True))
             index = (a, b)[major]
             last = start + GRAPH_BLOCK >= total
@@ -157,7 +152,7 @@ class GraphsReader(ReaderBase):
             )
         codec = graph_tag(g)
         bases = self._bases(where, codec, n, a, b, stacklevel=7)
-        a, b = (self._graph_index(where, x, name, n, base) for x, name, base in zip((a, b), "ab", bases, strict=True))
+        a, b = self._vertices(where, a, b, n, bases)
         if keep is not None:
             between = keep[a] & keep[b]
             a, b, w = a[between], b[between], w[between]
@@ -173,12 +168,7 @@ class GraphsReader(ReaderBase):
         bases = self._bases(where, codec, n, a_ends, b_ends, stacklevel=8)
         kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         for start in blocks:
-            stop = min(start + GRAPH_BLOCK, total)
-            with hdf5_object(g):
-                a, b, w = (d[start:stop] for d in edges)
-            a, b = (
-                self._graph_index(where, x, name, n, base) for x, name, base in zip((a, b), "ab", bases, strict=True)
-            )
+            a, b, w = self._edge_block(where, g, edges, start, n, bases)
             between = keep[a] & keep[b]
             kept.append((a[between], b[between], w[between]))
         a, b, w = (np.concatenate([part[i] for part in kept]) if kept else edges[i][:0] for i in range(3))
@@ -200,6 +190,21 @@ class GraphsReader(ReaderBase):
             if note:
                 warnings.warn(f"{self.path}: {note}", LoomReadWarning, stacklevel=stacklevel)
         return bases[0], bases[1]
+
+    def _edge_block(
+        self, where: str, g: h5py.Group, edges: list[h5py.Dataset], start: int, n: int, bases: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Edges ``start`` to ``start + GRAPH_BLOCK`` of ``edges`` (``a``, ``b``, ``w``), vertices 0-based and checked."""
+        with hdf5_object(g):
+            a, b, w = (d[start : start + GRAPH_BLOCK] for d in edges)
+        a, b = self._vertices(where, a, b, n, bases)
+        return a, b, w
+
+    def _vertices(
+        self, where: str, a: np.ndarray, b: np.ndarray, n: int, bases: tuple[int, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``a`` and ``b`` as checked 0-based vertex indices."""
+        return self._graph_index(where, a, "a", n, bases[0]), self._graph_index(where, b, "b", n, bases[1])
 
     def _graph_index(self, where: str, values: np.ndarray, name: str, n: int, base: int) -> np.ndarray:
         if values.dtype.kind == "f":

@@ -23,7 +23,12 @@ from scanpy_loomio._compat import named_layers
 from scanpy_loomio._elements.aliases import linked_names, linked_paths
 from scanpy_loomio._elements.embeddings import EmbeddingPlan, plan_embedding, registry_globals
 from scanpy_loomio._elements.globals import json_tag, scalar_tag
-from scanpy_loomio._elements.graphs import compressed_graph, graph_weights_exact, weights_exact_as_float
+from scanpy_loomio._elements.graphs import (
+    CompressedGraph,
+    compressed_graph,
+    graph_weights_exact,
+    weights_exact_as_float,
+)
 from scanpy_loomio._elements.scope import (
     ScopeLayout,
     plan_scope_embeddings,
@@ -131,9 +136,12 @@ def _check_nested_keys(value: Any, key: str) -> None:
         _check_nested_keys(item, f"{key}[{name!r}]")
 
 
-def _graph_weights(value: Any) -> tuple[bool, np.dtype[Any]]:
-    """Whether a graph's weights survive loom's float weights exactly, and their dtype."""
-    graph = compressed_graph(value)  # CSR/CSC in memory or on disk: integer weights checked a block at a time
+def _graph_weights(graph: CompressedGraph | None, value: Any) -> tuple[bool, np.dtype[Any]]:
+    """Whether a graph's weights survive loom's float weights exactly, and their dtype.
+
+    ``graph``: the arrays of ``value`` when it is CSR/CSC, in memory or on disk (integer weights are then checked a
+    block at a time).
+    """
     if graph is not None:
         return graph_weights_exact(graph), graph.dtype
     # scipy-stubs narrow issparse to an abstract base class without the data every container has
@@ -239,9 +247,10 @@ def _plan_axis(
     graph_names: set[str] = set()
     for key, value in pairwise.items():
         check_name(key, f"{axis}p[{key!r}]")
-        exact, dtype = _graph_weights(value)
+        graph = compressed_graph(value)  # found once: the write takes the arrays (an on-disk indptr is read once)
+        exact, dtype = _graph_weights(graph, value)
         if exact:
-            plan.graphs.append((key, key, value))
+            plan.graphs.append((key, key, value if graph is None else graph))
             graph_names.add(key)
         elif not _sidecar_storable(value):
             _lossy(
