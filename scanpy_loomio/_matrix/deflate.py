@@ -142,10 +142,10 @@ def _deflate_samples(
     from scanpy_loomio._matrix.tiles import load_kernels
 
     n, tile_bytes = tiles.shape
+    (stream, level_buffer), room = buffers, deflate_room(tile_bytes)
     starts = np.arange(n, dtype=np.int64) * tile_bytes
     ends = np.zeros(n, dtype=np.int64)
-    out = np.zeros(n * deflate_room(tile_bytes), dtype=np.uint8)
-    (stream, level_buffer), room = buffers, deflate_room(tile_bytes)
+    out = np.zeros(n * room, dtype=np.uint8)
     args = (found.init, found.deflate, *stream, found.level, level_buffer, tiles.reshape(-1), starts, tile_bytes)
     if load_kernels().deflate_tiles(*args, room, out, ends) >= 0:
         return None
