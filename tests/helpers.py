@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 from anndata.tests.helpers import assert_adata_equal
-
-from scanpy_loomio._matrix.chunks import chunk_index
+from scipy import sparse
 
 
 def as_h5ad_gives(adata: AnnData) -> AnnData:
@@ -149,6 +148,16 @@ def write_with_switch(code: str, tmp_path: Path, variable: str) -> dict[str, tup
 
 def stored_chunks(path: Path, name: str = "matrix") -> dict[tuple[int, ...], bytes]:
     """The stored (compressed) bytes of every chunk of dataset ``name``, by chunk offset."""
+    offsets: list[tuple[int, ...]] = []
     with h5py.File(path, "r") as f:
         dsid = f[name].id
-        return {tuple(record[:2]): dsid.read_direct_chunk(tuple(record[:2]))[1] for record in chunk_index(dsid)}
+        dsid.chunk_iter(lambda info: offsets.append(tuple(info.chunk_offset)))  # h5py's own walk of the index
+        return {offset: dsid.read_direct_chunk(offset)[1] for offset in offsets}
+
+
+def knn_graph(n_obs: int, k: int, rng: np.random.Generator) -> sparse.csr_matrix:
+    """A kNN-like graph: ``k`` edges per cell to cells at random, float32 weights."""
+    return sparse.csr_matrix(
+        (rng.random(n_obs * k, dtype=np.float32), rng.integers(0, n_obs, n_obs * k), np.arange(0, n_obs * k + 1, k)),
+        shape=(n_obs, n_obs),
+    )

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from anndata.tests.helpers import assert_adata_equal
-from helpers import write_loom_as_anndata_did
+from helpers import knn_graph, write_loom_as_anndata_did
 from scipy import sparse
 
 from scanpy_loomio import LoomFormatError, read_loom_full, write_loom_full
@@ -263,10 +263,7 @@ def test_h5ad_graphs_are_written_from_disk_a_block_at_a_time(tmp_path, monkeypat
     """A kNN graph of many cells is not read whole: the conversion needs less memory than the graph holds."""
     monkeypatch.setattr(graphs, "GRAPH_BLOCK_EDGES", 2**14)
     n_obs, k = 40_000, 30
-    knn = sparse.csr_matrix(
-        (RNG.random(n_obs * k, dtype=np.float32), RNG.integers(0, n_obs, n_obs * k), np.arange(0, n_obs * k + 1, k)),
-        shape=(n_obs, n_obs),
-    )
+    knn = knn_graph(n_obs, k, RNG)
     adata = ad.AnnData(sparse.random(n_obs, 20, density=0.01, format="csr", dtype=np.float32, random_state=0))
     adata.obsp["distances"] = knn
     adata.obsp["connectivities"] = knn.T.tocsc()  # a CSC graph too, stored column by column
@@ -279,33 +276,25 @@ def test_h5ad_graphs_are_written_from_disk_a_block_at_a_time(tmp_path, monkeypat
         assert sorted(f["col_graphs"]) == ["connectivities", "distances"]  # loom graphs, not kept aside
 
 
-def knn_graph(n_obs: int, k: int) -> sparse.csr_matrix:
-    """A kNN-like graph: ``k`` edges per cell to cells at random, float32 weights."""
-    return sparse.csr_matrix(
-        (RNG.random(n_obs * k, dtype=np.float32), RNG.integers(0, n_obs, n_obs * k), np.arange(0, n_obs * k + 1, k)),
-        shape=(n_obs, n_obs),
-    )
-
-
 @pytest.mark.parametrize("kind", ["h5ad", "zarr"])
 def test_loom_graphs_go_to_anndata_files_in_blocks_as_read_whole(tmp_path, monkeypatch, kind):
     """Every kind of graph, written in many blocks: the same as reading the loom file and writing it."""
     monkeypatch.setattr(read_graphs, "GRAPH_BLOCK", 2**10)
     n_obs = 3000
     adata = ad.AnnData(sparse.random(n_obs, 30, density=0.05, format="csr", dtype=np.float32, random_state=0))
-    adata.obsp["knn"] = knn_graph(n_obs, 15)
-    adata.obsp["csc"] = knn_graph(n_obs, 4).tocsc()
+    adata.obsp["knn"] = knn_graph(n_obs, 15, RNG)
+    adata.obsp["csc"] = knn_graph(n_obs, 4, RNG).tocsc()
     hub = sparse.lil_matrix((n_obs, n_obs), dtype=np.float64)
     hub[5, :] = RNG.random(n_obs)  # one cell with more edges than a block
     adata.obsp["hub"] = sparse.csr_array(hub.tocsr())
-    adata.obsp["counts"] = (knn_graph(n_obs, 2) * 10).astype(np.int32)
-    adata.obsp["huge"] = (knn_graph(n_obs, 2) * 1e17).astype(np.int64)  # not exact as float: kept aside
+    adata.obsp["counts"] = (knn_graph(n_obs, 2, RNG) * 10).astype(np.int32)
+    adata.obsp["huge"] = (knn_graph(n_obs, 2, RNG) * 1e17).astype(np.int64)  # not exact as float: kept aside
     adata.obsp["empty"] = sparse.csr_matrix((n_obs, n_obs), dtype=np.float32)
     adata.varp["genes"] = sparse.random(30, 30, density=0.2, format="csr", random_state=3)
     loom = tmp_path / "graphs.loom"
     write_loom_full(loom, adata, progress=False)
     with h5py.File(loom, "r+") as f:  # another tool's graphs, untagged: integer weights, in and out of order
-        coo = knn_graph(n_obs, 3).tocoo()
+        coo = knn_graph(n_obs, 3, RNG).tocoo()
         for name, order in (("sorted", np.arange(coo.nnz)), ("shuffled", RNG.permutation(coo.nnz))):
             g = f["col_graphs"].create_group(name)
             g["a"], g["b"] = coo.row[order].astype(np.int64), coo.col[order].astype(np.int64)
@@ -323,7 +312,7 @@ def test_loom_graphs_go_to_anndata_files_in_blocks_as_read_whole(tmp_path, monke
 def test_loom_graphs_are_not_held_whole_when_converting(tmp_path, monkeypatch):
     monkeypatch.setattr(read_graphs, "GRAPH_BLOCK", 2**14)
     n_obs = 40_000
-    knn = knn_graph(n_obs, 30)
+    knn = knn_graph(n_obs, 30, RNG)
     adata = ad.AnnData(sparse.random(n_obs, 20, density=0.01, format="csr", dtype=np.float32, random_state=0))
     adata.obsp["distances"] = knn
     write_loom_full(tmp_path / "knn.loom", adata, progress=False)
@@ -336,8 +325,8 @@ def test_h5ad_graphs_of_integers_checked_a_block_at_a_time(tmp_path, monkeypatch
     """Integer weights read from disk in blocks: exact as float ones become loom graphs, the others are kept aside."""
     monkeypatch.setattr(graphs, "GRAPH_BLOCK_EDGES", 50)
     adata = ad.AnnData(sparse.random(500, 20, density=0.05, format="csr", dtype=np.float32, random_state=0))
-    adata.obsp["counts"] = (knn_graph(500, 6) * 100).astype(np.int32)
-    huge = (knn_graph(500, 6) * 100).astype(np.int64)
+    adata.obsp["counts"] = (knn_graph(500, 6, RNG) * 100).astype(np.int32)
+    huge = (knn_graph(500, 6, RNG) * 100).astype(np.int64)
     huge.data[-1] = 2**60 + 1  # only the last block holds a weight float64 cannot hold
     adata.obsp["huge"] = huge
     adata.write_h5ad(tmp_path / "ints.h5ad")

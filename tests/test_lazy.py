@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from anndata import AnnData
-from helpers import assert_reads_equal, layer_keys, write_loom_as_anndata_did
+from helpers import assert_reads_equal, knn_graph, layer_keys, write_loom_as_anndata_did
 from scipy import sparse
 from test_subset import FOREIGN, ROOT, rich
 
@@ -235,10 +235,7 @@ def test_a_selection_builds_graphs_from_the_selected_edges_only(tmp_path, monkey
     monkeypatch.setattr("scanpy_loomio._read.graphs.GRAPH_BLOCK", 2**14)
     n_obs, k = 40_000, 30
     rng = np.random.default_rng(3)
-    knn = sparse.csr_matrix(
-        (rng.random(n_obs * k, dtype=np.float32), rng.integers(0, n_obs, n_obs * k), np.arange(0, n_obs * k + 1, k)),
-        shape=(n_obs, n_obs),
-    )
+    knn = knn_graph(n_obs, k, rng)
     adata = AnnData(sparse.random(n_obs, 20, density=0.01, format="csr", dtype=np.float32, random_state=0))
     adata.obsp["distances"] = knn
     write_loom_full(tmp_path / "knn.loom", adata, progress=False)

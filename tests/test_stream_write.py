@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from anndata.tests.helpers import assert_adata_equal
-from helpers import assert_same_as_h5ad
+from helpers import assert_same_as_h5ad, stored_chunks
 from scipy import sparse
 
 from scanpy_loomio import LossyWriteError, read_loom_full, write_loom_full
@@ -57,17 +57,6 @@ def annotated(X, **layers) -> ad.AnnData:
 
 def lazy(matrix, chunks) -> da.Array:
     return da.from_array(matrix, chunks=chunks, asarray=False)
-
-
-def stored_chunks(path, name: str = "matrix") -> dict:
-    """Every stored chunk of a loom dataset: ``{offset: compressed bytes}``."""
-    chunks = {}
-    with h5py.File(path, "r") as f:
-        dsid = f[name].id
-        dsid.chunk_iter(lambda info: chunks.__setitem__(tuple(info.chunk_offset), None))
-        for offset in chunks:
-            chunks[offset] = dsid.read_direct_chunk(offset)[1]
-    return chunks
 
 
 @pytest.mark.parametrize("container", CONTAINERS)
