@@ -114,7 +114,8 @@ class GraphsReader(ReaderBase):
             # the block's last row (column) may go on in the next block: it is carried over unless this is the end
             stop = n if last else int(index[-1])
             cut = index.shape[0] if last else int(np.searchsorted(index, stop))
-            if stop > done:
+            # a part with no edges is not given on its own (a first part sets the chunks the whole graph is stored in)
+            if stop > done and (cut > 0 or last):
                 part = _graph_part(a[:cut], b[:cut], w[:cut], (done, stop), n, major, kind)
                 if done == 0 and total >= np.iinfo(np.int32).max:  # appended parts may take indptr past int32
                     part.indptr = part.indptr.astype(np.int64)
