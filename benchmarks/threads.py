@@ -8,7 +8,9 @@ Usage::
 
 Operations (``benchmarks/_runner.py``, as ``run.py`` runs them): ``loomio-write`` (``write_loom_full`` of the
 benchmark AnnData, X and a ``counts`` layer) and ``loomio-read`` (``read_loom_full`` of the file written), and the
-matrix engine alone (``engine-write``/``engine-read``: ``write_matrix``/``read_matrix`` of X and the layer). Each
+matrix engine alone (``engine-write``/``engine-read``: ``write_matrix``/``read_matrix`` of X and the layer), and
+the machine's own ceiling (``machine-deflate``: zlib deflating 64 × 64 tiles of the same data in threads that share
+nothing; on machines whose cores share a physical core or a host, it stays well below the thread count). Each
 round runs every operation at every thread count, one after the other, so a slow moment of a shared machine hits
 all of them alike. The table gives the median time at each thread count and the speed-up over one thread.
 """
@@ -34,7 +36,7 @@ from benchmarks.run import (  # noqa: E402
     versions,
 )
 
-OPERATIONS = ("loomio-write", "loomio-read", "engine-write", "engine-read")
+OPERATIONS = ("loomio-write", "loomio-read", "engine-write", "engine-read", "machine-deflate")
 
 
 def measure(dataset: Dataset, threads: list[int], rounds: int, data_dir: Path, timeout: float) -> dict:
@@ -47,7 +49,7 @@ def measure(dataset: Dataset, threads: list[int], rounds: int, data_dir: Path, t
         for n in threads:
             for operation in OPERATIONS:
                 writer = READ_SOURCE.get(operation)
-                output = out_dir / OUTPUT_NAME[writer or operation]
+                output = out_dir / OUTPUT_NAME.get(writer or operation, "unused")
                 record = run_operation(operation, output if writer else source, output, n, timeout)
                 value = record.get("seconds")
                 shown = f"{value:.2f} s" if value is not None else record.get("error")

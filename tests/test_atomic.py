@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -33,7 +34,8 @@ from helpers import assert_same_as_h5ad
 from scipy import sparse
 
 from scanpy_loomio import LossyWriteError, read_loom_full, write_loom_full
-from scanpy_loomio._write.atomic import TMP_SUFFIX, clean_stale_temporaries
+from scanpy_loomio._write import atomic
+from scanpy_loomio._write.atomic import TMP_SUFFIX, atomic_target, clean_stale_temporaries
 
 FORK = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
 needs_fork = pytest.mark.skipif(FORK is None, reason="the writer processes are forked (POSIX)")
@@ -189,6 +191,31 @@ def read_only_folder(folder: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def _descriptors_open_on(path: Path) -> int:
+    """How many file descriptors of this process refer to ``path``."""
+    found = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            found += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="open descriptors are listed in /proc/self/fd")
+def test_the_file_is_flushed_while_written_and_let_go_before_the_rename(tmp_path: Path, monkeypatch) -> None:
+    """A thread flushes the temporary file as it grows, and closes it before the file is moved into place."""
+    monkeypatch.setattr(atomic, "WRITEBACK_SECONDS", 0.01)
+    target = tmp_path / "out.loom"
+    with atomic_target(target) as tmp:
+        tmp.write_bytes(b"written while the writer works")
+        deadline = time.monotonic() + 10
+        while not _descriptors_open_on(tmp) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _descriptors_open_on(tmp) == 1  # the flushing thread's
+    assert target.read_bytes() == b"written while the writer works"
+    assert _descriptors_open_on(target) == 0
+    assert not any(t.name.startswith("loom-writeback") and t.is_alive() for t in threading.enumerate())
 
 
 def test_read_only_folder(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import sparse
 
+from scanpy_loomio._matrix.rows import DeflatedRows
 from scanpy_loomio._matrix.stream import backed_sparse_format, stand_in
 from scanpy_loomio._record.tags import GraphTag, MatrixTag, write_tag
 
@@ -97,11 +98,18 @@ def graph_weights_exact(graph: CompressedGraph) -> bool:
     return all(weights_exact_as_float(np.asarray(graph.data[lo : lo + GRAPH_BLOCK_EDGES])) for lo in blocks)
 
 
-def write_graph(group: h5py.Group, name: str, matrix: Any, *, index_base: int | tuple[int, int] = 0) -> None:
+def write_graph(
+    group: h5py.Group,
+    name: str,
+    matrix: Any,
+    *,
+    index_base: int | tuple[int, int] = 0,
+    n_threads: int | None = None,
+) -> None:
     """Write a square matrix as the edge list ``group/name/{a,b,w}``; ``index_base`` is 0 or 1, for ``a`` and ``b``.
 
     Edges are stored in the matrix's own order (row by row for CSR, column by column for CSC), CSR and CSC a block of
-    rows or columns at a time.
+    rows or columns at a time; ``n_threads`` deflate them (default: every core).
     """
     base_a, base_b = (index_base, index_base) if isinstance(index_base, int) else index_base
     graph = compressed_graph(matrix)
@@ -116,25 +124,28 @@ def write_graph(group: h5py.Group, name: str, matrix: Any, *, index_base: int | 
         n_edges, data_dtype, tag = coo.nnz, coo.data.dtype, MatrixTag.of(matrix)
     weight_dtype = data_dtype if data_dtype in WEIGHT_DTYPES else np.dtype(np.float64)
     g = group.create_group(name)
-    datasets = {
-        key: g.create_dataset(
-            key,
-            shape=(n_edges,),
-            dtype=dtype,
-            maxshape=(None,),  # growable, as loompy makes them
-            chunks=(max(1, min(n_edges, 65536)),),
-            # kNN graphs are a large part of a file; gzip level 2 as for the matrices
-            **({"compression": "gzip", "compression_opts": 2} if n_edges > 1024 else {}),
+    columns = {
+        key: DeflatedRows(
+            g.create_dataset(
+                key,
+                shape=(n_edges,),
+                dtype=dtype,
+                maxshape=(None,),  # growable, as loompy makes them
+                chunks=(max(1, min(n_edges, 65536)),),
+                # kNN graphs are a large part of a file; gzip level 2 as for the matrices
+                **({"compression": "gzip", "compression_opts": 2} if n_edges > 1024 else {}),
+            ),
+            n_threads=n_threads,
         )
         for key, dtype in (("a", np.int64), ("b", np.int64), ("w", weight_dtype))
     }
     blocks = _edge_blocks(graph) if graph is not None else [(0, coo.row, coo.col, coo.data)]
-    for start, rows, cols, weights in blocks:
-        stop = start + weights.shape[0]
-        if stop > start:
-            datasets["a"][start:stop] = rows.astype(np.int64) + base_a
-            datasets["b"][start:stop] = cols.astype(np.int64) + base_b
-            datasets["w"][start:stop] = weights.astype(weight_dtype, copy=False)
+    for _start, rows, cols, weights in blocks:
+        columns["a"].append(rows.astype(np.int64) + base_a)
+        columns["b"].append(cols.astype(np.int64) + base_b)
+        columns["w"].append(weights.astype(weight_dtype, copy=False))
+    for column in columns.values():
+        column.close()
     write_tag(g, GraphTag(tag, (base_a, base_b)))
 
 

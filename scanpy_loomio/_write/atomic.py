@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import socket
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 #: Temporary files are named ``.<target>.<pid>.<token>.<host>.scanpy_loomio-tmp`` in the target's folder.
 TMP_SUFFIX = ".scanpy_loomio-tmp"
 _TMP_MIDDLE = re.compile(r"(?P<pid>[0-9]+)\.(?P<token>[0-9a-f]+)\.(?P<host>h[0-9a-f]{8})")
+#: Seconds between flushes of the temporary file while it is written (see :class:`_Writeback`).
+WRITEBACK_SECONDS = 1.0
 #: What to suggest when writing fails with these errors.
 _HINTS = {
     errno.EFBIG: "the file is larger than the file size limit (ulimit -f) or the file system allows",
@@ -87,7 +90,8 @@ def atomic_target(target: str | os.PathLike[str]) -> Iterator[Path]:
     existed = target.exists()
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.{_host_tag()}{TMP_SUFFIX}")
     try:
-        yield tmp
+        with _Writeback(tmp):
+            yield tmp
         if existed:
             # keep the permission bits a user gave the file being replaced
             with contextlib.suppress(OSError):
@@ -133,6 +137,48 @@ def _io_failure(err: BaseException, target: Path, tmp: Path, *, existed: bool) -
     reason = os.strerror(code) + (f": {hint}" if hint else "")
     # OSError(errno, ...) picks the matching subclass (PermissionError, FileNotFoundError, ...)
     return OSError(code, f"could not write the loom file ({reason}, while writing {tmp.name}); {kept}", str(target))
+
+
+class _Writeback:
+    """Flushes the file being written to the disk every :data:`WRITEBACK_SECONDS`, from a thread of its own.
+
+    The operating system would otherwise keep a large file's pages in memory until the final ``fsync``, which then
+    waits for all of them while nothing else is done; flushed as they come, they reach the disk while the writer
+    computes the next chunks. The thread waits for the disk without the GIL.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="loom-writeback", daemon=True)
+
+    def __enter__(self) -> _Writeback:
+        if os.name != "nt":  # on Windows an open descriptor would keep the file from being renamed or removed
+            self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+    def _run(self) -> None:
+        flush = getattr(os, "fdatasync", os.fsync)
+        fd = None
+        try:
+            while not self.stop.wait(WRITEBACK_SECONDS):
+                if fd is None:
+                    try:
+                        fd = os.open(self.path, os.O_RDONLY)
+                    except OSError:
+                        continue  # not created yet
+                try:
+                    flush(fd)
+                except OSError:
+                    return  # a file system without it: the final fsync says what went wrong, if anything
+        finally:
+            if fd is not None:
+                os.close(fd)
 
 
 def _fsync_file(path: Path) -> None:

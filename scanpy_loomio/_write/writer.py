@@ -22,6 +22,7 @@ from scanpy_loomio._elements.globals import encode_global, write_globals
 from scanpy_loomio._elements.graphs import write_graph
 from scanpy_loomio._elements.sidecar import sidecar_put
 from scanpy_loomio._elements.views import write_stored
+from scanpy_loomio._matrix.rows import DeflatedRows
 from scanpy_loomio._matrix.stream import BandSource, write_streamed
 from scanpy_loomio._record.record import METADATA_KEY, SIDECAR_GROUP
 from scanpy_loomio._record.tags import AbsentMatrixTag, ColumnTag, FilledLayerTag, MatrixTag, write_tag
@@ -45,21 +46,32 @@ def _fixed_length_text(values: np.ndarray) -> np.ndarray | None:
 
 
 def _write_attribute(
-    group: h5py.Group, name: str, values: np.ndarray, codec: ColumnTag | None, *, fixed_text: bool = False
+    group: h5py.Group,
+    name: str,
+    values: np.ndarray,
+    codec: ColumnTag | None,
+    *,
+    fixed_text: bool = False,
+    n_threads: int | None = None,
 ) -> h5py.Dataset:
     fixed = _fixed_length_text(values) if fixed_text and values.dtype == object else None
     if fixed is not None:
         values = fixed
     dtype = vlen_str_dtype() if values.dtype == object else values.dtype
+    compression = _attr_compression(values)
     # growable along the first axis, as loompy makes them, so loompy.combine and add_columns work on our files
     dset = group.create_dataset(
         name,
-        data=values,
+        shape=values.shape,
+        data=None if compression else values,
         dtype=dtype,
         maxshape=(None, *values.shape[1:]),
         chunks=(min(max(len(values), 1), 4096), *values.shape[1:]) if values.size else None,
-        **_attr_compression(values),
+        **compression,
     )
+    if compression:  # deflated in worker threads where the values allow it
+        with DeflatedRows(dset, n_threads=n_threads) as rows:
+            rows.append(values)
     if codec is not None:
         write_tag(dset, codec)
     return dset
@@ -70,11 +82,13 @@ def _attr_compression(values: np.ndarray) -> dict[str, Any]:
     return {"compression": "gzip", "compression_opts": 2} if values.size > 1024 else {}
 
 
-def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, sidecar: bool) -> None:
+def _write_axis(
+    file: h5py.File, plan: AxisPlan, convention: Convention, *, sidecar: bool, n_threads: int | None
+) -> None:
     loom_axis = "col" if plan.name == "obs" else "row"
     attrs = file.require_group(f"{loom_axis}_attrs")
     fixed_text = convention.spec_version in FIXED_LENGTH_TEXT_SPECS
-    _write_attribute(attrs, plan.index_attr, plan.index_values, None, fixed_text=fixed_text)
+    _write_attribute(attrs, plan.index_attr, plan.index_values, None, fixed_text=fixed_text, n_threads=n_threads)
     link_names(attrs, plan.index_attr, linked_names(convention, plan.name))
     rtypes = convention.r_types
     factors: set[str] = set()
@@ -82,7 +96,7 @@ def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, side
         if attr == plan.index_attr:
             continue
         values = r_values(enc.values, enc.codec, enc.aux, rtypes)
-        dset = _write_attribute(attrs, attr, values, enc.codec, fixed_text=fixed_text)
+        dset = _write_attribute(attrs, attr, values, enc.codec, fixed_text=fixed_text, n_threads=n_threads)
         if is_logical(enc.codec, enc.aux):
             mark_logical(dset, rtypes)
         if is_text_factor(enc.codec, enc.aux):
@@ -98,19 +112,24 @@ def _write_axis(file: h5py.File, plan: AxisPlan, convention: Convention, *, side
             continue
         if emb.store is not None:
             write_stored(
-                file, attrs, emb, lambda g, name, values: _write_attribute(g, name, values, None), rtypes.bool_dtype
+                file,
+                attrs,
+                emb,
+                lambda g, name, values: _write_attribute(g, name, values, None, n_threads=n_threads),
+                rtypes.bool_dtype,
             )
             continue
         for name, values in attribute_values(emb):
-            _write_attribute(attrs, name, values, None)
+            _write_attribute(attrs, name, values, None, n_threads=n_threads)
     if rtypes.factors == "flags" and plan.name == "obs" and factors:
         # LoomExperiment's import reads the flags against every other column attribute, by name, but the embeddings
         registered = {e.attrs[0] for e in plan.embeddings if e.storage != "sidecar" and e.registry_global}
         names = flagged_names(attrs, [rtypes.factor_flags_attr, *registered])
-        _write_attribute(attrs, rtypes.factor_flags_attr, flags_matrix(len(plan.index_values), names, factors), None)
+        flags = flags_matrix(len(plan.index_values), names, factors)
+        _write_attribute(attrs, rtypes.factor_flags_attr, flags, None, n_threads=n_threads)
     graphs = file.require_group(f"{loom_axis}_graphs")
     for _key, graph, value in plan.graphs:
-        write_graph(graphs, graph, value, index_base=convention.graph_index_base)
+        write_graph(graphs, graph, value, index_base=convention.graph_index_base, n_threads=n_threads)
     for key, value in plan.sidecar_graphs:
         sidecar_put(file, f"{plan.name}p/{key}", value)
 
@@ -154,21 +173,24 @@ def execute_plan(file: h5py.File, plan: WritePlan, matrix_options: dict[str, Any
         write_layer(layers, name, adata.layers[key], adata.shape, matrix_options, plan.streamed.get(key))
     for name in plan.filled_layers:
         write_filled_layer(layers, name, adata, matrix_options)
-    write_annotations(file, plan)
+    write_annotations(file, plan, n_threads=matrix_options.get("n_threads"))
 
 
-def write_annotations(file: h5py.File, plan: WritePlan, *, creation_date: str | None = None) -> None:
+def write_annotations(
+    file: h5py.File, plan: WritePlan, *, creation_date: str | None = None, n_threads: int | None = None
+) -> None:
     """Write everything but ``/matrix`` and ``/layers``: attributes, graphs, kept elements, global attributes.
 
-    ``creation_date`` keeps the ``CreationDate`` of a file being updated (default: now).
+    ``creation_date`` keeps the ``CreationDate`` of a file being updated (default: now). ``n_threads`` deflate the
+    larger attributes and graphs (default: every core).
     """
     convention = plan.convention
     sidecar = convention.sidecar
-    _write_axis(file, plan.obs, convention, sidecar=sidecar)
+    _write_axis(file, plan.obs, convention, sidecar=sidecar, n_threads=n_threads)
     if plan.scope is not None:
         for name, values in plan.scope.attrs.items():
-            _write_attribute(file["col_attrs"], name, values, None)
-    _write_axis(file, plan.var, convention, sidecar=sidecar)
+            _write_attribute(file["col_attrs"], name, values, None, n_threads=n_threads)
+    _write_axis(file, plan.var, convention, sidecar=sidecar, n_threads=n_threads)
     if plan.uns_sidecar:
         sidecar_put(file, "uns", plan.uns_sidecar)
     if plan.metadata.raw:

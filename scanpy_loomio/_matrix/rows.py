@@ -1,0 +1,121 @@
+"""Writing attributes and graph edges front to back: whole chunks deflated in worker threads, stored as they are.
+
+h5py hands values to HDF5, which deflates chunk after chunk in the calling thread with zlib. For the larger
+attributes and the edge lists of kNN graphs (several megabytes each) that is a serial step around the parallel matrix
+write. Here rows are gathered into whole chunks, deflated as the matrix chunks are (ISA-L when installed) in worker
+threads, and stored with ``write_direct_chunk``; the file holds the same values in the same chunked, gzip-filtered
+datasets. Datasets this cannot store byte for byte (text of variable length, records, other filters) go through h5py.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from scanpy_loomio._matrix.deflate import compressor
+from scanpy_loomio._matrix.pool import ordered_map, resolve_threads
+
+if TYPE_CHECKING:
+    import h5py
+
+#: Kinds of values whose bytes in memory are the bytes HDF5 stores (bool, integers, floats, fixed-length text).
+_RAW_KINDS = frozenset("biufS")
+
+
+def deflates_rows(dset: h5py.Dataset) -> bool:
+    """Whether :class:`DeflatedRows` can write ``dset``: gzip as its only filter, whole rows per chunk, plain values."""
+    dtype = dset.dtype
+    return (
+        dset.chunks is not None
+        and dset.compression == "gzip"
+        and dset.id.get_create_plist().get_nfilters() == 1
+        and tuple(dset.chunks[1:]) == tuple(dset.shape[1:])
+        and dtype.kind in _RAW_KINDS
+        and dtype.isnative
+        and dtype.names is None
+    )
+
+
+class DeflatedRows:
+    """Appends rows to a chunked, gzip-filtered dataset from its first row on; :meth:`close` stores the last chunk.
+
+    Datasets :func:`deflates_rows` refuses are written through h5py, a block of rows at a time.
+
+    Examples
+    --------
+    >>> import h5py
+    >>> import numpy as np
+    >>> with h5py.File("rows.h5", "w") as f:
+    ...     dset = f.create_dataset("w", shape=(10_000,), dtype="f8", chunks=(4096,), compression="gzip")
+    ...     with DeflatedRows(dset, n_threads=2) as rows:
+    ...         rows.append(np.arange(6_000.0))
+    ...         rows.append(np.arange(4_000.0))
+    ...     float(dset[5_999]), float(dset[6_000]), float(dset[-1])
+    (5999.0, 0.0, 3999.0)
+    """
+
+    def __init__(self, dset: h5py.Dataset, *, n_threads: int | None = None) -> None:
+        self.dset = dset
+        self.direct = deflates_rows(dset)
+        self.threads = resolve_threads(n_threads)
+        self.chunk_rows = int(dset.chunks[0]) if dset.chunks else 0
+        self.stored = 0  # rows stored so far
+        # One chunk per thread waits here to be deflated: what HDF5's own chunk cache would hold (a graph's chunk is
+        # half a megabyte).
+        self.stage = np.empty(0, dtype=dset.dtype)
+        self.staged = 0
+        if self.direct:
+            self.stage = np.zeros((self.chunk_rows * self.threads, *dset.shape[1:]), dtype=dset.dtype)
+            self.compress = compressor(int(dset.compression_opts))
+
+    def __enter__(self) -> DeflatedRows:
+        return self
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        if kind is None:
+            self.close()
+
+    def append(self, values: np.ndarray) -> None:
+        """Store ``values`` as the next rows; rows short of a round of whole chunks wait for the next call."""
+        values = np.asarray(values, dtype=self.dset.dtype)
+        n = values.shape[0]
+        if not self.direct:
+            if n:
+                self.dset[self.stored : self.stored + n] = values
+            self.stored += n
+            return
+        taken = 0
+        while taken < n:
+            take = min(n - taken, self.stage.shape[0] - self.staged)
+            self.stage[self.staged : self.staged + take] = values[taken : taken + take]
+            self.staged += take
+            taken += take
+            if self.staged == self.stage.shape[0]:
+                self._store()
+
+    def close(self) -> None:
+        """Store what is left, the last chunk padded with zeros (HDF5 reads only the dataset's extent of it)."""
+        if self.staged:
+            self.stage[self.staged :] = 0
+            self._store()
+        if self.stored != self.dset.shape[0]:
+            where = f"{self.dset.file.filename}: {self.dset.name}"
+            msg = f"{where}: {self.stored} rows were written, {self.dset.shape[0]} expected"
+            raise ValueError(msg)
+
+    def _store(self) -> None:
+        """Deflate the staged chunks in the worker threads and store them."""
+        n_chunks = -(-self.staged // self.chunk_rows)
+        raw = memoryview(self.stage.reshape(-1).view(np.uint8))
+        chunk_bytes = raw.nbytes // self.threads
+        views = [raw[k * chunk_bytes : (k + 1) * chunk_bytes] for k in range(n_chunks)]
+        tail = (0,) * (len(self.dset.shape) - 1)
+        write_chunk = self.dset.id.write_direct_chunk
+        for k, payload in enumerate(ordered_map(self.compress, views, min(self.threads, n_chunks))):
+            write_chunk((self.stored + k * self.chunk_rows, *tail), payload)
+        self.stored += self.staged
+        self.staged = 0
+
+
+__all__ = ["DeflatedRows", "deflates_rows"]
