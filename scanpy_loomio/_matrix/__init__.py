@@ -9,6 +9,7 @@ layer never exists in memory. The modules:
 - :mod:`~scanpy_loomio._matrix.bands`: :class:`CellBands`, dense bands of cells for streaming (concatenation);
 - :mod:`~scanpy_loomio._matrix.assembler`: the sparse result, collected band by band;
 - :mod:`~scanpy_loomio._matrix.chunks`: the chunk index and the raw (still encoded) chunk bytes;
+- :mod:`~scanpy_loomio._matrix.rows`: attributes and graph edge lists, their chunks deflated in worker threads too;
 - :mod:`~scanpy_loomio._matrix.deflate`: the compression backends (zlib, ISA-L, libdeflate) and filter pipeline;
 - :mod:`~scanpy_loomio._matrix.pool`: worker threads, interpreter tuning, progress bars;
 - :mod:`~scanpy_loomio._matrix.tiles`: dtypes, tiles and bands the kernels work on;
