@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 #: Kinds of values whose bytes in memory are the bytes HDF5 stores (bool, integers, floats, fixed-length text).
 _RAW_KINDS = frozenset("biufS")
+#: Threads deflating one dataset at most: its chunks are few and each thread holds one back.
+MAX_THREADS = 8
 
 
 def deflates_rows(dset: h5py.Dataset) -> bool:
@@ -66,6 +68,8 @@ class DeflatedRows:
         self.stage = np.empty(0, dtype=dset.dtype)
         self.staged = 0
         if self.direct:
+            n_chunks = -(-int(dset.shape[0]) // self.chunk_rows)
+            self.threads = max(1, min(self.threads, MAX_THREADS, n_chunks))
             self.stage = np.zeros((self.chunk_rows * self.threads, *dset.shape[1:]), dtype=dset.dtype)
             self.compress = compressor(int(dset.compression_opts))
 
