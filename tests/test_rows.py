@@ -116,3 +116,16 @@ def test_graph_edges_equal_what_h5py_writes(tmp_path):
         np.testing.assert_array_equal(group["b"][()], coo.col)
         np.testing.assert_array_equal(group["w"][()], coo.data)
         assert group["w"].dtype == np.float32
+
+
+@pytest.mark.parametrize(("n_values", "threads", "held_chunks"), [(10_000, 64, 3), (10**6, 64, 8), (10**6, 2, 2)])
+def test_rows_held_back_are_bounded_by_chunks_and_threads(tmp_path, n_values, threads, held_chunks):
+    """At most one chunk per thread waits to be deflated, at most 8 threads, never more chunks than the dataset has."""
+    with h5py.File(tmp_path / "rows.h5", "w") as f:
+        dset = f.create_dataset("v", shape=(n_values,), dtype="f8", chunks=(4096,), compression="gzip")
+        rows = DeflatedRows(dset, n_threads=threads)
+        assert rows.stage.shape[0] == held_chunks * 4096
+        values = np.arange(n_values, dtype=np.float64)
+        rows.append(values)
+        rows.close()
+        np.testing.assert_array_equal(dset[()], values)
