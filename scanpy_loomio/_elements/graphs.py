@@ -139,8 +139,8 @@ def write_graph(
         )
         for key, dtype in (("a", np.int64), ("b", np.int64), ("w", weight_dtype))
     }
-    blocks = _edge_blocks(graph) if graph is not None else [(0, coo.row, coo.col, coo.data)]
-    for _start, rows, cols, weights in blocks:
+    blocks = _edge_blocks(graph) if graph is not None else [(coo.row, coo.col, coo.data)]
+    for rows, cols, weights in blocks:
         columns["a"].append(rows.astype(np.int64) + base_a)
         columns["b"].append(cols.astype(np.int64) + base_b)
         columns["w"].append(weights.astype(weight_dtype, copy=False))
@@ -149,8 +149,8 @@ def write_graph(
     write_tag(g, GraphTag(tag, (base_a, base_b)))
 
 
-def _edge_blocks(graph: CompressedGraph) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """``(first edge, rows, columns, weights)`` of a CSR or CSC graph, about :data:`GRAPH_BLOCK_EDGES` at a time."""
+def _edge_blocks(graph: CompressedGraph) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``(rows, columns, weights)`` of a CSR or CSC graph, about :data:`GRAPH_BLOCK_EDGES` at a time."""
     indptr = graph.indptr
     by_rows = graph.format == "csr"
     n_major = graph.shape[0] if by_rows else graph.shape[1]
@@ -163,7 +163,7 @@ def _edge_blocks(graph: CompressedGraph) -> Iterator[tuple[int, np.ndarray, np.n
         major = np.repeat(np.arange(lo, hi, dtype=np.int64), np.diff(indptr[lo : hi + 1]))
         minor = np.asarray(graph.indices[first:last])
         weights = np.asarray(graph.data[first:last])
-        yield (first, major, minor, weights) if by_rows else (first, minor, major, weights)
+        yield (major, minor, weights) if by_rows else (minor, major, weights)
         lo = hi
 
 
