@@ -349,3 +349,106 @@ def test_file_stored_cells_by_genes(tmp_path, chunked):
         lazy = read_loom_lazy(path, chunks=100)
     assert set(lazy.X.chunks[0][:-1]) == {128}  # 100 cells rounded up to chunks of 64 (the default unchunked)
     assert_reads_equal(whole, lazy.to_memory())
+
+
+# -- chunks inflated only as far as the selected genes --------------------------------------------------------------
+def _libdeflate_or_skip():
+    from scanpy_loomio._matrix.deflate import libdeflate
+
+    lib = libdeflate()
+    if lib is None:
+        pytest.skip("libdeflate is not installed here")
+    return lib
+
+
+def _streams(tile: bytes) -> dict[str, bytes]:
+    """``tile`` as zlib streams of every shape a file can hold: one Huffman block, stored, several blocks."""
+    import zlib
+
+    from isal import isal_zlib
+
+    several = zlib.compressobj(6)
+    halves = several.compress(tile[: len(tile) // 2]) + several.flush(zlib.Z_FULL_FLUSH)
+    return {
+        "zlib-1": zlib.compress(tile, 1),
+        "zlib-9": zlib.compress(tile, 9),
+        "isal": isal_zlib.compress(tile, 1),
+        "stored": zlib.compress(tile, 0),
+        "two-blocks": halves + several.compress(tile[len(tile) // 2 :]) + several.flush(),
+    }
+
+
+@pytest.mark.parametrize("wanted", [256, 4096, 16384 - 300, 16384])
+def test_chunks_are_inflated_only_as_far_as_the_bytes_wanted(wanted):
+    from scanpy_loomio._matrix.deflate import LONGEST_MATCH
+    from scanpy_loomio._matrix.tiles import load_kernels
+
+    lib = _libdeflate_or_skip()
+    assert lib.stops_in_order  # libdeflate writes a Huffman block in order and stops before what does not fit
+    rng = np.random.default_rng(3)
+    counts = ((rng.random((64, 64)) < 0.08) * rng.integers(1, 50, (64, 64))).astype(np.float32)
+    tile = counts.tobytes()
+    streams = _streams(tile)
+    packed = np.frombuffer(b"".join(streams.values()), dtype=np.uint8)
+    lengths = np.array([len(s) for s in streams.values()], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    n = len(streams)
+    out = np.full(n * len(tile), 0xAB, dtype=np.uint8)
+    handle = lib.alloc()
+    try:
+        bad = load_kernels().inflate_chunks(
+            lib.zlib_decompress, handle, packed, starts, lengths, np.arange(n, dtype=np.int64), out, len(tile),
+            np.full(n, wanted, dtype=np.int64), LONGEST_MATCH, np.zeros(1, dtype=np.uint64),
+        )  # fmt: skip
+    finally:
+        lib.free(handle)
+    assert bad == -1
+    for k, name in enumerate(streams):
+        got = out[k * len(tile) : (k + 1) * len(tile)].tobytes()
+        assert got[:wanted] == tile[:wanted], name
+        cut_short = name in ("zlib-1", "zlib-9", "isal") and wanted + LONGEST_MATCH < len(tile)
+        if cut_short:  # the rest of the tile was not written
+            assert got[wanted + LONGEST_MATCH :] == b"\xab" * (len(tile) - wanted - LONGEST_MATCH), name
+        else:  # stored blocks and streams of several blocks are inflated whole
+            assert got == tile, name
+
+
+def test_a_chunk_damaged_before_the_bytes_wanted_still_fails():
+    from scanpy_loomio._matrix.deflate import LONGEST_MATCH
+    from scanpy_loomio._matrix.tiles import load_kernels
+
+    lib = _libdeflate_or_skip()
+    rng = np.random.default_rng(4)
+    tile = ((rng.random((64, 64)) < 0.08) * rng.integers(1, 50, (64, 64))).astype(np.float32).tobytes()
+    import zlib
+
+    stream = bytearray(zlib.compress(tile, 6))
+    stream[2] |= 0b110  # the block type bits: 3 is reserved, so the stream is invalid from its first block
+    handle = lib.alloc()
+    try:
+        bad = load_kernels().inflate_chunks(
+            lib.zlib_decompress, handle, np.frombuffer(bytes(stream), dtype=np.uint8), np.zeros(1, dtype=np.int64),
+            np.array([len(stream)]), np.zeros(1, dtype=np.int64), np.zeros(len(tile), dtype=np.uint8), len(tile),
+            np.array([1024]), LONGEST_MATCH, np.zeros(1, dtype=np.uint64),
+        )  # fmt: skip
+    finally:
+        lib.free(handle)
+    assert bad == 0
+
+
+@pytest.mark.parametrize("level", [1, 9])
+def test_every_gene_position_in_a_chunk_reads_right(tmp_path, level):
+    rng = np.random.default_rng(level)
+    x = sparse.random(150, 130, density=0.2, format="csr", dtype=np.float32, random_state=level)
+    path = tmp_path / "genes.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("gzip", data=x.T.toarray(), chunks=(64, 64), compression="gzip", compression_opts=level)
+        write_matrix(f, "engine", x)
+    with h5py.File(path, "r") as f:
+        for name in ("gzip", "engine"):
+            whole = read_matrix(f[name], format="dense")
+            cells = np.sort(rng.choice(150, 20, replace=False))
+            for gene in range(130):
+                for genes in (np.array([gene]), np.unique([gene, (gene * 7) % 130])):
+                    got = read_selection(f[name], genes, cells, format="dense")
+                    assert np.array_equal(got, whole[np.ix_(cells, genes)]), (name, genes)

@@ -20,7 +20,7 @@ from scanpy_loomio._matrix import (
 )
 from scanpy_loomio._matrix.assembler import CompressedAssembler
 from scanpy_loomio._matrix.chunks import ChunkLayout, RawChunkSource
-from scanpy_loomio._matrix.deflate import FILTER_DEFLATE, inflate_errors, inflater, unfilter
+from scanpy_loomio._matrix.deflate import FILTER_DEFLATE, LONGEST_MATCH, inflate_errors, inflater, unfilter
 from scanpy_loomio._matrix.pool import gc_paused, ordered_map, progress_bar
 from scanpy_loomio._matrix.tiles import (
     INDEX32_MAX,
@@ -61,6 +61,8 @@ class ChunkReader:
         self.inflate = inflater()
         self.libdeflate = deflate.libdeflate()
         self._local = threading.local()
+        #: bytes of each tile that are needed, by chunk row of the layout (``None``: all); set by subset reads
+        self.wanted_bytes: np.ndarray | None = None
         self.plain_deflate = layout.filters == (FILTER_DEFLATE,)
         fill = np.zeros((), dtype=file_dtype)
         fill[()] = dataset.fillvalue if dataset.fillvalue is not None else 0
@@ -142,8 +144,9 @@ class ChunkReader:
         plain = self.plain_deflate and not masks.any()
         if plain and self.libdeflate is not None and self.source.fd is not None:
             packed, starts, lengths = self.source.fetch_packed(block_rows, block_cols)
+            wanted = None if self.wanted_bytes is None or not by_column else self.wanted_bytes[block_rows]
             self._inflate_packed(
-                packed, starts, lengths, np.asarray(targets, dtype=np.int64), scratch, block_rows, block_cols
+                packed, starts, lengths, np.asarray(targets, dtype=np.int64), scratch, block_rows, block_cols, wanted
             )
         elif plain:
             raw = self.source.fetch(block_rows, block_cols)
@@ -177,8 +180,13 @@ class ChunkReader:
         scratch: memoryview,
         block_rows: np.ndarray,
         block_cols: np.ndarray,
+        wanted: np.ndarray | None,
     ) -> None:
-        """Inflate packed chunks into their tile slots of ``scratch`` with libdeflate, in compiled code."""
+        """Inflate packed chunks into their tile slots of ``scratch`` with libdeflate, in compiled code.
+
+        Only the first ``wanted[k]`` bytes of tile ``k`` are needed (``None``: all): where libdeflate stops in
+        order, chunks are inflated only that far.
+        """
         lib = self.libdeflate
         assert lib is not None  # band_tiles inflates with libdeflate only when it is there
         handle = lib.alloc()
@@ -187,9 +195,13 @@ class ChunkReader:
         try:
             out = np.frombuffer(scratch, dtype=np.uint8)
             actual = np.zeros(1, dtype=np.uint64)
+            if wanted is None:
+                wanted = np.full(starts.shape[0], self.tile_bytes, dtype=np.int64)
+            margin = LONGEST_MATCH if lib.stops_in_order else -1
             bad = load_kernels().inflate_chunks(
-                lib.zlib_decompress, handle, packed, starts, lengths, targets, out, self.tile_bytes, actual
-            )
+                lib.zlib_decompress, handle, packed, starts, lengths, targets, out, self.tile_bytes, wanted, margin,
+                actual,
+            )  # fmt: skip
         finally:
             lib.free(handle)
         if bad >= 0:

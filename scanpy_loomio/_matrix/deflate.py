@@ -13,7 +13,7 @@ import ctypes.util
 import os
 import sys
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, partial
 from typing import TYPE_CHECKING
 
@@ -174,6 +174,12 @@ def inflate_at_most(stream: bytes | memoryview, size: int) -> bytes:
     return zlib.decompressobj().decompress(stream, size + 1)
 
 
+#: libdeflate's status when the room given is too small (``LIBDEFLATE_INSUFFICIENT_SPACE``).
+INSUFFICIENT_SPACE = 3
+#: DEFLATE's longest match: room beyond the bytes wanted that lets an inflate cut short keep all of them.
+LONGEST_MATCH = 258
+
+
 @dataclass(frozen=True)
 class Libdeflate:
     """libdeflate's whole-buffer zlib decompressor, called from compiled code (no GIL, no copies)."""
@@ -181,6 +187,9 @@ class Libdeflate:
     alloc: Callable[[], int]
     free: Callable[[int], None]
     zlib_decompress: Callable[..., int]
+    stops_in_order: bool = False
+    """Whether, given too little room for a Huffman block, it leaves all it wrote up to the last match in place
+    (checked on sample streams): the subset reads then inflate chunks only as far as the rows they need."""
 
 
 @cache
@@ -214,7 +223,7 @@ def libdeflate() -> Libdeflate | None:
         decompress.restype = ctypes.c_int
         found = Libdeflate(alloc, free, decompress)
         if _libdeflate_works(found):
-            return found
+            return replace(found, stops_in_order=_libdeflate_stops_in_order(found))
     return None
 
 
@@ -232,6 +241,33 @@ def _libdeflate_works(lib: Libdeflate) -> bool:
     finally:
         lib.free(handle)
     return status == 0 and actual.value == len(expected) and out.raw == expected
+
+
+def _libdeflate_stops_in_order(lib: Libdeflate) -> bool:
+    """Whether inflating sample streams into too little room leaves every byte before the last match's reach.
+
+    The samples are count tiles deflated by zlib at levels 1, 6 and 9 (one final dynamic Huffman block each, with
+    literals and matches), cut short at several points.
+    """
+    rng = np.random.default_rng(0)
+    counts = (rng.random((64, 64)) < 0.1) * rng.integers(1, 40, (64, 64))
+    expected = counts.astype(np.float32).tobytes()
+    actual = ctypes.c_size_t(0)
+    handle = lib.alloc()
+    if not handle:
+        return False
+    try:
+        for level in (1, 6, 9):
+            stream = zlib.compress(expected, level)
+            for room in (LONGEST_MATCH + 1, 1000, len(expected) // 2, len(expected) - LONGEST_MATCH - 1):
+                out = ctypes.create_string_buffer(room)
+                status = lib.zlib_decompress(handle, stream, len(stream), out, room, ctypes.byref(actual))
+                kept = room - LONGEST_MATCH
+                if status != INSUFFICIENT_SPACE or out.raw[:kept] != expected[:kept]:
+                    return False
+    finally:
+        lib.free(handle)
+    return True
 
 
 @cache

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numba
 import numpy as np
 
+from scanpy_loomio._matrix.deflate import INSUFFICIENT_SPACE
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -306,26 +308,42 @@ def inflate_chunks(
     targets: _Ints,
     out: npt.NDArray[np.uint8],
     tile_bytes: int,
+    wanted: _Ints,
+    margin: int,
     actual: npt.NDArray[np.uint64],
 ) -> int:
     """Inflate zlib streams ``src[offsets[k]:offsets[k] + lengths[k]]`` into ``out`` at tile slot ``targets[k]``.
 
     ``decompress`` is libdeflate's ``libdeflate_zlib_decompress`` (a ctypes function) and ``decompressor`` a
-    handle from ``libdeflate_alloc_decompressor``. Returns the index of the first stream that is damaged or does
-    not inflate to exactly ``tile_bytes`` bytes, or -1 when all are fine.
+    handle from ``libdeflate_alloc_decompressor``. Only the first ``wanted[k]`` bytes of tile ``k`` are needed:
+    when that is less than the tile by more than ``margin`` (negative: never) and the stream is one final Huffman
+    block, libdeflate is given ``wanted[k] + margin`` bytes of room and stops when it runs out. A Huffman block is
+    written in order and libdeflate stops only before a literal or match that does not fit (a match is at most
+    ``margin`` = 258 bytes), so at least ``wanted[k]`` bytes are then in place; a stored block, which is copied
+    whole or not at all, is never cut short. Returns the index of the first stream that is damaged or does not
+    inflate to exactly ``tile_bytes`` bytes (to more than its room, when cut short), or -1 when all are fine.
     """
     for k in range(offsets.shape[0]):
         start = offsets[k]
         target = targets[k] * tile_bytes
+        room = tile_bytes
+        if 0 <= margin and wanted[k] + margin < tile_bytes and lengths[k] > 2:
+            header = src[start + 2]  # the first block's header bits, after the 2-byte zlib header
+            single_huffman_block = (header & 1) == 1 and (header >> 1) & 3 in (1, 2)
+            if single_huffman_block and src[start + 1] & 0x20 == 0:  # no preset dictionary
+                room = wanted[k] + margin
         status = decompress(
             decompressor,
             src[start:].ctypes.data,
             lengths[k],
             out[target:].ctypes.data,
-            tile_bytes,
+            room,
             actual.ctypes.data,
         )
-        if status != 0 or actual[0] != tile_bytes:
+        if room < tile_bytes:
+            if status != INSUFFICIENT_SPACE:
+                return k
+        elif status != 0 or actual[0] != tile_bytes:
             return k
     return -1
 

@@ -148,6 +148,10 @@ class _SelectionReader(ChunkReader):
             assert layout.row_ids is not None  # and its chunk rows when genes are selected
             grid_row = np.searchsorted(layout.row_ids, genes // self.th)
             self.gene_row, self.gene_offset = grid_row, genes % self.th
+            # a tile's genes are its rows: it is needed only up to the last gene selected in it
+            last = np.zeros(layout.row_ids.shape[0], dtype=np.int64)
+            np.maximum.at(last, grid_row, self.gene_offset)
+            self.wanted_bytes = (last + 1) * self.tw * self.itemsize
         index_dtype = np.dtype(np.int32 if self.n_out_genes <= INDEX32_MAX else np.int64)
         self.index_dtype = index_dtype
 
