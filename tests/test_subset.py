@@ -452,3 +452,55 @@ def test_every_gene_position_in_a_chunk_reads_right(tmp_path, level):
                 for genes in (np.array([gene]), np.unique([gene, (gene * 7) % 130])):
                     got = read_selection(f[name], genes, cells, format="dense")
                     assert np.array_equal(got, whole[np.ix_(cells, genes)]), (name, genes)
+
+
+# -- matrices read while the annotations are --------------------------------------------------------------------------
+def _threads_reading_matrices(monkeypatch) -> list[str]:
+    """Names of the threads that read matrix chunks from now on."""
+    import threading
+
+    from scanpy_loomio._matrix import subset
+
+    names: list[str] = []
+    read = subset.PendingSelection.read
+
+    def recorded(self):
+        names.append(threading.current_thread().name)
+        return read(self)
+
+    monkeypatch.setattr(subset.PendingSelection, "read", recorded)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("obs", "var", "early"),
+    [
+        (np.array([120, 3, 3, 77]), np.arange(0, 90, 4), True),
+        (slice(140, 4, -9), slice(None, 30), True),
+        ([5, 6, 149], None, True),
+        (np.arange(150) % 3 == 0, [True] * 45 + [False] * 45, True),
+        (["cell9", "cell2"], [1, 2], False),
+        (pd.Series(np.arange(150) < 20, index=[f"cell{i}" for i in range(150)]), None, False),
+        (slice("cell3", "cell30"), None, False),
+    ],
+)
+def test_selections_by_position_read_the_matrices_beside_the_annotations(monkeypatch, rich_file, full, obs, var, early):
+    threads = _threads_reading_matrices(monkeypatch)
+    part = read_loom_full(rich_file, obs=obs, var=var)
+    assert_reads_equal(full[obs, slice(None) if var is None else var].copy(), part)
+    assert threads  # X and every stored layer
+    beside = [name.startswith("scanpy-loomio-subset") for name in threads]
+    assert all(beside) if early else not any(beside)
+
+
+def test_a_damaged_chunk_read_beside_the_annotations_names_the_file(tmp_path):
+    path = tmp_path / "broken.loom"
+    adata = AnnData(sparse.random(200, 100, density=0.3, format="csr", dtype=np.float32, random_state=2))
+    write_loom_full(path, adata)
+    with h5py.File(path, "r") as f:
+        info = f["matrix"].id.get_chunk_info_by_coord((64, 128))
+    with open(path, "r+b") as handle:
+        handle.seek(info.byte_offset)
+        handle.write(b"\x00" * info.size)
+    with pytest.raises(LoomFormatError, match=r"broken\.loom.*the chunk at \(64, 128\)"):
+        read_loom_full(path, obs=[130, 150], var=[70])

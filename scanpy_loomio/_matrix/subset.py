@@ -88,24 +88,65 @@ def read_selection(
     >>> np.array_equal(part.toarray(), x[np.ix_(cells, genes)])
     True
     """
+    pending = prepare_selection(dataset, rows, cols, format=format, n_threads=n_threads, progress=progress, lock=lock)
+    return pending.read()
+
+
+def prepare_selection(
+    dataset: h5py.Dataset,
+    rows: np.ndarray | None = None,
+    cols: np.ndarray | None = None,
+    *,
+    format: MatrixFormat = "csr",
+    n_threads: int | None = None,
+    progress: bool = False,
+    lock: AbstractContextManager | None = None,
+) -> PendingSelection:
+    """What :func:`read_selection` reads, located: the HDF5 calls it needs are made, the chunks are not read yet.
+
+    Where :attr:`PendingSelection.needs_hdf5` is false, :meth:`PendingSelection.read` reads the file's bytes only
+    and so can run in one thread while another reads the file through h5py.
+    """
     lock = nullcontext() if lock is None else lock
     with lock:
         reader = _prepare(dataset, rows, cols, format)
-    if not isinstance(reader, _SelectionReader):
-        return reader  # read through h5py (under the lock)
-    threads = resolve_threads(n_threads)
-    bar = progress_bar(progress, reader.layout.byte_offsets.shape[1], f"reading {reader.where[1]}")
-    try:
-        # with a file descriptor, the chunks' bytes are read without HDF5; otherwise HDF5 reads them
-        with gc_paused(), nullcontext() if reader.source.fd is not None else lock:
-            result = reader.read(format, threads, bar)
-    finally:
-        bar.close()
-        reader.source.close()
-    if format == "csc":
-        assert isinstance(result, sparse.csr_matrix)  # the reader assembles CSR, dense only for "dense"
-        return result.tocsc()
-    return result
+    return PendingSelection(reader, format, resolve_threads(n_threads), progress, lock)
+
+
+class PendingSelection:
+    """A selection located in its file (:func:`prepare_selection`), or already read through h5py."""
+
+    def __init__(
+        self,
+        reader: _SelectionReader | npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix,
+        fmt: MatrixFormat,
+        n_threads: int,
+        progress: bool,
+        lock: AbstractContextManager,
+    ) -> None:
+        self.reader, self.fmt, self.n_threads, self.progress, self.lock = reader, fmt, n_threads, progress, lock
+
+    @property
+    def needs_hdf5(self) -> bool:
+        """Whether reading calls HDF5 (the file has no descriptor of its own to read the chunks' bytes through)."""
+        return isinstance(self.reader, _SelectionReader) and self.reader.source.fd is None
+
+    def read(self) -> np.ndarray | sparse.csr_matrix | sparse.csc_matrix:
+        """The selection, cells × genes, in the format asked for."""
+        reader = self.reader
+        if not isinstance(reader, _SelectionReader):
+            return reader  # read through h5py when prepared
+        bar = progress_bar(self.progress, reader.layout.byte_offsets.shape[1], f"reading {reader.where[1]}")
+        try:
+            with gc_paused(), self.lock if self.needs_hdf5 else nullcontext():
+                result = reader.read(self.fmt, self.n_threads, bar)
+        finally:
+            bar.close()
+            reader.source.close()
+        if self.fmt == "csc":
+            assert isinstance(result, sparse.csr_matrix)  # the reader assembles CSR, dense only for "dense"
+            return result.tocsc()
+        return result
 
 
 def _prepare(

@@ -8,8 +8,10 @@ indexing, and reads only the chunks of the matrices that hold the selected cells
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -20,10 +22,12 @@ from scipy import sparse as sp
 from scanpy_loomio import _matrix
 from scanpy_loomio._compat import quiet_anndata
 from scanpy_loomio._matrix.stream import release_freed_memory
-from scanpy_loomio._matrix.subset import read_selection
+from scanpy_loomio._matrix.subset import prepare_selection, read_selection
 from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixFormat, MatrixTag, layer_tag
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     import h5py
 
     from scanpy_loomio._read.reader import LoomReader
@@ -50,55 +54,99 @@ def read_stored_matrix(
     HDF5 is called (for reads in several threads at once).
     """
     lock = nullcontext() if lock is None else lock
-    with lock:
-        tag = layer_tag(dset)
-    if isinstance(tag, AbsentMatrixTag):
+    stored = StoredMatrix.of(dset, sparse=sparse, transposed=transposed, dtype=dtype, lock=lock)
+    if stored is None:
         return None
-    kind = tag if isinstance(tag, MatrixTag) else None
-    fmt = (kind.format if kind else None) or ("csr" if sparse else "dense")
     if template is not None:
         with lock:
-            value = _matrix.empty_like_read(dset, template, format=fmt)
-    elif transposed:  # stored cells × genes: read it as the other orientation, then turn it
-        flipped: dict[MatrixFormat, MatrixFormat] = {"csr": "csc", "csc": "csr"}
-        other = flipped.get(fmt, fmt)
-        value = _read(dset, other, cells, genes, n_threads, progress, lock).T
-        value = np.ascontiguousarray(value) if fmt == "dense" else value
-    else:
-        value = _read(dset, fmt, genes, cells, n_threads, progress, lock)
-    dtype = dtype or (kind.dtype if kind else None)
-    if dtype is not None and value.dtype != np.dtype(dtype):
-        value = value.astype(dtype)
-    if kind is not None and kind.is_sparse_array:
-        value = sp.csc_array(value) if fmt == "csc" else sp.csr_array(value)
-    return value
-
-
-def _read(
-    dset: h5py.Dataset,
-    fmt: MatrixFormat,
-    rows: np.ndarray | None,
-    cols: np.ndarray | None,
-    n_threads: int | None,
-    progress: bool,
-    lock: AbstractContextManager,
-) -> Any:
+            return stored.finish(_matrix.empty_like_read(dset, template, format=stored.format), turn=False)
+    rows, cols = (cells, genes) if transposed else (genes, cells)
     if rows is None and cols is None:
         with lock:
-            return _matrix.read_matrix(dset, format=fmt, n_threads=n_threads, progress=progress)
-    return read_selection(dset, rows, cols, format=fmt, n_threads=n_threads, progress=progress, lock=lock)
+            value = _matrix.read_matrix(dset, format=stored.file_format, n_threads=n_threads, progress=progress)
+    else:
+        value = read_selection(
+            dset, rows, cols, format=stored.file_format, n_threads=n_threads, progress=progress, lock=lock
+        )
+    return stored.finish(value)
 
 
-def resolve_selection(shell: AnnData, obs: Any, var: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the cells and genes ``shell[obs, var]`` selects, in its order, by anndata's own indexing.
+def prepare_stored_selection(
+    dset: h5py.Dataset,
+    *,
+    sparse: bool,
+    transposed: bool,
+    cells: np.ndarray,
+    genes: np.ndarray,
+    dtype: str | None = None,
+    n_threads: int | None = None,
+    progress: bool = False,
+) -> Callable[[], Any] | None:
+    """What :func:`read_stored_matrix` reads for ``cells`` and ``genes``, as a function that calls no HDF5.
+
+    The HDF5 calls are made here; the function reads the chunks' bytes through the file's own descriptor, so it
+    can run in a thread while this one reads the annotations. ``None`` where reading would call HDF5 again.
+    """
+    stored = StoredMatrix.of(dset, sparse=sparse, transposed=transposed, dtype=dtype, lock=nullcontext())
+    if stored is None:
+        return lambda: None
+    rows, cols = (cells, genes) if transposed else (genes, cells)
+    pending = prepare_selection(dset, rows, cols, format=stored.file_format, n_threads=n_threads, progress=progress)
+    if pending.needs_hdf5:
+        return None
+    return lambda: stored.finish(pending.read())
+
+
+@dataclass(frozen=True)
+class StoredMatrix:
+    """How a stored matrix reads: its container and dtype (recorded, or the defaults), and its orientation."""
+
+    format: MatrixFormat
+    tag: MatrixTag | None
+    transposed: bool
+    dtype: str | None
+
+    @classmethod
+    def of(
+        cls, dset: h5py.Dataset, *, sparse: bool, transposed: bool, dtype: str | None, lock: AbstractContextManager
+    ) -> StoredMatrix | None:
+        """``None`` for a matrix recorded as absent."""
+        with lock:
+            tag = layer_tag(dset)
+        if isinstance(tag, AbsentMatrixTag):
+            return None
+        kind = tag if isinstance(tag, MatrixTag) else None
+        fmt = (kind.format if kind else None) or ("csr" if sparse else "dense")
+        return cls(fmt, kind, transposed, dtype or (kind.dtype if kind else None))
+
+    @property
+    def file_format(self) -> MatrixFormat:
+        """The format to read in the file's orientation: a file stored cells × genes is read as the other one."""
+        flipped: dict[MatrixFormat, MatrixFormat] = {"csr": "csc", "csc": "csr"}
+        return flipped.get(self.format, self.format) if self.transposed else self.format
+
+    def finish(self, value: Any, *, turn: bool = True) -> Any:
+        """``value`` read in the file's orientation, as cells × genes in the recorded container and dtype."""
+        if turn and self.transposed:
+            value = value.T
+            value = np.ascontiguousarray(value) if self.format == "dense" else value
+        if self.dtype is not None and value.dtype != np.dtype(self.dtype):
+            value = value.astype(self.dtype)
+        if self.tag is not None and self.tag.is_sparse_array:
+            value = sp.csc_array(value) if self.format == "csc" else sp.csr_array(value)
+        return value
+
+
+def resolve_selection(obs_names: pd.Index, var_names: pd.Index, obs: Any, var: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the cells and genes ``obs``/``var`` select among these names, by anndata's own indexing.
 
     A selection anndata refuses raises anndata's error (type and message), raised here so that the read's error
     boundary does not take it for damage in the file.
     """
     with quiet_anndata():
         positions = AnnData(
-            obs=pd.DataFrame({"position": np.arange(shell.n_obs)}, index=shell.obs_names),
-            var=pd.DataFrame({"position": np.arange(shell.n_vars)}, index=shell.var_names),
+            obs=pd.DataFrame({"position": np.arange(len(obs_names))}, index=obs_names),
+            var=pd.DataFrame({"position": np.arange(len(var_names))}, index=var_names),
         )
         try:
             chosen = positions[_full(obs), _full(var)]
@@ -120,7 +168,7 @@ def read_subset_annotations(reader: LoomReader, obs: Any, var: Any) -> tuple[Ann
     """
     reader.graphs_later = True
     shell = reader.read()  # names, annotations, embeddings, uns and raw: small, read whole
-    cells, genes = resolve_selection(shell, obs, var)  # anndata's own index resolution
+    cells, genes = resolve_selection(shell.obs_names, shell.var_names, obs, var)  # anndata's own index resolution
     selected: tuple[tuple[Literal["obs", "var"], np.ndarray, Any], ...] = (
         ("obs", cells, shell.obsp),
         ("var", genes, shell.varp),
@@ -139,33 +187,104 @@ def read_subset_annotations(reader: LoomReader, obs: Any, var: Any) -> tuple[Ann
 
 
 def read_subset(reader: LoomReader, obs: Any, var: Any) -> AnnData:
-    """``read_loom_full(...)[obs, var]`` as an actual AnnData, reading only the chunks that hold the selection."""
+    """``read_loom_full(...)[obs, var]`` as an actual AnnData, reading only the chunks that hold the selection.
+
+    A selection by positions (not names) is known before the annotations are read: each matrix's chunks are then
+    located (HDF5 calls, in this thread) and read in another thread while this one goes on to the next matrix and
+    the annotations. Reading the chunks takes the file's bytes only, without HDF5.
+    """
     matrices = reader.options.matrices
     reader.options = replace(reader.options, matrices=False)
-    result, cells, genes = read_subset_annotations(reader, obs, var)
     if not matrices:
-        return result
+        return read_subset_annotations(reader, obs, var)[0]
+    values: dict[str | None, Any] = {}
+    if not (_by_position(obs) and _by_position(var)):
+        result, cells, genes = read_subset_annotations(reader, obs, var)
+        for key, read, _ in _matrix_readers(reader, cells, genes, prepared=False):
+            values[key] = read()
+    else:
+        n_obs, n_vars = reader.shape
+        cells, genes = resolve_selection(pd.RangeIndex(n_obs).astype(str), pd.RangeIndex(n_vars).astype(str), obs, var)
+        with ThreadPoolExecutor(1, thread_name_prefix="scanpy-loomio-subset") as background:
+            reading: dict[str | None, Any] = {}
+            for key, read, without_hdf5 in _matrix_readers(reader, cells, genes, prepared=True):
+                reading[key] = background.submit(read) if without_hdf5 else read
+            result, _, _ = read_subset_annotations(reader, obs, var)
+            for key, pending in reading.items():  # those that need HDF5 are read here, after the annotations
+                values[key] = pending.result() if isinstance(pending, Future) else pending()
+    with quiet_anndata():
+        result.X = values.pop(None)
+        for key, value in values.items():
+            if value is not None:
+                result.layers[key] = value
+    return result
+
+
+def _matrix_readers(
+    reader: LoomReader, cells: np.ndarray, genes: np.ndarray, *, prepared: bool
+) -> Iterator[tuple[str | None, Callable[[], Any], bool]]:
+    """``(key, read, without_hdf5)`` for ``X`` (key ``None``) and each layer, read at ``cells`` × ``genes``.
+
+    ``read`` gives the matrix's cells and genes in the order asked (repeats included).
+
+    ``prepared``: each matrix's HDF5 calls are made when it is yielded, and ``without_hdf5`` tells whether ``read``
+    then reads the file's bytes only (safe in another thread while this one calls HDF5).
+    """
     x_dset, sources, _ = reader.matrix_sources()
     unique_cells, cell_order = increasing_positions(cells)
     unique_genes, gene_order = increasing_positions(genes)
 
-    def read(dset: h5py.Dataset, dtype: str | None = None) -> Any:
-        value = reader.read_layer(dset, dtype=dtype, cells=unique_cells, genes=unique_genes)
-        if value is None:
-            return None
-        if cell_order is not None:
+    def in_order(value: Any) -> Any:
+        if value is not None and cell_order is not None:
             value = value[cell_order]
-        if gene_order is not None:
+        if value is not None and gene_order is not None:
             value = value[:, gene_order]
         return value
 
-    with quiet_anndata():
-        result.X = read(x_dset, reader.options.dtype)
-        for key, dset in sources.items():
-            value = read(dset)
-            if value is not None:
-                result.layers[key] = value
-    return result
+    for key, dset, dtype in [(None, x_dset, reader.options.dtype), *((k, d, None) for k, d in sources.items())]:
+
+        def read_layer(dset: h5py.Dataset = dset, dtype: str | None = dtype) -> Any:
+            return in_order(reader.read_layer(dset, dtype=dtype, cells=unique_cells, genes=unique_genes))
+
+        if not prepared:
+            yield key, read_layer, False
+            continue
+        read = prepare_stored_selection(
+            dset,
+            sparse=reader.options.sparse,
+            transposed=reader.transposed,
+            cells=unique_cells,
+            genes=unique_genes,
+            dtype=dtype,
+            n_threads=reader.options.n_threads,
+            progress=reader.options.progress,
+        )
+        if read is None:
+            yield key, read_layer, False
+        else:
+            yield key, partial(_then, read, in_order), True
+
+
+def _then(read: Callable[[], Any], finish: Callable[[Any], Any]) -> Any:
+    return finish(read())
+
+
+def _by_position(selection: Any) -> bool:
+    """Whether ``selection`` picks by position alone, so that no names are needed to resolve it.
+
+    ``None``, an integer, a slice of integers, or a numpy array or list of integers or booleans; not pandas objects
+    (anndata aligns them by their index) or names.
+    """
+    if selection is None:
+        return True
+    if isinstance(selection, int | np.integer):
+        return not isinstance(selection, bool)
+    if isinstance(selection, slice):
+        bounds = (selection.start, selection.stop, selection.step)
+        return all(b is None or (isinstance(b, int | np.integer) and not isinstance(b, bool)) for b in bounds)
+    if isinstance(selection, np.ndarray | list):
+        return len(selection) > 0 and np.asarray(selection).dtype.kind in "biu"
+    return False
 
 
 def increasing_positions(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
