@@ -1,4 +1,5 @@
-"""Attributes and graph edges deflated in worker threads: the same values, chunks and filters as h5py writes."""
+"""Attributes and graph edges deflated in worker threads and inflated by libdeflate: the same values, chunks and
+filters as h5py writes and reads."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from helpers import knn_graph, stored_chunks
 
 from scanpy_loomio._elements.graphs import write_graph
-from scanpy_loomio._matrix.rows import DeflatedRows, deflates_rows
+from scanpy_loomio._matrix import deflate
+from scanpy_loomio._matrix.rows import DeflatedRows, deflates_rows, read_rows
 
 RNG = np.random.default_rng(7)
 
@@ -129,3 +131,66 @@ def test_rows_held_back_are_bounded_by_chunks_and_threads(tmp_path, n_values, th
         rows.append(values)
         rows.close()
         np.testing.assert_array_equal(dset[()], values)
+
+
+# -- reading --------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def with_libdeflate():
+    if deflate.libdeflate() is None:
+        pytest.skip("libdeflate is not installed here")
+
+
+@pytest.mark.parametrize("kind", sorted(VALUES))
+@pytest.mark.parametrize("level", [1, 4, 9])
+def test_rows_read_equal_what_h5py_reads(tmp_path, with_libdeflate, kind, level):
+    values = VALUES[kind]
+    path = tmp_path / "rows.h5"
+    with h5py.File(path, "w") as f:  # HDF5's own zlib at several levels, the last chunk partly outside the extent
+        f.create_dataset("v", data=values, chunks=(1000, *values.shape[1:]), compression="gzip", compression_opts=level)
+    n = values.shape[0]
+    with h5py.File(path, "r") as f:
+        dset = f["v"]
+        for start, stop in [(0, None), (0, n), (1, 999), (999, 1001), (2500, 4321), (n - 3, n + 50), (1000, 3000)]:
+            got = read_rows(dset, start, stop)
+            want = dset[start:stop]
+            assert got is not None and got.dtype == want.dtype and np.array_equal(got, want), (start, stop)
+
+
+def test_rows_read_none_where_h5py_must_read(tmp_path, with_libdeflate, monkeypatch):
+    path = tmp_path / "rows.h5"
+    values = np.arange(5_000, dtype=np.int64)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("shuffled", data=values, chunks=(1000,), compression="gzip", shuffle=True)
+        f.create_dataset("lzf", data=values, chunks=(1000,), compression="lzf")
+        f.create_dataset("text", data=values.astype(str).astype(object), dtype=h5py.string_dtype(), chunks=(1000,),
+                         compression="gzip")  # fmt: skip
+        sparse_chunks = f.create_dataset("unwritten", shape=(5_000,), dtype="i8", chunks=(1000,), compression="gzip")
+        sparse_chunks[:1000] = 1  # the other chunks are not stored: HDF5 gives the fill value
+        f.create_dataset("plain", data=values, chunks=(1000,), compression="gzip")
+    with h5py.File(path, "r") as f:
+        for name in ("shuffled", "lzf", "text", "unwritten"):
+            assert read_rows(f[name]) is None, name
+        assert np.array_equal(read_rows(f["plain"]), values)
+        monkeypatch.setattr(deflate, "libdeflate", lambda: None)
+        assert read_rows(f["plain"]) is None
+    with h5py.File(path, "r+") as f:  # chunks may still be in HDF5's cache
+        monkeypatch.undo()
+        assert read_rows(f["plain"]) is None
+
+
+def test_a_damaged_chunk_is_left_to_h5py(tmp_path, with_libdeflate):
+    from scanpy_loomio._guards import read_values
+
+    path = tmp_path / "rows.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=np.arange(5_000.0), chunks=(1000,), compression="gzip")
+    with h5py.File(path, "r") as f:
+        info = f["v"].id.get_chunk_info(2)
+    with open(path, "r+b") as handle:
+        handle.seek(info.byte_offset + 10)
+        handle.write(b"\xff" * 20)
+    with h5py.File(path, "r") as f:
+        assert read_rows(f["v"]) is None
+        assert np.array_equal(read_rows(f["v"], 0, 2000), np.arange(2000.0))  # chunks before the damaged one
+        with pytest.raises(OSError, match="filter"):
+            read_values(f["v"])  # h5py reads it and HDF5 names the problem

@@ -47,8 +47,12 @@ def decode_text(values: np.ndarray, *, where: str = "") -> np.ndarray:
         return values.astype(object)
     flat = values.ravel()
     out = np.empty(flat.shape, dtype=object)
-    try:  # one pass over the values (tolist: bytes and str objects, no numpy scalars)
-        out[:] = [value.decode("utf-8") if isinstance(value, bytes) else str(value) for value in flat.tolist()]
+    items = flat.tolist()  # bytes and str objects, no numpy scalars
+    try:
+        try:  # all bytes (what h5py reads): decoded as UTF-8 without a Python frame per value
+            out[:] = list(map(bytes.decode, items))
+        except TypeError:  # some are str already
+            out[:] = [value.decode("utf-8") if isinstance(value, bytes) else str(value) for value in items]
     except UnicodeDecodeError as err:
         err.reason = f"{err.reason} in {where}" if where else err.reason
         raise

@@ -20,6 +20,7 @@ import h5py
 
 from scanpy_loomio._errors import LoomFormatError
 from scanpy_loomio._guards.problems import file_error, join_path
+from scanpy_loomio._matrix.rows import read_rows
 
 #: Libraries this package calls to read the file; errors raised inside them are about the file.
 READING_LIBRARIES = frozenset({"h5py", "anndata"})
@@ -76,9 +77,13 @@ def hdf5_object(obj: h5py.HLObject | str, attribute: str | None = None) -> Itera
 
 
 def read_values(dset: h5py.Dataset) -> Any:
-    """``dset[()]``, naming the dataset in the error should reading it fail."""
+    """``dset[()]``, naming the dataset in the error should reading it fail.
+
+    Gzip-filtered datasets of plain values are inflated by libdeflate where it is installed (same values).
+    """
     with hdf5_object(dset):
-        return dset[()]
+        values = read_rows(dset)
+        return dset[()] if values is None else values
 
 
 def _object_name(obj: h5py.HLObject | str, attribute: str | None) -> str | None:

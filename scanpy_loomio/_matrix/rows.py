@@ -1,18 +1,22 @@
-"""Writing attributes and graph edges front to back: whole chunks deflated in worker threads, stored as they are.
+"""Attributes and graph edges written front to back and read back, a whole chunk at a time.
 
 h5py hands values to HDF5, which deflates chunk after chunk in the calling thread with zlib. For the larger
 attributes and the edge lists of kNN graphs (several megabytes each) that is a serial step around the parallel matrix
 write. Here rows are gathered into whole chunks, deflated as the matrix chunks are (ISA-L when installed) in worker
 threads, and stored with ``write_direct_chunk``; the file holds the same values in the same chunked, gzip-filtered
 datasets. Datasets this cannot store byte for byte (text of variable length, records, other filters) go through h5py.
+Reading, :func:`read_rows` takes the stored chunks as they are (``read_direct_chunk``) and inflates them with
+libdeflate, about twice as fast as HDF5's zlib, straight into the array it returns.
 """
 
 from __future__ import annotations
 
+import ctypes
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from scanpy_loomio._matrix import deflate  # deflate.libdeflate is looked up at run time (tests switch it off)
 from scanpy_loomio._matrix.deflate import compressor
 from scanpy_loomio._matrix.pool import ordered_map, resolve_threads
 
@@ -122,4 +126,54 @@ class DeflatedRows:
         self.staged = 0
 
 
-__all__ = ["DeflatedRows", "deflates_rows"]
+def read_rows(dset: h5py.Dataset, start: int = 0, stop: int | None = None) -> np.ndarray | None:
+    """Rows ``start:stop`` of a dataset :func:`deflates_rows` accepts, its chunks inflated by libdeflate.
+
+    ``None`` where that is not possible: libdeflate missing, the file open for writing, a chunk not stored or
+    stored without its filter, a stream that does not inflate to a whole chunk. The caller then reads through h5py,
+    which also names what is wrong with the file.
+
+    Examples
+    --------
+    >>> import h5py
+    >>> import numpy as np
+    >>> with h5py.File("read_rows.h5", "w") as f:
+    ...     _ = f.create_dataset("a", data=np.arange(10_000), chunks=(4096,), compression="gzip")
+    >>> with h5py.File("read_rows.h5", "r") as f:
+    ...     rows = read_rows(f["a"], 4_000, 9_000)
+    >>> rows is None or np.array_equal(rows, np.arange(4_000, 9_000))
+    True
+    """
+    lib = deflate.libdeflate()
+    n = int(dset.shape[0]) if dset.shape else 0
+    stop = n if stop is None else min(stop, n)
+    start = max(0, start)
+    if lib is None or dset.file.mode != "r" or stop <= start or not deflates_rows(dset):
+        return None
+    per_chunk = int(dset.chunks[0])
+    first, last = start // per_chunk, -(-stop // per_chunk)
+    out = np.empty(((last - first) * per_chunk, *dset.shape[1:]), dtype=dset.dtype)
+    into = out.reshape(-1).view(np.uint8)
+    chunk_bytes = into.shape[0] // (last - first)
+    tail = (0,) * (len(dset.shape) - 1)
+    actual = ctypes.c_size_t(0)
+    handle = lib.alloc()
+    if not handle:
+        return None
+    try:
+        for j, k in enumerate(range(first, last)):
+            try:
+                skipped, payload = dset.id.read_direct_chunk((k * per_chunk, *tail))
+            except (OSError, KeyError, ValueError, RuntimeError):
+                return None  # not stored: HDF5 gives the fill value, h5py reads it
+            target = into[j * chunk_bytes :].ctypes.data
+            if skipped or lib.zlib_decompress(handle, payload, len(payload), target, chunk_bytes, ctypes.byref(actual)):
+                return None
+            if actual.value != chunk_bytes:
+                return None
+    finally:
+        lib.free(handle)
+    return out[start - first * per_chunk : stop - first * per_chunk]
+
+
+__all__ = ["DeflatedRows", "deflates_rows", "read_rows"]

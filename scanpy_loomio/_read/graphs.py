@@ -12,6 +12,7 @@ from scanpy_loomio._elements.graphs import build_matrix
 from scanpy_loomio._elements.sidecar import sidecar_get
 from scanpy_loomio._errors import LoomFormatError, LoomReadWarning
 from scanpy_loomio._guards import hdf5_object, read_values
+from scanpy_loomio._matrix.rows import read_rows
 from scanpy_loomio._read.base import ReaderBase
 from scanpy_loomio._read.foreign import graph_index_base
 from scanpy_loomio._record.record import AxisRecord
@@ -197,7 +198,7 @@ class GraphsReader(ReaderBase):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Edges ``start`` to ``start + GRAPH_BLOCK`` of ``edges`` (``a``, ``b``, ``w``), vertices 0-based and checked."""
         with hdf5_object(g):
-            a, b, w = (d[start : start + GRAPH_BLOCK] for d in edges)
+            a, b, w = (_rows(d, start, start + GRAPH_BLOCK) for d in edges)
         a, b = self._vertices(where, a, b, n, bases)
         return a, b, w
 
@@ -228,10 +229,16 @@ def _extremes(dset: h5py.Dataset, blocks: range) -> np.ndarray:
     """The smallest and largest value of each block of an index array, read a block at a time."""
     ends = []
     for start in blocks:
-        part = dset[start : start + GRAPH_BLOCK]
+        part = _rows(dset, start, start + GRAPH_BLOCK)
         if part.size:
             ends += [part.min(), part.max()]
     return np.array(ends)
+
+
+def _rows(dset: h5py.Dataset, start: int, stop: int) -> np.ndarray:
+    """``dset[start:stop]``, inflated by libdeflate where it is installed."""
+    values = read_rows(dset, start, stop)
+    return dset[start:stop] if values is None else values
 
 
 def _graph(a: np.ndarray, b: np.ndarray, w: np.ndarray, n: int, codec: GraphTag | None) -> Any:
