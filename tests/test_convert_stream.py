@@ -336,3 +336,44 @@ def test_h5ad_graphs_of_integers_checked_a_block_at_a_time(tmp_path, monkeypatch
     assert_adata_equal(ad.read_h5ad(tmp_path / "ints.h5ad"), read_loom_full(tmp_path / "ints.loom"), exact=True)
     with h5py.File(tmp_path / "ints.loom", "r") as f:
         assert list(f["col_graphs"]) == ["counts"]
+
+
+SCOPE_FILES = [
+    REPO.parent / "shared/fixtures/tools/pyscenic_export2loom.loom",
+    REPO.parent / "shared/fixtures/real/scopeloomr_2018_example.loom",
+]
+
+
+@pytest.mark.parametrize("path", SCOPE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("kind", ["h5ad", "zarr"])
+def test_scope_metadata_goes_to_anndata_files_as_its_json_text_and_back(tmp_path, path, kind):
+    import json
+
+    if not path.exists():
+        pytest.skip(f"{path} not found (../shared beside the repo)")
+    target = tmp_path / f"scope.{kind}"
+    with pytest.warns(UserWarning, match=r"uns \['MetaData'\] hold lists of records"):
+        convert_file(path, target)
+    original = read_loom_full(path)
+    back = ad.read_h5ad(target) if kind == "h5ad" else ad.read_zarr(target)
+    assert json.loads(back.uns["MetaData"]) == original.uns["MetaData"]
+    in_memory = original.copy()  # what writing the read file gives, MetaData as its text
+    in_memory.uns["MetaData"] = back.uns["MetaData"]
+    if kind == "h5ad":
+        in_memory.write_h5ad(tmp_path / "expected.h5ad")
+        expected = ad.read_h5ad(tmp_path / "expected.h5ad")
+    else:
+        in_memory.write_zarr(tmp_path / "expected.zarr")
+        expected = ad.read_zarr(tmp_path / "expected.zarr")
+    assert_adata_equal(expected, back, exact=True)
+    # to a SCope loom file again: the same JSON, and the embeddings under the ids it gives them
+    convert_file(target, tmp_path / "again.loom", convention="scope")
+    with h5py.File(tmp_path / "again.loom", "r") as f:
+        assert json.loads(f["attrs/MetaData"][()]) == original.uns["MetaData"]
+        ids = {e["name"]: str(e["id"]) for e in original.uns["MetaData"]["embeddings"]}
+        fields = f["col_attrs/Embeddings_X"].dtype.names
+    assert set(fields) <= set(ids.values())
+    again = read_loom_full(tmp_path / "again.loom")
+    for key in original.obsm:
+        if isinstance(original.obsm[key], np.ndarray):
+            np.testing.assert_array_equal(again.obsm[key], original.obsm[key])

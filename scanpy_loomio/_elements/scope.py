@@ -62,7 +62,13 @@ def _tool_name(key: str, uns: Mapping[str, Any]) -> str:
 
 
 def _meta(uns: Mapping[str, Any], convention: Convention) -> dict[str, Any] | None:
+    """The layout's JSON (SCope's ``MetaData``): decoded, or its text as ``.h5ad`` files converted from loom hold it."""
     meta = uns.get(convention.layout_json_global) if convention.layout_json_global else None
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except ValueError:
+            return None
     return meta if isinstance(meta, dict) else None
 
 

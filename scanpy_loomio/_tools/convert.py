@@ -48,6 +48,7 @@ from scanpy_loomio._matrix.writer import is_sparse
 from scanpy_loomio._read.reader import LoomReader, ReadOptions, read_loom_full
 from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, layer_tag
 from scanpy_loomio._tools.convert_graphs import write_graphs
+from scanpy_loomio._tools.json_uns import storable_uns
 from scanpy_loomio._write.atomic import TMP_SUFFIX, atomic_target
 from scanpy_loomio._write.writer import write_loom_full
 from scanpy_loomio.conventions import get_convention
@@ -228,6 +229,14 @@ def loom_to_anndata_file(
             reader.graphs_later = True  # written part by part below, not held whole
             shell = reader.read()
             reader.options = options
+        shell.uns, turned = storable_uns(shell.uns)
+        if turned:
+            warnings.warn(
+                f"{source}: uns {turned} hold lists of records, which .{kind} files cannot store; written as their "
+                "JSON text (as SCope stores MetaData). A loom file written from the result carries the same text.",
+                UserWarning,
+                stacklevel=3,
+            )
             x_dset, layer_dsets, _ = reader.matrix_sources()
         matrices = [("", "X", x_dset)] + [("layers", key, dset) for key, dset in layer_dsets.items()]
         if any("/" in key or not key for key in layer_dsets):
