@@ -229,6 +229,7 @@ def loom_to_anndata_file(
             reader.graphs_later = True  # written part by part below, not held whole
             shell = reader.read()
             reader.options = options
+            x_dset, layer_dsets, _ = reader.matrix_sources()
         shell.uns, turned = storable_uns(shell.uns)
         if turned:
             warnings.warn(
@@ -237,7 +238,6 @@ def loom_to_anndata_file(
                 UserWarning,
                 stacklevel=3,
             )
-            x_dset, layer_dsets, _ = reader.matrix_sources()
         matrices = [("", "X", x_dset)] + [("layers", key, dset) for key, dset in layer_dsets.items()]
         if any("/" in key or not key for key in layer_dsets):
             msg = f"{source}: layer names {list(layer_dsets)} cannot be .h5ad element names"
