@@ -504,3 +504,33 @@ def test_a_damaged_chunk_read_beside_the_annotations_names_the_file(tmp_path):
         handle.write(b"\x00" * info.size)
     with pytest.raises(LoomFormatError, match=r"broken\.loom.*the chunk at \(64, 128\)"):
         read_loom_full(path, obs=[130, 150], var=[70])
+
+
+def test_an_interrupted_subset_read_lets_the_matrix_thread_go_at_once(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from scanpy_loomio._matrix import subset
+    from scanpy_loomio._read import selection
+
+    path = tmp_path / "many_columns.loom"
+    write_loom_full(path, rich(3000, 64, extras=False), chunks=(64, 8))  # 375 chunk columns, one per task below
+    monkeypatch.setattr(subset, "TASK_BYTES", 1)
+    tasks_read: list[str] = []
+    sparse_columns = subset._SelectionReader._sparse_columns
+
+    def slow_columns(self, units):
+        tasks_read.append(threading.current_thread().name)
+        time.sleep(0.01)  # 375 tasks: about 4 s to read the whole selection
+        return sparse_columns(self, units)
+
+    def interrupted(*args, **kwargs):
+        time.sleep(0.2)  # the matrix thread has started
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subset._SelectionReader, "_sparse_columns", slow_columns)
+    monkeypatch.setattr(selection, "read_subset_annotations", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        read_loom_full(path, obs=np.arange(0, 3000, 2), var=[1, 2], n_threads=1)
+    # the interrupt came after about 20 tasks: the thread stopped after the one at hand, not after all 375
+    assert 0 < len(tasks_read) < 100

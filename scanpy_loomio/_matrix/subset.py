@@ -10,6 +10,7 @@ through h5py a band of cells at a time, only the bands that hold selected cells.
 
 from __future__ import annotations
 
+import threading
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
@@ -101,16 +102,18 @@ def prepare_selection(
     n_threads: int | None = None,
     progress: bool = False,
     lock: AbstractContextManager | None = None,
+    stop: threading.Event | None = None,
 ) -> PendingSelection:
     """What :func:`read_selection` reads, located: the HDF5 calls it needs are made, the chunks are not read yet.
 
     Where :attr:`PendingSelection.needs_hdf5` is false, :meth:`PendingSelection.read` reads the file's bytes only
-    and so can run in one thread while another reads the file through h5py.
+    and so can run in one thread while another reads the file through h5py. Setting ``stop`` makes a read under way
+    raise :class:`ReadStopped` within a task of chunks (so that a thread reading it can be let go of).
     """
     lock = nullcontext() if lock is None else lock
     with lock:
         reader = _prepare(dataset, rows, cols, format)
-    return PendingSelection(reader, format, resolve_threads(n_threads), progress, lock)
+    return PendingSelection(reader, format, resolve_threads(n_threads), progress, lock, stop)
 
 
 class PendingSelection:
@@ -123,8 +126,10 @@ class PendingSelection:
         n_threads: int,
         progress: bool,
         lock: AbstractContextManager,
+        stop: threading.Event | None = None,
     ) -> None:
         self.reader, self.fmt, self.n_threads, self.progress, self.lock = reader, fmt, n_threads, progress, lock
+        self.stop = stop
 
     @property
     def needs_hdf5(self) -> bool:
@@ -139,7 +144,7 @@ class PendingSelection:
         bar = progress_bar(self.progress, reader.layout.byte_offsets.shape[1], f"reading {reader.where[1]}")
         try:
             with gc_paused(), self.lock if self.needs_hdf5 else nullcontext():
-                result = reader.read(self.fmt, self.n_threads, bar)
+                result = reader.read(self.fmt, self.n_threads, bar, self.stop)
         finally:
             bar.close()
             reader.source.close()
@@ -196,8 +201,13 @@ class _SelectionReader(ChunkReader):
         index_dtype = np.dtype(np.int32 if self.n_out_genes <= INDEX32_MAX else np.int64)
         self.index_dtype = index_dtype
 
-    def read(self, fmt: str, n_threads: int, bar: ProgressBar) -> npt.NDArray[Any] | sparse.csr_matrix:
-        """The selection, cells × genes: dense (``fmt`` ``"dense"``) or CSR."""
+    def read(
+        self, fmt: str, n_threads: int, bar: ProgressBar, stop: threading.Event | None = None
+    ) -> npt.NDArray[Any] | sparse.csr_matrix:
+        """The selection, cells × genes: dense (``fmt`` ``"dense"``) or CSR.
+
+        Once ``stop`` is set, :class:`ReadStopped` is raised after the task at hand (tasks not started are dropped).
+        """
         n_columns = self.layout.byte_offsets.shape[1]
         unit_bytes = max(1, self.layout.byte_offsets.shape[0]) * self.tile_bytes
         per_task = max(1, TASK_BYTES // unit_bytes)
@@ -205,14 +215,16 @@ class _SelectionReader(ChunkReader):
         n_cells = self.cells.shape[0]
         if fmt == "dense":
             self.out = np.empty((n_cells, self.n_out_genes), dtype=self.dtype)
-            for (start, stop), _ in zip(tasks, ordered_map(self._dense_columns, tasks, n_threads), strict=True):
-                bar.update(stop - start)
+            for (first, last), _ in zip(tasks, ordered_map(self._dense_columns, tasks, n_threads), strict=True):
+                bar.update(last - first)
+                _check(stop)
             return self.out
         assembler = CompressedAssembler(n_cells, self.n_out_genes, sparse_result_dtype(self.dtype), self.index_dtype)
-        for (start, stop), pieces in zip(tasks, ordered_map(self._sparse_columns, tasks, n_threads), strict=True):
-            for first, counts, indices, data in pieces:
-                assembler.append(first, counts, indices, data.view(self.dtype))
-            bar.update(stop - start)
+        for (first, last), pieces in zip(tasks, ordered_map(self._sparse_columns, tasks, n_threads), strict=True):
+            for start, counts, indices, data in pieces:
+                assembler.append(start, counts, indices, data.view(self.dtype))
+            bar.update(last - first)
+            _check(stop)
         return assembler.finish("csr")
 
     def _local_cells(self, k: int) -> tuple[int, np.ndarray, int]:
@@ -266,6 +278,15 @@ class _SelectionReader(ChunkReader):
                 out[first : first + local.shape[0]] = band[local]
             else:
                 out[first : first + local.shape[0]] = self._gathered(tiles, slots, local).T
+
+
+class ReadStopped(Exception):
+    """A selection's read was stopped (:meth:`PendingSelection.read` with its ``stop`` set)."""
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise ReadStopped
 
 
 def _rows_of(

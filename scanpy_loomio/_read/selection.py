@@ -8,6 +8,7 @@ indexing, and reads only the chunks of the matrices that hold the selected cells
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
@@ -81,17 +82,22 @@ def prepare_stored_selection(
     dtype: str | None = None,
     n_threads: int | None = None,
     progress: bool = False,
+    stop: threading.Event | None = None,
 ) -> Callable[[], Any] | None:
     """What :func:`read_stored_matrix` reads for ``cells`` and ``genes``, as a function that calls no HDF5.
 
     The HDF5 calls are made here; the function reads the chunks' bytes through the file's own descriptor, so it
-    can run in a thread while this one reads the annotations. ``None`` where reading would call HDF5 again.
+    can run in a thread while this one reads the annotations; once ``stop`` is set, it raises
+    :class:`~scanpy_loomio._matrix.subset.ReadStopped` within a task of chunks. ``None`` where reading would call
+    HDF5 again.
     """
     stored = StoredMatrix.of(dset, sparse=sparse, transposed=transposed, dtype=dtype, lock=nullcontext())
     if stored is None:
         return lambda: None
     rows, cols = (cells, genes) if transposed else (genes, cells)
-    pending = prepare_selection(dset, rows, cols, format=stored.file_format, n_threads=n_threads, progress=progress)
+    pending = prepare_selection(
+        dset, rows, cols, format=stored.file_format, n_threads=n_threads, progress=progress, stop=stop
+    )
     if pending.needs_hdf5:
         return None
     return lambda: stored.finish(pending.read())
@@ -205,13 +211,18 @@ def read_subset(reader: LoomReader, obs: Any, var: Any) -> AnnData:
     else:
         n_obs, n_vars = reader.shape
         cells, genes = resolve_selection(pd.RangeIndex(n_obs).astype(str), pd.RangeIndex(n_vars).astype(str), obs, var)
+        stop = threading.Event()  # set when this thread fails or is interrupted: the other one then stops soon
         with ThreadPoolExecutor(1, thread_name_prefix="scanpy-loomio-subset") as background:
-            reading: dict[str | None, Any] = {}
-            for key, read, without_hdf5 in _matrix_readers(reader, cells, genes, prepared=True):
-                reading[key] = background.submit(read) if without_hdf5 else read
-            result, _, _ = read_subset_annotations(reader, obs, var)
-            for key, pending in reading.items():  # those that need HDF5 are read here, after the annotations
-                values[key] = pending.result() if isinstance(pending, Future) else pending()
+            try:
+                reading: dict[str | None, Any] = {}
+                for key, read, without_hdf5 in _matrix_readers(reader, cells, genes, prepared=True, stop=stop):
+                    reading[key] = background.submit(read) if without_hdf5 else read
+                result, _, _ = read_subset_annotations(reader, obs, var)
+                for key, pending in reading.items():  # those that need HDF5 are read here, after the annotations
+                    values[key] = pending.result() if isinstance(pending, Future) else pending()
+            except BaseException:
+                stop.set()
+                raise
     with quiet_anndata():
         result.X = values.pop(None)
         for key, value in values.items():
@@ -221,14 +232,15 @@ def read_subset(reader: LoomReader, obs: Any, var: Any) -> AnnData:
 
 
 def _matrix_readers(
-    reader: LoomReader, cells: np.ndarray, genes: np.ndarray, *, prepared: bool
+    reader: LoomReader, cells: np.ndarray, genes: np.ndarray, *, prepared: bool, stop: threading.Event | None = None
 ) -> Iterator[tuple[str | None, Callable[[], Any], bool]]:
     """``(key, read, without_hdf5)`` for ``X`` (key ``None``) and each layer, read at ``cells`` × ``genes``.
 
     ``read`` gives the matrix's cells and genes in the order asked (repeats included).
 
     ``prepared``: each matrix's HDF5 calls are made when it is yielded, and ``without_hdf5`` tells whether ``read``
-    then reads the file's bytes only (safe in another thread while this one calls HDF5).
+    then reads the file's bytes only (safe in another thread while this one calls HDF5); setting ``stop`` ends such a
+    read early.
     """
     x_dset, sources, _ = reader.matrix_sources()
     unique_cells, cell_order = increasing_positions(cells)
@@ -258,6 +270,7 @@ def _matrix_readers(
             dtype=dtype,
             n_threads=reader.options.n_threads,
             progress=reader.options.progress,
+            stop=stop,
         )
         if read is None:
             yield key, read_layer, False
