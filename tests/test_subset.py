@@ -486,11 +486,13 @@ def _threads_reading_matrices(monkeypatch) -> list[str]:
 )
 def test_selections_by_position_read_the_matrices_beside_the_annotations(monkeypatch, rich_file, full, obs, var, early):
     threads = _threads_reading_matrices(monkeypatch)
-    part = read_loom_full(rich_file, obs=obs, var=var)
-    assert_reads_equal(full[obs, slice(None) if var is None else var].copy(), part)
-    assert threads  # X and every stored layer
-    beside = [name.startswith("scanpy-loomio-subset") for name in threads]
-    assert all(beside) if early else not any(beside)
+    for n_threads in (2, 1):  # one thread: one thing at a time
+        threads.clear()
+        part = read_loom_full(rich_file, obs=obs, var=var, n_threads=n_threads)
+        assert_reads_equal(full[obs, slice(None) if var is None else var].copy(), part)
+        assert threads  # X and every stored layer
+        beside = [name.startswith("scanpy-loomio-subset") for name in threads]
+        assert all(beside) if early and n_threads > 1 else not any(beside)
 
 
 def test_a_damaged_chunk_read_beside_the_annotations_names_the_file(tmp_path):
@@ -531,6 +533,6 @@ def test_an_interrupted_subset_read_lets_the_matrix_thread_go_at_once(tmp_path, 
     monkeypatch.setattr(subset._SelectionReader, "_sparse_columns", slow_columns)
     monkeypatch.setattr(selection, "read_subset_annotations", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        read_loom_full(path, obs=np.arange(0, 3000, 2), var=[1, 2], n_threads=1)
+        read_loom_full(path, obs=np.arange(0, 3000, 2), var=[1, 2], n_threads=2)
     # the interrupt came after about 20 tasks: the thread stopped after the one at hand, not after all 375
     assert 0 < len(tasks_read) < 100

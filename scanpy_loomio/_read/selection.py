@@ -22,6 +22,7 @@ from scipy import sparse as sp
 
 from scanpy_loomio import _matrix
 from scanpy_loomio._compat import quiet_anndata
+from scanpy_loomio._matrix.pool import resolve_threads
 from scanpy_loomio._matrix.stream import release_freed_memory
 from scanpy_loomio._matrix.subset import prepare_selection, read_selection
 from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixFormat, MatrixTag, layer_tag
@@ -195,16 +196,18 @@ def read_subset_annotations(reader: LoomReader, obs: Any, var: Any) -> tuple[Ann
 def read_subset(reader: LoomReader, obs: Any, var: Any) -> AnnData:
     """``read_loom_full(...)[obs, var]`` as an actual AnnData, reading only the chunks that hold the selection.
 
-    A selection by positions (not names) is known before the annotations are read: each matrix's chunks are then
-    located (HDF5 calls, in this thread) and read in another thread while this one goes on to the next matrix and
-    the annotations. Reading the chunks takes the file's bytes only, without HDF5.
+    A selection by positions (not names) is known before the annotations are read: with more than one thread, each
+    matrix's chunks are then located (HDF5 calls, in this thread) and read in another thread while this one goes on
+    to the next matrix and the annotations. Reading the chunks takes the file's bytes only, without HDF5.
     """
     matrices = reader.options.matrices
     reader.options = replace(reader.options, matrices=False)
     if not matrices:
         return read_subset_annotations(reader, obs, var)[0]
     values: dict[str | None, Any] = {}
-    if not (_by_position(obs) and _by_position(var)):
+    # one thread asked for: one at a time, as the annotations also take decompressing
+    beside = resolve_threads(reader.options.n_threads) > 1 and _by_position(obs) and _by_position(var)
+    if not beside:
         result, cells, genes = read_subset_annotations(reader, obs, var)
         for key, read, _ in _matrix_readers(reader, cells, genes, prepared=False):
             values[key] = read()
