@@ -41,6 +41,10 @@ if TYPE_CHECKING:
     from scanpy_loomio._matrix.pool import ProgressBar
 
 
+#: ``wanted`` of reads that inflate every chunk whole (not looked at with a negative margin).
+_WHOLE = np.zeros(0, dtype=np.int64)
+
+
 class ChunkReader:
     """Reads a chunked deflate/shuffle dataset: parallel inflate, per-band conversion to non-zeros."""
 
@@ -195,9 +199,9 @@ class ChunkReader:
         try:
             out = np.frombuffer(scratch, dtype=np.uint8)
             actual = np.zeros(1, dtype=np.uint64)
-            if wanted is None:
-                wanted = np.full(starts.shape[0], self.tile_bytes, dtype=np.int64)
-            margin = LONGEST_MATCH if lib.stops_in_order else -1
+            # a negative margin inflates every chunk whole without looking at ``wanted``
+            margin = LONGEST_MATCH if lib.stops_in_order and wanted is not None else -1
+            wanted = _WHOLE if wanted is None else wanted
             bad = load_kernels().inflate_chunks(
                 lib.zlib_decompress, handle, packed, starts, lengths, targets, out, self.tile_bytes, wanted, margin,
                 actual,

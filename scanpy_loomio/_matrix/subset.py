@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -116,20 +117,16 @@ def prepare_selection(
     return PendingSelection(reader, format, resolve_threads(n_threads), progress, lock, stop)
 
 
+@dataclass(frozen=True)
 class PendingSelection:
     """A selection located in its file (:func:`prepare_selection`), or already read through h5py."""
 
-    def __init__(
-        self,
-        reader: _SelectionReader | npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix,
-        fmt: MatrixFormat,
-        n_threads: int,
-        progress: bool,
-        lock: AbstractContextManager,
-        stop: threading.Event | None = None,
-    ) -> None:
-        self.reader, self.fmt, self.n_threads, self.progress, self.lock = reader, fmt, n_threads, progress, lock
-        self.stop = stop
+    reader: _SelectionReader | npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix
+    fmt: MatrixFormat
+    n_threads: int
+    progress: bool
+    lock: AbstractContextManager
+    stop: threading.Event | None = None
 
     @property
     def needs_hdf5(self) -> bool:

@@ -9,19 +9,20 @@ and reading that file decodes it again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from scanpy_loomio._elements.globals import encode_global, json_tag
+
 
 def storable_uns(uns: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """``uns`` with each entry that holds a list anndata cannot write turned into its JSON text, and their keys.
 
-    The entry is turned whole (a dict of such lists becomes one JSON object), as SCope stores ``MetaData``. An entry
-    that is not JSON (it holds arrays of records, sparse matrices, data frames) is left as it is, for anndata to
-    refuse by name.
+    The entry is turned whole (a dict of such lists becomes one JSON object), as SCope stores ``MetaData`` and as
+    the loom writer stores JSON globals. An entry that does not come back from JSON exactly (it holds arrays of
+    records, numpy values, sparse matrices, data frames) is left as it is, for anndata to refuse by name.
 
     Examples
     --------
@@ -35,14 +36,9 @@ def storable_uns(uns: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     ['red', 'blue']
     """
     out = dict(uns)
-    turned = []
-    for key, value in uns.items():
-        if not _writable(value):
-            try:
-                out[key] = json.dumps(value, default=_json_scalar)
-            except (TypeError, ValueError):
-                continue
-            turned.append(key)
+    turned = [key for key, value in uns.items() if not _writable(value) and json_tag(value) == "json"]
+    for key in turned:
+        out[key] = encode_global(uns[key], "json")
     return out, turned
 
 
@@ -62,14 +58,6 @@ def _plain(values: list[Any] | tuple[Any, ...]) -> bool:
     except ValueError:  # ragged
         return False
     return array.dtype.kind != "O" or all(isinstance(v, str) for v in array.ravel())
-
-
-def _json_scalar(value: Any) -> Any:
-    """A numpy scalar or array inside the records, as a JSON value."""
-    if isinstance(value, np.generic | np.ndarray):
-        return value.tolist()
-    msg = f"{type(value).__name__} is not JSON"
-    raise TypeError(msg)
 
 
 __all__ = ["storable_uns"]
