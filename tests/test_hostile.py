@@ -16,6 +16,8 @@ import multiprocessing
 import os
 import re
 import shutil
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -856,6 +858,65 @@ def test_global_heap_that_would_hang_hdf5(tmp_path: Path, valid_file: Path) -> N
     message = rf"global heap at byte {heap}: found a damaged collection of text values \(object"
     with pytest.raises(LoomFormatError, match=re.escape(f"{path}: ") + message):
         read_unchanged(path)
+
+
+@pytest.mark.parametrize("into_signature", [0, 1, 4, 7, 8])
+def test_heap_whose_signature_lies_across_two_windows_of_the_search(
+    tmp_path: Path, valid_file: Path, monkeypatch: pytest.MonkeyPatch, into_signature: int
+) -> None:
+    """The whole-file search reads the file a window at a time: a signature cut by a window's end is still found."""
+    data = bytearray(valid_file.read_bytes())
+    heap = data.find(b"GCOL\x01\x00\x00\x00")
+    first_object = heap + 16
+    size = int.from_bytes(data[first_object + 8 : first_object + 16], "little")
+    data[first_object + 8 : first_object + 16] = (size + 64).to_bytes(8, "little")
+    path = tmp_path / "heap.loom"
+    path.write_bytes(data)
+    monkeypatch.setattr(heaps, "SCAN_WINDOW_BYTES", heap + into_signature)  # the first window ends there
+    with pytest.raises(LoomFormatError, match=re.escape(f"{path}: global heap at byte {heap}: found a damaged")):
+        read_unchanged(path)
+
+
+_PEAK_OF_THE_SEARCH = """
+import sys
+from pathlib import Path
+import h5py
+from scanpy_loomio._guards import heaps
+
+def high_water_mark():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM"))
+
+path = Path(sys.argv[1])
+with h5py.File(path, "r") as file:
+    before = high_water_mark()
+    checked = set()
+    heaps.check_global_heaps(file, path, checked)
+    print(high_water_mark() - before, len(checked))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak resident size from /proc")
+def test_the_whole_file_search_holds_a_window_of_the_file_not_all_of_it(tmp_path: Path) -> None:
+    """Searching a 256 MiB file for text heaps raises the process's peak memory by about a window, not the file."""
+    path = tmp_path / "big.h5"
+    random_bytes = np.random.default_rng(0).integers(0, 256, 256 * 2**20, dtype=np.uint8)
+    with h5py.File(path, "w") as f:
+        f.create_dataset(
+            "names", data=np.array([f"cell_{i}" for i in range(1000)], dtype=object), dtype=h5py.string_dtype()
+        )
+        f.create_dataset("payload", data=random_bytes)
+        f.create_dataset(
+            "more_names", data=np.array([f"gene_{i}" for i in range(1000)], dtype=object), dtype=h5py.string_dtype()
+        )
+    del random_bytes
+    assert path.stat().st_size > 256 * 2**20
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_OF_THE_SEARCH, str(path)], capture_output=True, text=True, check=True
+    )
+    grown, collections = map(int, done.stdout.split())
+    assert collections >= 2  # the collections before and after the payload were both found
+    assert grown < 4 * heaps.SCAN_WINDOW_BYTES, f"the search raised the peak by {grown / 2**20:.0f} MiB"
 
 
 def test_heap_behind_text_in_a_large_file(tmp_path: Path, valid_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,6 @@ pipeline.
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import struct
 import sys
@@ -47,6 +46,9 @@ COMPILED_WALK_BYTES = 2**20
 #: Files up to this size are searched whole for collections (about a second per 2 GB); in larger ones only the
 #: collections that datasets' text points to are checked.
 WHOLE_SCAN_BYTES = 512 * 2**20
+#: The whole-file search reads the file this many bytes at a time into one buffer: its memory stays this small
+#: whatever the file's size (a map of the whole file would count every page searched as the process's memory).
+SCAN_WINDOW_BYTES = 8 * 2**20
 
 
 def _heap_problem(image: Any, start: int, sizeof_size: int, file_size: int) -> str | None:
@@ -128,15 +130,54 @@ def check_global_heaps(file: h5py.File, path: Path, checked: set[int] | None = N
         file_size = os.fstat(handle.fileno()).st_size
         if file_size == 0 or file_size > WHOLE_SCAN_BYTES:
             return
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as image:
-            found = image.find(GCOL_SIGNATURE)
-            while found >= 0:
-                problem = _heap_problem(image, found, sizeof_size, file_size)
-                if problem:
-                    raise _heap_error(path, found, problem)
-                if checked is not None:
-                    checked.add(found)
-                found = image.find(GCOL_SIGNATURE, found + 1)
+        for start in signature_positions(handle, file_size):
+            problem = _collection_problem(handle, start, sizeof_size, file_size)
+            if problem:
+                raise _heap_error(path, start, problem)
+            if checked is not None:
+                checked.add(start)
+
+
+def signature_positions(handle: Any, file_size: int) -> Iterator[int]:
+    """The offsets of every collection signature in the file, which is read one window at a time.
+
+    Windows overlap by a signature's length less one byte, so a signature across two windows is found, and once.
+    """
+    window = SCAN_WINDOW_BYTES
+    buffer = bytearray(window + len(GCOL_SIGNATURE) - 1)
+    for offset in range(0, file_size, window):
+        filled = _read_into(handle, offset, buffer)
+        found = buffer.find(GCOL_SIGNATURE, 0, filled)
+        while 0 <= found < window:  # one starting in the overlap is the next window's
+            yield offset + found
+            found = buffer.find(GCOL_SIGNATURE, found + 1, filled)
+
+
+def _read_into(handle: Any, offset: int, buffer: bytearray) -> int:
+    """Fill ``buffer`` with the file's bytes from ``offset`` on; the bytes read (fewer at the end of the file)."""
+    handle.seek(offset)
+    view = memoryview(buffer)
+    filled = 0
+    while filled < len(buffer):
+        got = handle.readinto(view[filled:])
+        if not got:
+            break
+        filled += got
+    return filled
+
+
+def _collection_problem(handle: Any, start: int, sizeof_size: int, file_size: int) -> str | None:
+    """What is wrong with the collection at byte ``start`` (see :func:`_heap_problem`), read from the file alone."""
+    handle.seek(start)
+    header = handle.read(len(GCOL_SIGNATURE) + sizeof_size)
+    if len(header) < len(GCOL_SIGNATURE) + sizeof_size or not header.startswith(GCOL_SIGNATURE):
+        return None  # HDF5 reports a missing collection itself
+    size = int.from_bytes(header[len(GCOL_SIGNATURE) :], "little")
+    if size > file_size - start:
+        return None  # HDF5 reports a collection running past the end of the file itself
+    handle.seek(start)
+    image = handle.read(size)
+    return _heap_problem(image, 0, sizeof_size, len(image))
 
 
 def _check_heaps_at(
@@ -147,14 +188,7 @@ def _check_heaps_at(
         start = base + address
         if start in checked:
             continue
-        handle.seek(start)
-        header = handle.read(len(GCOL_SIGNATURE) + sizeof_size)
-        if len(header) < len(GCOL_SIGNATURE) + sizeof_size or not header.startswith(GCOL_SIGNATURE):
-            continue  # HDF5 reports a missing collection itself
-        size = int.from_bytes(header[len(GCOL_SIGNATURE) :], "little")
-        handle.seek(start)
-        image = handle.read(min(size, file_size - start))
-        problem = _heap_problem(image, 0, sizeof_size, len(image))
+        problem = _collection_problem(handle, start, sizeof_size, file_size)
         if problem:
             raise _heap_error(path, start, problem)
 
