@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from anndata import AnnData
+from anndata.tests.helpers import assert_adata_equal
 from helpers import assert_same_as_h5ad
 from scipy import sparse
 
@@ -917,6 +918,47 @@ def test_the_whole_file_search_holds_a_window_of_the_file_not_all_of_it(tmp_path
     grown, collections = map(int, done.stdout.split())
     assert collections >= 2  # the collections before and after the payload were both found
     assert grown < 4 * heaps.SCAN_WINDOW_BYTES, f"the search raised the peak by {grown / 2**20:.0f} MiB"
+
+
+def with_user_block(source: Path, target: Path, size: int = 1024) -> Path:
+    """A copy of every object and global attribute of ``source`` in a new file that starts with a user block."""
+    with h5py.File(source, "r") as src, h5py.File(target, "w", userblock_size=size) as dst:
+        for name in src:
+            src.copy(src[name], dst, name=name)
+        dst.attrs.update(dict(src.attrs))
+    return target
+
+
+def test_file_with_a_user_block_reads_as_without(tmp_path: Path, valid_file: Path) -> None:
+    """HDF5 gives a contiguous dataset's offset counting the user block, and text heaps' addresses without it."""
+    path = with_user_block(valid_file, tmp_path / "user_block.loom")
+    with h5py.File(path, "r") as f:
+        assert f.id.get_create_plist().get_userblock() == 1024
+        text = f["attrs/CreationDate"]  # scalar text: its descriptor is read at the dataset's offset
+        assert text.id.get_create_plist().get_layout() == h5py.h5d.CONTIGUOUS and text.id.get_offset() is not None
+    expected = read_unchanged(valid_file)
+    assert_adata_equal(read_unchanged(path), expected, exact=True)
+    assert_adata_equal(read_unchanged(path, obs=[3, 1, 20], var=slice(2, 9)), expected[[3, 1, 20], 2:9].copy())
+
+
+@pytest.mark.parametrize("whole_scan", [True, False])
+def test_damaged_heap_in_a_file_with_a_user_block(
+    tmp_path: Path, valid_file: Path, monkeypatch: pytest.MonkeyPatch, whole_scan: bool
+) -> None:
+    """The heaps are found at their addresses past the user block, whether the file is searched whole or not."""
+    if not whole_scan:
+        monkeypatch.setattr(heaps, "WHOLE_SCAN_BYTES", 0)
+    data = bytearray(with_user_block(valid_file, tmp_path / "copy.loom").read_bytes())
+    with h5py.File(tmp_path / "copy.loom", "r") as f:
+        _, raw = f["col_attrs/label"].id.read_direct_chunk((0,))
+    heap = 1024 + int.from_bytes(raw[4:12], "little")  # addresses count from the end of the user block
+    assert data[heap : heap + 8] == b"GCOL\x01\x00\x00\x00"
+    collection_size = int.from_bytes(data[heap + 8 : heap + 16], "little")
+    data[heap + 24 : heap + 32] = (2 * collection_size).to_bytes(8, "little")  # the first object runs past its end
+    path = tmp_path / "damaged.loom"
+    path.write_bytes(data)
+    with pytest.raises(LoomFormatError, match=re.escape(f"{path}: global heap at byte {heap}: found a damaged")):
+        read_unchanged(path)
 
 
 def test_heap_behind_text_in_a_large_file(tmp_path: Path, valid_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

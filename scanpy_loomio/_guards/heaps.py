@@ -212,13 +212,11 @@ def _descriptor_problem(values: np.ndarray, base_size: int, file_size: int) -> s
     return f"value {i} of a block claiming {int(nbytes[i]):,} bytes at byte {int(values['address'][i]):,}"
 
 
-def _descriptor_blocks(
-    handle: Any, dset: h5py.Dataset, base: int, file_size: int, itemsize: int
-) -> list[bytes | memoryview]:
+def _descriptor_blocks(handle: Any, dset: h5py.Dataset, file_size: int, itemsize: int) -> list[bytes | memoryview]:
     """The stored descriptors (length, address, index) of a variable-length dataset, block by block, as bytes.
 
-    Contiguous data is read at its address (relative to the superblock at ``base``); chunks are decoded with the
-    matrix engine's filter pipeline, a chunk with another filter or a damaged stream left to HDF5.
+    Contiguous data is read at its offset in the file (which HDF5 gives counting the user block); chunks are decoded
+    with the matrix engine's filter pipeline, a chunk with another filter or a damaged stream left to HDF5.
     """
     dcpl = dset.id.get_create_plist()
     layout = dcpl.get_layout()
@@ -226,7 +224,7 @@ def _descriptor_blocks(
     if layout == h5py.h5d.CONTIGUOUS:
         offset = dset.id.get_offset()
         if offset is not None:
-            handle.seek(base + offset)
+            handle.seek(offset)
             blocks.append(handle.read(min(dset.id.get_storage_size(), file_size)))
     elif layout == h5py.h5d.CHUNKED and hasattr(dset.id, "chunk_iter"):
         filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
@@ -270,7 +268,7 @@ def check_vlen_datasets(
                 base_size = _vlen_base_size(dset)
                 if base_size is None or dset.id.get_storage_size() == 0:
                     continue
-                blocks = _descriptor_blocks(handle, dset, base, file_size, record.itemsize)
+                blocks = _descriptor_blocks(handle, dset, file_size, record.itemsize)
             for data in blocks:
                 values = np.frombuffer(data[: len(data) // record.itemsize * record.itemsize], dtype=record)
                 problem = _descriptor_problem(values, base_size, file_size)
