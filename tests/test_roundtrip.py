@@ -552,3 +552,16 @@ def test_graphs_written_in_blocks_keep_every_edge_in_order(tmp_path, monkeypatch
     assert len(a) == expected.nnz > 100
     assert np.array_equal(a, expected.row) and np.array_equal(b, expected.col + 1)
     assert np.array_equal(w, expected.data) and w.dtype == np.float32
+
+
+@pytest.mark.parametrize("convention", sorted(scanpy_loomio.conventions.CONVENTIONS))
+@pytest.mark.parametrize("empty_axis", ["obs", "var"])
+def test_no_cells_or_no_genes_with_text_round_trip_exactly(tmp_path, convention, empty_axis):
+    """pandas infers the type of text from its values; with none, names and text columns keep the type .h5ad gives."""
+    adata = AnnData(X=np.ones((4, 3), np.float32))
+    adata.obs_names, adata.var_names = list("abcd"), list("xyz")
+    adata.obs["label"], adata.var["symbol"] = list("pqrs"), list("uvw")
+    empty = adata[:0].copy() if empty_axis == "obs" else adata[:, :0].copy()
+    path = tmp_path / "empty.loom"
+    write_loom_full(path, empty, convention=convention, fill_missing_layers=True)  # velocyto's layers, all zeros
+    assert_same_as_h5ad(empty, read_loom_full(path))

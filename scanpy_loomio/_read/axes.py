@@ -30,6 +30,14 @@ from scanpy_loomio._spec.facts import AXES
 _Key = TypeVar("_Key", bound=str | None)  # a column name, or None for the names
 
 
+def text_dtype() -> Any:
+    """The type pandas gives text now (``str`` with pandas 3, ``object`` before), as anndata's text has it.
+
+    pandas infers it from the values: columns and names of no cells or genes are given it.
+    """
+    return pd.Index(["text"]).dtype
+
+
 class AxesReader(GraphsReader):
     """Reads one axis: names, columns, embeddings (``obsm``/``varm``) and graphs."""
 
@@ -73,6 +81,8 @@ class AxesReader(GraphsReader):
             if record is None or self.options.repair_bytes_text:
                 names = self._bytes_text(axis, {None: names})[None]
             index = pd.Index(names)  # text, as anndata builds it: str with pandas 3, object before
+            if n == 0:  # no values to infer text from
+                index = index.astype(text_dtype())
             used.add(index_attr)
             used.update(other_names(datasets, index_attr))  # the names under other names (hard links): not columns
         else:
@@ -87,6 +97,7 @@ class AxesReader(GraphsReader):
         if self.metadata:  # written for the tool only; the record restores their values from others
             used.update(a.split("/", 1)[1] for a in self.metadata.tool_attrs if a.startswith(f"{group_path}/"))
         columns: dict[str, Any] = {}
+        attr_of = dict(record.columns) if record else {}  # the attribute each recorded column is stored in
         if record:
             for key, attr in record.columns:
                 if attr not in datasets:
@@ -137,6 +148,10 @@ class AxesReader(GraphsReader):
         if self.options.repair_bytes_text or record is None:
             columns = self._bytes_text(axis, columns)
         frame = pd.DataFrame(columns, index=index) if columns else pd.DataFrame(index=index)
+        if n == 0:  # no values to infer text from: text attributes take the type pandas gives text
+            for key, attr in ((k, attr_of.get(k, k)) for k in list(frame.columns)):
+                if frame[key].dtype == object and attr in datasets and datasets[attr].dtype.kind in "OS":
+                    frame[key] = frame[key].astype(text_dtype())
         if record is None and index_attr is not None and not index.is_unique:
             frame = self._make_unique(axis, frame, index_attr, group_path)
         if record is None and axis == "obs":  # the tool's per-cell columns that also form an obsm entry
