@@ -498,7 +498,10 @@ LONE_SURROGATE = "a\udc80b"
 )
 def test_text_hdf5_cannot_hold_is_refused_naming_the_key(tmp_path, change, key):
     adata = base()
-    change(adata)
+    try:
+        change(adata)
+    except UnicodeEncodeError:  # pandas' str type stored by pyarrow refuses lone surrogates itself
+        pytest.skip("pandas cannot hold this text here (pyarrow stores its str columns)")
     with pytest.raises(LossyWriteError, match=rf"^{key}.*(NUL character|lone surrogate)"):
         write_loom_full(tmp_path / "a.loom", adata)
     assert list(tmp_path.iterdir()) == []
@@ -556,12 +559,24 @@ def test_graphs_written_in_blocks_keep_every_edge_in_order(tmp_path, monkeypatch
 
 @pytest.mark.parametrize("convention", sorted(scanpy_loomio.conventions.CONVENTIONS))
 @pytest.mark.parametrize("empty_axis", ["obs", "var"])
-def test_no_cells_or_no_genes_with_text_round_trip_exactly(tmp_path, convention, empty_axis):
-    """pandas infers the type of text from its values; with none, names and text columns keep the type .h5ad gives."""
+@pytest.mark.parametrize("text", ["inferred", "object"])
+def test_no_cells_or_no_genes_with_text_round_trip_exactly(tmp_path, convention, empty_axis, text):
+    """pandas infers the type of text from its values; with none, names and text columns keep the type .h5ad gives.
+
+    ``inferred``: text as pandas makes it (``str`` with pandas 3); ``object``: text in ``object`` columns and names.
+    """
+    as_text = (lambda values: pd.Index(values, dtype=object)) if text == "object" else list
     adata = AnnData(X=np.ones((4, 3), np.float32))
-    adata.obs_names, adata.var_names = list("abcd"), list("xyz")
-    adata.obs["label"], adata.var["symbol"] = list("pqrs"), list("uvw")
+    adata.obs_names, adata.var_names = as_text(list("abcd")), as_text(list("xyz"))
+    adata.obs["label"] = pd.Series(list("pqrs"), index=adata.obs_names, dtype=object if text == "object" else None)
+    adata.var["symbol"] = list("uvw")
     empty = adata[:0].copy() if empty_axis == "obs" else adata[:, :0].copy()
     path = tmp_path / "empty.loom"
     write_loom_full(path, empty, convention=convention, fill_missing_layers=True)  # velocyto's layers, all zeros
     assert_same_as_h5ad(empty, read_loom_full(path))
+
+
+def test_an_anndata_of_no_cells_and_no_genes_round_trips_exactly(tmp_path):
+    adata = AnnData(shape=(0, 0))
+    write_loom_full(tmp_path / "none.loom", adata)
+    assert_same_as_h5ad(adata, read_loom_full(tmp_path / "none.loom"))

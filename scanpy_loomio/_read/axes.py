@@ -31,11 +31,29 @@ _Key = TypeVar("_Key", bound=str | None)  # a column name, or None for the names
 
 
 def text_dtype() -> Any:
-    """The type pandas gives text now (``str`` with pandas 3, ``object`` before), as anndata's text has it.
-
-    pandas infers it from the values: columns and names of no cells or genes are given it.
-    """
+    """The type pandas gives text now (``str`` with pandas 3, ``object`` before), as anndata's text has it."""
     return pd.Index(["text"]).dtype
+
+
+def _is_text(dset: h5py.Dataset | None) -> bool:
+    return dset is not None and dset.dtype.kind in "OS"
+
+
+def _typed_empty_text(frame: pd.DataFrame, text_columns: list[str], recorded: dict[str, Any]) -> pd.DataFrame:
+    """A frame of no rows with its names and text columns of the type they had (``recorded``: see the record).
+
+    pandas infers the type of text from its values; with none, what was not recorded (other tools' files) takes the
+    type pandas gives text.
+    """
+
+    def kind(recorded_kind: str | None) -> Any:
+        return np.dtype(object) if recorded_kind == "object" else text_dtype()
+
+    frame = frame.copy(deep=False)
+    frame.index = frame.index.astype(kind(recorded.get("names")))
+    for key in text_columns:
+        frame[key] = frame[key].astype(kind(recorded.get("columns", {}).get(str(key))))
+    return frame
 
 
 class AxesReader(GraphsReader):
@@ -81,8 +99,6 @@ class AxesReader(GraphsReader):
             if record is None or self.options.repair_bytes_text:
                 names = self._bytes_text(axis, {None: names})[None]
             index = pd.Index(names)  # text, as anndata builds it: str with pandas 3, object before
-            if n == 0:  # no values to infer text from
-                index = index.astype(text_dtype())
             used.add(index_attr)
             used.update(other_names(datasets, index_attr))  # the names under other names (hard links): not columns
         else:
@@ -148,10 +164,9 @@ class AxesReader(GraphsReader):
         if self.options.repair_bytes_text or record is None:
             columns = self._bytes_text(axis, columns)
         frame = pd.DataFrame(columns, index=index) if columns else pd.DataFrame(index=index)
-        if n == 0:  # no values to infer text from: text attributes take the type pandas gives text
-            for key, attr in ((k, attr_of.get(k, k)) for k in list(frame.columns)):
-                if frame[key].dtype == object and attr in datasets and datasets[attr].dtype.kind in "OS":
-                    frame[key] = frame[key].astype(text_dtype())
+        if n == 0:  # no values for pandas to infer the type of text from
+            text = [k for k in frame.columns if frame[k].dtype == object and _is_text(datasets.get(attr_of.get(k, k)))]
+            frame = _typed_empty_text(frame, text, record.empty_text if record else {})
         if record is None and index_attr is not None and not index.is_unique:
             frame = self._make_unique(axis, frame, index_attr, group_path)
         if record is None and axis == "obs":  # the tool's per-cell columns that also form an obsm entry

@@ -139,12 +139,17 @@ class AxisRecord:
     """``obsm``/``varm`` keys and where each lives."""
     graphs: dict[str, str] = field(default_factory=dict)
     """``obsp``/``varp`` keys and their graph names (``""``: in the sidecar)."""
+    empty_text: dict[str, Any] = field(default_factory=dict)
+    """Axes of no entries only: whether the names (``"names"``) and each text column (``"columns"``) were pandas'
+    ``str`` or ``object``, which pandas otherwise infers from the values (``{}``: not recorded)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The axis as stored in the record."""
         out = asdict(self)
         out["columns"] = [list(pair) for pair in self.columns]
         out["multi"] = {k: v.to_dict() for k, v in self.multi.items()}
+        if not self.empty_text:
+            del out["empty_text"]  # files of cells and genes keep the record as before
         return out
 
     @classmethod
@@ -157,6 +162,7 @@ class AxisRecord:
             columns=[(str(k), str(a)) for k, a in data.get("columns", [])],
             multi=multi,
             graphs={str(k): str(v) for k, v in data.get("graphs", {}).items()},
+            empty_text=_empty_text(data.get("empty_text")),
         )
 
     def problem(self, axis: str) -> str | None:
@@ -262,6 +268,20 @@ class Metadata:
     def problem(self) -> str | None:
         """What makes an entry unusable (the file is then read as plain loom), or ``None``."""
         return self.obs.problem("obs") or self.var.problem("var")
+
+
+def _empty_text(value: Any) -> dict[str, Any]:
+    """The recorded text types of an axis of no entries; anything else (another tool's edits) is left out."""
+    if not isinstance(value, dict):
+        return {}
+    kinds = ("str", "object")
+    out: dict[str, Any] = {}
+    if value.get("names") in kinds:
+        out["names"] = value["names"]
+    columns = value.get("columns")
+    if isinstance(columns, dict):
+        out["columns"] = {str(k): v for k, v in columns.items() if v in kinds}
+    return out
 
 
 def _opt_str(value: Any) -> str | None:

@@ -59,6 +59,7 @@ class AxisPlan:
     embeddings: list[EmbeddingPlan] = field(default_factory=list)
     graphs: list[tuple[str, str, Any]] = field(default_factory=list)
     sidecar_graphs: list[tuple[str, Any]] = field(default_factory=list)
+    empty_text: dict[str, Any] = field(default_factory=dict)
 
     def record(self) -> AxisRecord:
         return AxisRecord(
@@ -67,7 +68,31 @@ class AxisPlan:
             columns=[(key, attr) for key, attr, _ in self.columns],
             multi={e.key: e.record() for e in self.embeddings},
             graphs={key: graph for key, graph, _ in self.graphs} | {key: "" for key, _ in self.sidecar_graphs},
+            empty_text=self.empty_text,
         )
+
+
+def empty_text_types(frame: pd.DataFrame) -> dict[str, Any]:
+    """For a frame of no rows, whether its index and text columns are pandas' ``str`` or ``object`` (else ``{}``).
+
+    pandas infers the type of text from its values, so with none the type is what ``.h5ad`` keeps and loom cannot.
+    """
+    if len(frame.index):
+        return {}
+
+    def kind(dtype: Any) -> str | None:
+        if pd.api.types.is_object_dtype(dtype):
+            return "object"
+        if isinstance(dtype, pd.StringDtype) and getattr(dtype, "na_value", None) is np.nan:  # pandas 3's str
+            return "str"
+        return None  # other types are restored by their codecs
+
+    columns = {str(col): kind(frame[col].dtype) for col in frame.columns}
+    names = kind(frame.index.dtype)
+    return {
+        **({"names": names} if names else {}),
+        "columns": {col: text for col, text in columns.items() if text is not None},
+    }
 
 
 @dataclass
@@ -207,7 +232,7 @@ def _plan_axis(
         msg = f"{axis}_names: found non-string names; AnnData names must be strings. Set adata.{axis}_names = adata.{axis}_names.astype(str)."
         raise LossyWriteError(msg)
     storable_values(index_values, f"{axis}_names")  # refuses text HDF5 cannot hold
-    plan = AxisPlan(axis, index_attr, index_values, index_name)
+    plan = AxisPlan(axis, index_attr, index_values, index_name, empty_text=empty_text_types(frame))
     for col in frame.columns:
         key = f"{axis}[{col!r}]"
         check_name(col, key)
