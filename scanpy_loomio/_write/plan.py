@@ -83,11 +83,12 @@ def empty_text_types(frame: pd.DataFrame) -> dict[str, Any]:
     def kind(dtype: Any) -> str | None:
         if pd.api.types.is_object_dtype(dtype):
             return "object"
-        if isinstance(dtype, pd.StringDtype) and getattr(dtype, "na_value", None) is np.nan:  # pandas 3's str
+        missing = getattr(dtype, "na_value", None)
+        if isinstance(dtype, pd.StringDtype) and isinstance(missing, float) and np.isnan(missing):  # pandas 3's str
             return "str"
         return None  # other types are restored by their codecs
 
-    columns = {str(col): kind(frame[col].dtype) for col in frame.columns}
+    columns = {str(col): kind(dtype) for col, dtype in frame.dtypes.items()}
     names = kind(frame.index.dtype)
     return {
         **({"names": names} if names else {}),
