@@ -117,6 +117,22 @@ def _is_default_text(dtype: Any) -> bool:
     return isinstance(dtype, pd.StringDtype) and dtype.na_value is np.nan
 
 
+def text_kind(dtype: Any) -> str | None:
+    """``"str"`` (pandas 3's default text) or ``"object"`` for plain text of no values, else ``None``.
+
+    pandas infers the type of text from its values: with none, it is what ``.h5ad`` keeps and loom needs recorded.
+    Other text types (``string``, categoricals) are restored by their codecs.
+    """
+    if pd.api.types.is_object_dtype(dtype):
+        return "object"
+    return "str" if _is_default_text(dtype) else None
+
+
+def text_type(kind: str | None) -> Any:
+    """The dtype of plain text of no values recorded as ``kind``: ``object``, or the type pandas gives text now."""
+    return np.dtype(object) if kind == "object" else pd.Index(["text"]).dtype
+
+
 def _encode_text(series: pd.Series, key: str) -> EncodedColumn:
     """Object or pandas string columns; missing values are kept in a mask."""
     values = np.asarray(series.array, dtype=object)

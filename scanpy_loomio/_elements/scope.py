@@ -35,6 +35,7 @@ import pandas as pd
 
 from scanpy_loomio._codecs.rtypes import is_text_factor
 from scanpy_loomio._elements.embeddings import EmbeddingPlan
+from scanpy_loomio._elements.globals import decode_global
 from scanpy_loomio._elements.toolfiles import EMBEDDING_NAMES_KEY
 from scanpy_loomio.conventions import EMBEDDING_FORMS, Convention
 
@@ -65,10 +66,7 @@ def _meta(uns: Mapping[str, Any], convention: Convention) -> dict[str, Any] | No
     """The layout's JSON (SCope's ``MetaData``): decoded, or its text as ``.h5ad`` files converted from loom hold it."""
     meta = uns.get(convention.layout_json_global) if convention.layout_json_global else None
     if isinstance(meta, str):
-        try:
-            meta = json.loads(meta)
-        except ValueError:
-            return None
+        meta = decode_global(meta, "json")  # text that is not JSON comes back as it is
     return meta if isinstance(meta, dict) else None
 
 

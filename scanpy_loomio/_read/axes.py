@@ -12,7 +12,7 @@ import pandas as pd
 from anndata.utils import make_index_unique
 
 from scanpy_loomio._codecs.auxiliary import get_aux_attributes
-from scanpy_loomio._codecs.columns import CodecMismatch, decode_column, plain_values
+from scanpy_loomio._codecs.columns import CodecMismatch, decode_column, plain_values, text_type
 from scanpy_loomio._codecs.rtypes import enum_labels, enum_mapping
 from scanpy_loomio._codecs.text import looks_like_bytes_repr, repair_bytes_repr
 from scanpy_loomio._elements.aliases import other_names
@@ -25,18 +25,9 @@ from scanpy_loomio._read.graphs import GraphsReader
 from scanpy_loomio._record.checks import tag_error
 from scanpy_loomio._record.record import SIDECAR_GROUP, AxisRecord
 from scanpy_loomio._record.tags import TagError, column_tag, stored_tag_text
-from scanpy_loomio._spec.facts import AXES
+from scanpy_loomio._spec.facts import AXES, is_text_dtype
 
 _Key = TypeVar("_Key", bound=str | None)  # a column name, or None for the names
-
-
-def text_dtype() -> Any:
-    """The type pandas gives text now (``str`` with pandas 3, ``object`` before), as anndata's text has it."""
-    return pd.Index(["text"]).dtype
-
-
-def _is_text(dset: h5py.Dataset | None) -> bool:
-    return dset is not None and dset.dtype.kind in "OS"
 
 
 def _typed_empty_text(frame: pd.DataFrame, text_columns: list[str], recorded: dict[str, Any]) -> pd.DataFrame:
@@ -45,14 +36,10 @@ def _typed_empty_text(frame: pd.DataFrame, text_columns: list[str], recorded: di
     pandas infers the type of text from its values; with none, what was not recorded (other tools' files) takes the
     type pandas gives text.
     """
-
-    def kind(recorded_kind: str | None) -> Any:
-        return np.dtype(object) if recorded_kind == "object" else text_dtype()
-
     frame = frame.copy(deep=False)
-    frame.index = frame.index.astype(kind(recorded.get("names")))
+    frame.index = frame.index.astype(text_type(recorded.get("names")))
     for key in text_columns:
-        frame[key] = frame[key].astype(kind(recorded.get("columns", {}).get(str(key))))
+        frame[key] = frame[key].astype(text_type(recorded.get("columns", {}).get(str(key))))
     return frame
 
 
@@ -165,7 +152,10 @@ class AxesReader(GraphsReader):
             columns = self._bytes_text(axis, columns)
         frame = pd.DataFrame(columns, index=index) if columns else pd.DataFrame(index=index)
         if n == 0:  # no values for pandas to infer the type of text from
-            text = [k for k in frame.columns if frame[k].dtype == object and _is_text(datasets.get(attr_of.get(k, k)))]
+            stored = {k: datasets.get(attr_of.get(k, k)) for k in frame.columns}
+            text = [
+                k for k, d in stored.items() if frame[k].dtype == object and d is not None and is_text_dtype(d.dtype)
+            ]
             frame = _typed_empty_text(frame, text, record.empty_text if record else {})
         if record is None and index_attr is not None and not index.is_unique:
             frame = self._make_unique(axis, frame, index_attr, group_path)

@@ -17,7 +17,7 @@ from anndata import AnnData
 from scipy import sparse
 
 from scanpy_loomio._codecs.auxiliary import fit_in_attributes
-from scanpy_loomio._codecs.columns import NATIVE_DTYPES, EncodedColumn, encode_column, storable_values
+from scanpy_loomio._codecs.columns import NATIVE_DTYPES, EncodedColumn, encode_column, storable_values, text_kind
 from scanpy_loomio._codecs.text import unstorable_text_reason
 from scanpy_loomio._compat import named_layers
 from scanpy_loomio._elements.aliases import linked_names, linked_paths
@@ -79,17 +79,8 @@ def empty_text_types(frame: pd.DataFrame) -> dict[str, Any]:
     """
     if len(frame.index):
         return {}
-
-    def kind(dtype: Any) -> str | None:
-        if pd.api.types.is_object_dtype(dtype):
-            return "object"
-        missing = getattr(dtype, "na_value", None)
-        if isinstance(dtype, pd.StringDtype) and isinstance(missing, float) and np.isnan(missing):  # pandas 3's str
-            return "str"
-        return None  # other types are restored by their codecs
-
-    columns = {str(col): kind(dtype) for col, dtype in frame.dtypes.items()}
-    names = kind(frame.index.dtype)
+    columns = {str(col): text_kind(dtype) for col, dtype in frame.dtypes.items()}
+    names = text_kind(frame.index.dtype)
     return {
         **({"names": names} if names else {}),
         "columns": {col: text for col, text in columns.items() if text is not None},
