@@ -130,7 +130,7 @@ def check_global_heaps(file: h5py.File, path: Path, checked: set[int] | None = N
         file_size = os.fstat(handle.fileno()).st_size
         if file_size == 0 or file_size > WHOLE_SCAN_BYTES:
             return
-        for start in signature_positions(handle, file_size):
+        for start in _signature_positions(handle, file_size):
             problem = _collection_problem(handle, start, sizeof_size, file_size)
             if problem:
                 raise _heap_error(path, start, problem)
@@ -138,7 +138,7 @@ def check_global_heaps(file: h5py.File, path: Path, checked: set[int] | None = N
                 checked.add(start)
 
 
-def signature_positions(handle: Any, file_size: int) -> Iterator[int]:
+def _signature_positions(handle: Any, file_size: int) -> Iterator[int]:
     """The offsets of every collection signature in the file, which is read one window at a time.
 
     Windows overlap by a signature's length less one byte, so a signature across two windows is found, and once.
