@@ -507,6 +507,54 @@ def test_text_hdf5_cannot_hold_is_refused_naming_the_key(tmp_path, change, key):
     assert list(tmp_path.iterdir()) == []
 
 
+BYTES_COLUMNS = {
+    "bytes": lambda n: np.array([f"v{i % 3}".encode() for i in range(n)], dtype=object),
+    "fixed-length": lambda n: np.array([f"v{i}".encode() for i in range(n)]),
+    "mixed": lambda n: np.array([f"v{i}".encode() if i % 2 else f"v{i}" for i in range(n)], dtype=object),
+    "non-ascii": lambda n: np.array([f"é{i}".encode() for i in range(n)], dtype=object),
+    "categories": lambda n: pd.Categorical([f"v{i % 2}".encode() for i in range(n)]),
+}
+
+
+@pytest.mark.parametrize("kind", BYTES_COLUMNS)
+@pytest.mark.parametrize("axis", ["obs", "var"])
+def test_text_given_as_bytes_comes_back_as_h5ad_gives_it(tmp_path, axis, kind):
+    # write_h5ad stores bytes objects as text (read back as str) and a numpy bytes column as bytes
+    adata = base()
+    frame = getattr(adata, axis)
+    frame["b"] = BYTES_COLUMNS[kind](len(frame))
+    back = roundtrip(adata, tmp_path / "a.loom")
+    assert_same_as_h5ad(adata, back)
+    given_as = bytes if frame["b"].dtype.kind == "S" else str
+    assert all(isinstance(v, given_as) for v in getattr(back, axis)["b"])
+    with h5py.File(tmp_path / "a.loom", "r") as f:  # loom tools read text
+        stored = f["col_attrs" if axis == "obs" else "row_attrs"]["b"]
+        assert h5py.check_string_dtype(stored.dtype).encoding == "utf-8"
+
+
+@pytest.mark.parametrize("where", ["column", "category"])
+def test_bytes_that_are_not_utf8_are_refused_naming_the_key(tmp_path, where):
+    adata = base()
+    values = [b"ok"] * (N_OBS - 1) + [b"\xff"]
+    adata.obs["b"] = np.array(values, dtype=object) if where == "column" else pd.Categorical(values)
+    with pytest.raises(LossyWriteError, match=r"^obs\['b'\].*b'\\xff' is bytes that are not UTF-8"):
+        write_loom_full(tmp_path / "a.loom", adata)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["obsm", "uns"])
+def test_elements_anndata_writes_but_cannot_read_are_refused(tmp_path, where):
+    # anndata writes bytes that are not UTF-8 into a text dataset and then fails to read it
+    adata = base()
+    frame = pd.DataFrame({"b": np.array([b"\xff"] * N_OBS, dtype=object)}, index=adata.obs_names)
+    getattr(adata, where)["frame"] = frame
+    with pytest.raises(LossyWriteError, match=rf"^{where}\['frame'\]: a DataFrame"):
+        write_loom_full(tmp_path / "a.loom", adata)
+    assert list(tmp_path.iterdir()) == []
+    write_loom_full(tmp_path / "a.loom", adata, lossy="warn")
+    assert "frame" not in getattr(read_loom_full(tmp_path / "a.loom"), where)
+
+
 def test_names_chosen_over_the_record_are_not_kept_as_a_column(tmp_path):
     adata = base()
     adata.obs["barcode"] = [f"AAC{i}" for i in range(N_OBS)]

@@ -46,6 +46,24 @@ def _mask_aux(mask: np.ndarray) -> dict[str, np.ndarray]:
     return {"mask": mask.astype(bool)} if mask.any() else {}
 
 
+def _bytes_as_text(values: np.ndarray, key: str) -> np.ndarray:
+    """Text given as ``bytes`` decoded as UTF-8: ``write_h5ad`` stores such values as text and reads them as ``str``."""
+    if not any(isinstance(v, bytes) for v in values):
+        return values
+    decoded = values.astype(object)
+    for i, value in enumerate(decoded):
+        if isinstance(value, bytes):
+            try:
+                decoded[i] = value.decode("utf-8")
+            except UnicodeDecodeError:
+                msg = (
+                    f"{key}: the value {value!r} is bytes that are not UTF-8 text, which an HDF5 text attribute "
+                    "cannot hold. Decode the column with the right encoding (e.g. .str.decode('latin-1')) first."
+                )
+                raise LossyWriteError(msg) from None
+    return decoded
+
+
 def storable_values(values: np.ndarray, key: str) -> np.ndarray:
     """Values of a native dtype, or text, ready for loom."""
     if values.dtype in NATIVE_DTYPES:
@@ -53,6 +71,7 @@ def storable_values(values: np.ndarray, key: str) -> np.ndarray:
     if values.dtype == bool:
         return values.astype(np.uint8)
     if values.dtype.kind in "OUS":
+        values = _bytes_as_text(values, key)
         if not all(isinstance(v, str) for v in values):
             bad = next(v for v in values if not isinstance(v, str))
             msg = (
@@ -182,6 +201,8 @@ def encode_column(series: pd.Series, key: str) -> EncodedColumn:
         values = series.to_numpy()
         if dtype.kind == "b":
             return EncodedColumn(values.astype(np.uint8), ColumnTag("bool"))
+        if dtype.kind == "S":  # numpy bytes (e.g. read from a loom file with h5py): stored as text, read as bytes
+            return EncodedColumn(storable_values(values, key), ColumnTag("bytes"))
         return EncodedColumn(storable_values(values, key))
     msg = (
         f"{key}: pandas dtype {dtype} is not supported; expected numeric, bool, text, categorical or nullable "
@@ -257,6 +278,10 @@ def decode_column(values: np.ndarray, codec: ColumnTag | None, aux: dict[str, np
             raise CodecMismatch(msg)
         no_mask = np.zeros(len(values), dtype=bool)
         return pd.arrays.IntegerArray(values.astype(_numpy_dtype(dtype)), mask if mask is not None else no_mask)
+    if kind == "bytes":  # as read_h5ad gives a numpy bytes column: bytes objects
+        encoded = np.empty(len(values), dtype=object)
+        encoded[:] = [text.encode("utf-8") for text in plain_values(values)]
+        return encoded
     if kind == "nullable-boolean":
         return pd.arrays.BooleanArray(values.astype(bool), mask if mask is not None else np.zeros(len(values), bool))
     if kind == "string":

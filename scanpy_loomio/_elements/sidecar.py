@@ -47,10 +47,14 @@ def sidecar_get(file: h5py.File, path: str) -> Any | None:
 
 
 def can_encode(value: Any) -> bool:
-    """Whether anndata's element encoding can store ``value`` (tried in memory, no file touched)."""
+    """Whether anndata's element encoding can store ``value`` and read it back (tried in memory, no file touched).
+
+    Reading back matters: anndata writes ``bytes`` that are not UTF-8 into text datasets it then cannot read.
+    """
     with h5py.File("probe.h5", "w", driver="core", backing_store=False) as probe:
         try:
             write_elem(probe, "x", value)
+            read_elem(probe["x"])
         except Exception:  # noqa: BLE001 - anndata raises many types for unsupported values; all mean "no"
             return False
     return True

@@ -41,8 +41,10 @@ KNOWN_VERSIONS = frozenset({UNTAGGED_VERSION, TAG_VERSION})
 
 MatrixFormat = Literal["dense", "csr", "csc"]
 MATRIX_FORMATS: frozenset[str] = frozenset({"dense", "csr", "csc"})
-ColumnKind = Literal["bool", "categorical", "nullable-integer", "nullable-boolean", "string"]
-COLUMN_KINDS: frozenset[str] = frozenset({"bool", "categorical", "nullable-integer", "nullable-boolean", "string"})
+ColumnKind = Literal["bool", "bytes", "categorical", "nullable-integer", "nullable-boolean", "string"]
+COLUMN_KINDS: frozenset[str] = frozenset(
+    {"bool", "bytes", "categorical", "nullable-integer", "nullable-boolean", "string"}
+)
 
 
 class TagError(ValueError):
