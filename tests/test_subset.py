@@ -101,6 +101,31 @@ def test_unknown_names_fail_as_anndata_does(rich_file, full):
         read_loom_full(rich_file, var=np.ones(3, dtype=bool))
 
 
+@pytest.fixture
+def repeated_gene_names(tmp_path):
+    """Gene names that repeat, as velocyto's ``Gene`` attribute often does; cell names unique."""
+    adata = AnnData(
+        np.arange(20, dtype=np.float32).reshape(5, 4),
+        obs=pd.DataFrame(index=[f"cell{i}" for i in range(5)]),
+        var=pd.DataFrame({"Accession": [f"ENSG{i}" for i in range(4)]}, index=["Actb", "Gapdh", "Actb", "Xist"]),
+    )
+    write_loom_full(tmp_path / "repeated.loom", adata)
+    return tmp_path / "repeated.loom"
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["full", "lazy"])
+def test_names_that_repeat_cannot_select_and_the_error_says_why(repeated_gene_names, lazy):
+    read = read_loom_lazy if lazy else read_loom_full
+    with pytest.raises(pd.errors.InvalidIndexError, match=r"var names \('Actb', \.\.\.\) are not unique"):
+        read(repeated_gene_names, var=["Xist"])  # anndata refuses it too: the whole read's [:, ["Xist"]] fails
+    whole = read_loom_full(repeated_gene_names)
+    for obs, var in [(["cell3", "cell1"], slice(None)), (slice(None), [2, 0]), (slice(None), whole.var_names == "Actb")]:
+        got = read(repeated_gene_names, obs=obs, var=var)
+        assert_adata_equal(whole[obs, var].copy(), got.to_memory() if lazy else got, exact=True)
+    by_accession = read(repeated_gene_names, var=["ENSG3", "ENSG0"], var_names="Accession")
+    assert list(by_accession.var_names) == ["ENSG3", "ENSG0"]
+
+
 def test_matrices_false_and_dtype(rich_file, full):
     part = read_loom_full(rich_file, obs=slice(0, 10), matrices=False)
     assert part.X is None and not part.layers and part.n_obs == 10

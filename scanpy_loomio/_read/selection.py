@@ -157,6 +157,19 @@ def resolve_selection(obs_names: pd.Index, var_names: pd.Index, obs: Any, var: A
         )
         try:
             chosen = positions[_full(obs), _full(var)]
+        except pd.errors.InvalidIndexError as err:  # names that are not unique: no name picks one entry
+            repeated = [
+                f"{axis} names ({', '.join(repr(n) for n in names[names.duplicated()].unique()[:3])}, ...)"
+                for axis, names in (("obs", obs_names), ("var", var_names))
+                if not names.is_unique
+            ]
+            msg = (
+                f"{err}: the {' and '.join(repeated)} are not unique, so names cannot select among them. Select "
+                "by positions or a boolean mask, take the names from an attribute whose values are unique "
+                "(obs_names=/var_names=, e.g. var_names='Accession'), or read the file whole and call "
+                "obs_names_make_unique() or var_names_make_unique() first."
+            )
+            raise type(err)(msg) from None
         except (KeyError, IndexError, TypeError, ValueError) as err:
             raise type(err)(*err.args) from None
         # np.asarray: with xarray installed anndata types obs/var as pandas or xarray frames
