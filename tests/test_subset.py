@@ -119,7 +119,11 @@ def test_names_that_repeat_cannot_select_and_the_error_says_why(repeated_gene_na
     with pytest.raises(pd.errors.InvalidIndexError, match=r"var names \('Actb', \.\.\.\) are not unique"):
         read(repeated_gene_names, var=["Xist"])  # anndata refuses it too: the whole read's [:, ["Xist"]] fails
     whole = read_loom_full(repeated_gene_names)
-    for obs, var in [(["cell3", "cell1"], slice(None)), (slice(None), [2, 0]), (slice(None), whole.var_names == "Actb")]:
+    for obs, var in [
+        (["cell3", "cell1"], slice(None)),
+        (slice(None), [2, 0]),
+        (slice(None), whole.var_names == "Actb"),
+    ]:
         got = read(repeated_gene_names, obs=obs, var=var)
         assert_adata_equal(whole[obs, var].copy(), got.to_memory() if lazy else got, exact=True)
     by_accession = read(repeated_gene_names, var=["ENSG3", "ENSG0"], var_names="Accession")
