@@ -209,6 +209,25 @@ def test_align_on_another_attribute(tmp_path: Path) -> None:
     assert read_loom_full(tmp_path / "out.loom").var_names[0].startswith("ENSG")
 
 
+def test_gene_names_that_repeat_fail_naming_the_files_and_the_fix(tmp_path: Path) -> None:
+    # velocyto's Gene attribute often repeats a name; anndata.concat cannot align such names either
+    files = []
+    for i in range(2):
+        adata = sample(i)
+        adata.var["gene_ids"] = [f"ENSG{int(name[1:]):05d}" for name in adata.var_names]
+        adata.var_names = ["Actb", *adata.var_names[1:-1], "Actb"] if i else list(adata.var_names)
+        files.append(tmp_path / f"a{i}.loom")
+        write_loom_full(files[-1], adata)
+    with pytest.raises(
+        pd.errors.InvalidIndexError, match=r"var names of \S*a1\.loom \('Actb', \.\.\.\) repeat.*var_key='Accession'"
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # anndata's "not unique" warning
+            concat_loom(files, tmp_path / "out.loom")
+    assert not (tmp_path / "out.loom").exists()
+    check(files, tmp_path / "out.loom", var_key="Accession")  # unique ids align; equals anndata.concat of the reads
+
+
 def test_inputs_untouched_and_atomic(files: list[Path], tmp_path: Path) -> None:
     before = [f.read_bytes() for f in files]
     target = tmp_path / "out.loom"

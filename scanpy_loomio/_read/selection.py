@@ -144,6 +144,15 @@ class StoredMatrix:
         return value
 
 
+def repeated_examples(names: pd.Index) -> str:
+    """The first few names that repeat, for messages.
+
+    >>> repeated_examples(pd.Index(["Actb", "Gapdh", "Actb"]))
+    "'Actb', ..."
+    """
+    return ", ".join(repr(name) for name in names[names.duplicated()].unique()[:3]) + ", ..."
+
+
 def resolve_selection(obs_names: pd.Index, var_names: pd.Index, obs: Any, var: Any) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the cells and genes ``obs``/``var`` select among these names, by anndata's own indexing.
 
@@ -159,7 +168,7 @@ def resolve_selection(obs_names: pd.Index, var_names: pd.Index, obs: Any, var: A
             chosen = positions[_full(obs), _full(var)]
         except pd.errors.InvalidIndexError as err:  # names that are not unique: no name picks one entry
             repeated = [
-                f"{axis} names ({', '.join(repr(n) for n in names[names.duplicated()].unique()[:3])}, ...)"
+                f"{axis} names ({repeated_examples(names)})"
                 for axis, names in (("obs", obs_names), ("var", var_names))
                 if not names.is_unique
             ]

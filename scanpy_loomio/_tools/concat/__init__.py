@@ -22,12 +22,14 @@ from typing import Any, Literal
 import anndata
 import h5py
 import numpy as np
+import pandas as pd
 
 from scanpy_loomio import _matrix
 from scanpy_loomio._compat import named_layers
 from scanpy_loomio._errors import LoomConcatWarning
 from scanpy_loomio._guards import converted_read_errors, open_read_only
 from scanpy_loomio._read.reader import ReadOptions
+from scanpy_loomio._read.selection import repeated_examples
 from scanpy_loomio._record.tags import FilledLayerTag, write_tag
 from scanpy_loomio._settings import progress_default
 from scanpy_loomio._tools.concat.bands import WriteOptions, stored_dtype, write_concat
@@ -39,6 +41,23 @@ from scanpy_loomio._write.writer import write_annotations
 from scanpy_loomio.conventions import Convention
 
 __all__ = ["ConcatReport", "concat_loom"]
+
+
+def _repeated_names_error(err: Exception, inputs: list[Input], alt_name: str) -> pd.errors.InvalidIndexError:
+    """The error of anndata for names that repeat on the axis the inputs are aligned on, naming the files and the fix."""
+    repeated = []
+    for inp in inputs:
+        names = getattr(inp.shell, f"{alt_name}_names")
+        if not names.is_unique:
+            repeated.append(f"{os.fspath(inp.path)} ({repeated_examples(names)})")
+    fix = (
+        "align the genes on an attribute whose values are unique (var_key='Accession', --var-key Accession on the "
+        "command line)"
+        if alt_name == "var"
+        else "give the cells unique names first (e.g. obs_names_make_unique() and write_loom_full)"
+    )
+    msg = f"{err}: the {alt_name} names of {'; '.join(repeated) or 'the inputs'} repeat, so they cannot be aligned; {fix}."
+    return pd.errors.InvalidIndexError(msg)
 
 
 def concat_loom(
@@ -149,16 +168,19 @@ def concat_loom(
                 inputs.append(Input(path, file, options))
         shells = [inp.shell for inp in inputs]
         concat_options = {"axis": ax, "join": join, "fill_value": fill_value}
-        out = anndata.concat(
-            shells,
-            merge=merge,
-            uns_merge=uns_merge,
-            label=label,
-            keys=keys,
-            index_unique=index_unique,
-            pairwise=pairwise,
-            **concat_options,
-        )
+        try:
+            out = anndata.concat(
+                shells,
+                merge=merge,
+                uns_merge=uns_merge,
+                label=label,
+                keys=keys,
+                index_unique=index_unique,
+                pairwise=pairwise,
+                **concat_options,
+            )
+        except pd.errors.InvalidIndexError as err:
+            raise _repeated_names_error(err, inputs, alt_name) from None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # anndata's warnings were given for the annotations above
             result = anndata.concat([inp.stand_in(ax) for inp in inputs], **concat_options)
