@@ -120,13 +120,23 @@ def test_graph_edges_equal_what_h5py_writes(tmp_path):
         assert group["w"].dtype == np.float32
 
 
-@pytest.mark.parametrize(("n_values", "threads", "held_chunks"), [(10_000, 64, 3), (10**6, 64, 8), (10**6, 2, 2)])
-def test_rows_held_back_are_bounded_by_chunks_and_threads(tmp_path, n_values, threads, held_chunks):
-    """At most one chunk per thread waits to be deflated, at most 8 threads, never more chunks than the dataset has."""
+@pytest.mark.parametrize(
+    ("n_values", "chunk", "threads", "used_threads", "held_chunks"),
+    [
+        (10_000, 4096, 64, 1, 3),  # 80 kB, an annotation column: deflated in this thread, every chunk at once
+        (10**6, 4096, 64, 8, 128),  # 8 MB: at most 8 threads; rounds of 4 MiB of 32 kB chunks
+        (10**6, 4096, 2, 2, 128),
+        (10**6, 2**19, 2, 2, 2),  # 4 MiB chunks: one per thread
+    ],
+)
+def test_rows_held_back_are_bounded(tmp_path, n_values, chunk, threads, used_threads, held_chunks):
+    """Rounds of about 4 MiB of whole chunks wait to be deflated, at least one per thread, at most the dataset's; at
+    most 8 threads, and none for a dataset under 4 MiB (starting them would cost more than they save)."""
     with h5py.File(tmp_path / "rows.h5", "w") as f:
-        dset = f.create_dataset("v", shape=(n_values,), dtype="f8", chunks=(4096,), compression="gzip")
+        dset = f.create_dataset("v", shape=(n_values,), dtype="f8", chunks=(chunk,), compression="gzip")
         rows = DeflatedRows(dset, n_threads=threads)
-        assert rows.stage.shape[0] == held_chunks * 4096
+        assert rows.threads == used_threads
+        assert rows.stage.shape[0] == held_chunks * chunk
         values = np.arange(n_values, dtype=np.float64)
         rows.append(values)
         rows.close()
