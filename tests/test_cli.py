@@ -126,6 +126,25 @@ def test_convert_usage_errors(files: Path, tmp_path: Path) -> None:
     assert "both files are .h5ad" in one_line_error(result, "convert")
 
 
+@pytest.mark.parametrize(
+    ("source", "target", "options", "named"),
+    [
+        ("small.h5ad", "out.loom", ["--x-name", "spliced"], "small.h5ad: X_name says how to read a .loom file"),
+        ("small.h5ad", "out.loom", ["--from-convention", "scope", "--repair-bytes-text"], "from_convention, repair"),
+        ("small.loom", "out.h5ad", ["--convention", "scope"], "out.h5ad: convention says how to write a .loom file"),
+        ("small.loom", "out.zarr", ["--compression-level", "4"], "out.zarr: compression_level says"),
+    ],
+)
+def test_convert_refuses_options_for_a_side_that_is_not_loom(
+    files, small_loom, tmp_path, source, target, options, named
+):
+    # they would have no effect: the user means something convert would not do
+    result = run("convert", files / source if source.endswith("h5ad") else small_loom, tmp_path / target, *options)
+    assert result.returncode == 1
+    assert named in one_line_error(result, "convert")
+    assert not (tmp_path / target).exists()
+
+
 def test_convert_failure_is_one_line_and_debug_shows_the_traceback(files: Path, tmp_path: Path) -> None:
     target = tmp_path / "velocyto.loom"
     result = run("convert", files / "small.h5ad", target, "--convention", "velocyto")

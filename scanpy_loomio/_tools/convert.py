@@ -51,7 +51,7 @@ from scanpy_loomio._tools.convert_graphs import write_graphs
 from scanpy_loomio._tools.json_uns import storable_uns
 from scanpy_loomio._write.atomic import TMP_SUFFIX, atomic_target
 from scanpy_loomio._write.writer import write_loom_full
-from scanpy_loomio.conventions import get_convention
+from scanpy_loomio.conventions import DEFAULT_CONVENTION, get_convention
 
 Kind = Literal["loom", "h5ad", "zarr"]
 SUFFIXES: dict[str, Kind] = {".loom": "loom", ".h5ad": "h5ad", ".zarr": "zarr"}
@@ -87,7 +87,7 @@ def convert_file(
     source: str | os.PathLike[str],
     target: str | os.PathLike[str],
     *,
-    convention: str = "loompy",
+    convention: str | None = None,
     from_convention: str | None = None,
     X_name: str | None = None,
     obs_names: str | None = None,
@@ -95,7 +95,7 @@ def convert_file(
     repair_bytes_text: bool = False,
     fill_missing_layers: bool = False,
     lossy: Literal["raise", "warn"] = "raise",
-    compression_level: int = _matrix.DEFAULT_COMPRESSION_LEVEL,
+    compression_level: int | None = None,
     n_threads: int | None = None,
     progress: bool = False,
 ) -> ConvertReport:
@@ -103,7 +103,9 @@ def convert_file(
 
     One of the two must be a ``.loom`` file. The keyword arguments are those of ``scanpy-loomio convert``: how to
     read the loom input (``from_convention``, ``X_name``, ``obs_names``, ``var_names``, ``repair_bytes_text``) and
-    how to write the loom output (``convention``, ``fill_missing_layers``, ``lossy``, ``compression_level``).
+    how to write the loom output (``convention``, default ``"loompy"``, ``fill_missing_layers``, ``lossy``,
+    ``compression_level``, default 2). Options for a side that is not a ``.loom`` file raise ``ValueError``: they would
+    have no effect.
 
     Examples
     --------
@@ -120,12 +122,28 @@ def convert_file(
     if "loom" not in kinds:
         msg = f"{source} -> {target}: neither is a .loom file; convert reads or writes a .loom file"
         raise ValueError(msg)
+    loom_reading: dict[str, object] = {"from_convention": from_convention, "X_name": X_name, "obs_names": obs_names}
+    loom_reading |= {"var_names": var_names, "repair_bytes_text": repair_bytes_text or None}
+    loom_writing: dict[str, object] = {"convention": convention, "fill_missing_layers": fill_missing_layers or None}
+    loom_writing |= {"compression_level": compression_level}
+    for path, kind, asked, what in (
+        (source, kinds[0], loom_reading, "read"),
+        (target, kinds[1], loom_writing, "write"),
+    ):
+        given = [name for name, value in asked.items() if value is not None]
+        if kind != "loom" and given:  # they would have no effect
+            msg = (
+                f"{path}: {', '.join(given)} {'say' if len(given) > 1 else 'says'} how to {what} a .loom file, and "
+                f"this is a .{kind} file; leave {'them' if len(given) > 1 else 'it'} out."
+            )
+            raise ValueError(msg)
+    convention = DEFAULT_CONVENTION if convention is None else convention
     if kinds[1] == "loom":
         write_options = {
             "convention": convention,
             "lossy": lossy,
             "fill_missing_layers": fill_missing_layers,
-            "compression_level": compression_level,
+            "compression_level": _matrix.DEFAULT_COMPRESSION_LEVEL if compression_level is None else compression_level,
             "n_threads": n_threads,
             "progress": progress,
         }

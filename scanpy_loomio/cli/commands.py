@@ -64,7 +64,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         progress=not args.quiet and sys.stderr.isatty(),
     )
     if not args.quiet:
-        convention = f" ({args.convention} convention)" if report.convention else ""
+        convention = f" ({report.convention} convention)" if report.convention else ""
         print(f"{source} -> {target}{convention}: {report.shape[0]} cells × {report.shape[1]} genes")
     return OK
 

@@ -115,7 +115,6 @@ def build_parser(*, width: int | None = None) -> argparse.ArgumentParser:
     convert.add_argument("output", help="the file to write (.loom, .h5ad or .zarr)")
     convert.add_argument(
         "--convention",
-        default=DEFAULT_CONVENTION,
         metavar="NAME",
         help=f"the tool the .loom file is for ({names}); default: {DEFAULT_CONVENTION}",
     )
@@ -142,7 +141,7 @@ def build_parser(*, width: int | None = None) -> argparse.ArgumentParser:
     convert.add_argument(
         "--repair-bytes-text", action="store_true", help="turn loompy 3's \"b'...'\" text back into text"
     )
-    convert.add_argument("--compression-level", type=int, default=2, metavar="0-9", help="gzip level (default 2)")
+    convert.add_argument("--compression-level", type=int, metavar="0-9", help="gzip level (default 2)")
     convert.add_argument("--force", action="store_true", help="replace the output file if it exists")
     convert.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
 
