@@ -263,7 +263,7 @@ def _graph_part(
 
 
 def _weights(w: np.ndarray, foreign: bool) -> np.ndarray:
-    """Another tool's integer weights become float32 (what loompy reads them as); recorded ones stay as they are."""
+    """Another tool's integer weights become float32 (the loom spec's weights are floats); recorded ones stay as they are."""
     return w.astype(np.float32) if foreign and w.dtype.kind not in "f" else w
 
 
