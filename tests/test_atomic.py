@@ -229,7 +229,7 @@ def test_read_only_folder(tmp_path: Path) -> None:
             write_loom_full(target, adata_for(2))
         contents = sorted(p.name for p in folder.iterdir())
     message = str(info.value)
-    assert re.search(r"could not write the loom file \((Operation not permitted|Permission denied)", message), message
+    assert re.search(r"could not write the file \((Operation not permitted|Permission denied)", message), message
     assert "the existing file was left as it was" in message
     assert str(target) in message
     assert contents == ["data.loom"]
@@ -269,10 +269,36 @@ def test_file_size_limit(tmp_path: Path, run_in_child) -> None:
     outcome, code, message = run_in_child(limited_write)
     assert outcome == "OSError", message
     assert code == errno.EFBIG
-    assert "could not write the loom file (File too large: the file is larger than the file size limit" in message
+    assert "could not write the file (File too large: the file is larger than the file size limit" in message
     assert "the existing file was left as it was" in message
     assert digest(target) == original
     assert temporaries(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["h5ad", "zarr"])
+def test_file_size_limit_converting_to_anndata_files(tmp_path: Path, run_in_child, kind: str) -> None:
+    """convert past the file size limit: the .h5ad file or .zarr store named, nothing left behind."""
+    resource = pytest.importorskip("resource")
+    if kind == "zarr":
+        pytest.importorskip("zarr")
+    from scanpy_loomio._tools.convert import convert_file
+
+    source = tmp_path / "data.loom"
+    write_loom_full(source, adata_for(2, n_obs=4000, n_vars=500))
+    target = tmp_path / f"out.{kind}"
+
+    def limited_convert() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+        convert_file(source, target)
+
+    outcome, code, message = run_in_child(limited_convert)
+    assert outcome == "OSError", message
+    assert code == errno.EFBIG
+    assert message.startswith(f"[Errno {errno.EFBIG}] could not write the file (File too large"), message
+    assert f"no file was created: '{target}'" in message
+    assert not target.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.loom"]
 
 
 def test_symlink_target_replaces_the_linked_file(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from scanpy_loomio._read.reader import LoomReader, ReadOptions, read_loom_full
 from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, layer_tag
 from scanpy_loomio._tools.convert_graphs import write_graphs
 from scanpy_loomio._tools.json_uns import storable_uns
-from scanpy_loomio._write.atomic import TMP_SUFFIX, atomic_target
+from scanpy_loomio._write.atomic import TMP_SUFFIX, atomic_target, io_failure
 from scanpy_loomio._write.writer import write_loom_full
 from scanpy_loomio.conventions import DEFAULT_CONVENTION, get_convention
 
@@ -70,6 +71,11 @@ class ConvertReport:
     shape: tuple[int, int]
     convention: str | None
     """The convention of the ``.loom`` file written, or ``None`` when the target is not a loom file."""
+
+
+#: Removing a failed store: how often to try, and how long to wait in between (writes in flight end in milliseconds).
+REMOVE_ATTEMPTS = 40
+REMOVE_PAUSE_SECONDS = 0.05
 
 
 def file_kind(path: str | os.PathLike[str]) -> Kind | None:
@@ -316,6 +322,7 @@ def _atomic_directory(target: Path) -> Iterator[Path]:
         raise FileNotFoundError(msg)
     token = f"{os.getpid()}.{secrets.token_hex(4)}"
     tmp = target.with_name(f".{target.name}.{token}{TMP_SUFFIX}")
+    existed = target.exists() or target.is_symlink()
     try:
         yield tmp
         if target.exists() or target.is_symlink():
@@ -325,17 +332,30 @@ def _atomic_directory(target: Path) -> Iterator[Path]:
             _remove(old)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         _remove(tmp)
-        raise
+        failure = io_failure(err, target, tmp, existed=existed)  # a full disk: say so, naming the store
+        if failure is None:
+            raise
+        raise failure from err
 
 
 def _remove(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+    """Remove a file or a whole store, trying again for a while if files appear in it meanwhile.
+
+    zarr writes a store's chunks concurrently and goes on with the others when one fails, so a failed conversion's
+    store can still be growing while it is removed ("Directory not empty").
+    """
+    for _ in range(REMOVE_ATTEMPTS):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            time.sleep(REMOVE_PAUSE_SECONDS)
         else:
-            path.unlink()
+            return
 
 
 def _copy_matrix(reader: LoomReader, dset: h5py.Dataset, group: Any, key: str, *, progress: bool, is_x: bool) -> None:

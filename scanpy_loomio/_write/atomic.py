@@ -80,11 +80,11 @@ def atomic_target(target: str | os.PathLike[str]) -> Iterator[Path]:
     if target.is_symlink():
         target = Path(os.path.realpath(target))  # replace the file the link points to, keep the link
     if target.is_dir():
-        msg = f"{target}: is a directory; expected a file path to write the loom file to"
+        msg = f"{target}: is a directory; expected a file path to write to"
         raise IsADirectoryError(msg)
     if not target.parent.is_dir():
         raise FileNotFoundError(
-            errno.ENOENT, "no such folder to write the loom file in; create it first", str(target.parent)
+            errno.ENOENT, "no such folder to write the file in; create it first", str(target.parent)
         )
     clean_stale_temporaries(target)
     existed = target.exists()
@@ -112,13 +112,13 @@ def atomic_target(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        failure = _io_failure(err, target, tmp, existed=existed)
+        failure = io_failure(err, target, tmp, existed=existed)
         if failure is None:
             raise
         raise failure from err
 
 
-def _io_failure(err: BaseException, target: Path, tmp: Path, *, existed: bool) -> OSError | None:
+def io_failure(err: BaseException, target: Path, tmp: Path, *, existed: bool) -> OSError | None:
     """An :class:`OSError` naming the target for an I/O failure while writing (h5py reports some as RuntimeError)."""
     if not isinstance(err, OSError | RuntimeError):
         return None
@@ -136,7 +136,7 @@ def _io_failure(err: BaseException, target: Path, tmp: Path, *, existed: bool) -
     kept = "the existing file was left as it was" if existed else "no file was created"
     reason = os.strerror(code) + (f": {hint}" if hint else "")
     # OSError(errno, ...) picks the matching subclass (PermissionError, FileNotFoundError, ...)
-    return OSError(code, f"could not write the loom file ({reason}, while writing {tmp.name}); {kept}", str(target))
+    return OSError(code, f"could not write the file ({reason}, while writing {tmp.name}); {kept}", str(target))
 
 
 class _Writeback:
