@@ -124,13 +124,13 @@ def test_graph_edges_equal_what_h5py_writes(tmp_path):
     ("n_values", "chunk", "threads", "used_threads", "held_chunks"),
     [
         (10_000, 4096, 64, 1, 3),  # 80 kB, an annotation column: deflated in this thread, every chunk at once
-        (10**6, 4096, 64, 8, 128),  # 8 MB: at most 8 threads; rounds of 4 MiB of 32 kB chunks
-        (10**6, 4096, 2, 2, 128),
+        (10**6, 4096, 64, 8, 32),  # 8 MB: at most 8 threads; rounds of 1 MiB of 32 kB chunks
+        (10**6, 4096, 2, 2, 32),
         (10**6, 2**19, 2, 2, 2),  # 4 MiB chunks: one per thread
     ],
 )
 def test_rows_held_back_are_bounded(tmp_path, n_values, chunk, threads, used_threads, held_chunks):
-    """Rounds of about 4 MiB of whole chunks wait to be deflated, at least one per thread, at most the dataset's; at
+    """Rounds of about 1 MiB of whole chunks wait to be deflated, at least one per thread, at most the dataset's; at
     most 8 threads, and none for a dataset under 4 MiB (starting them would cost more than they save)."""
     with h5py.File(tmp_path / "rows.h5", "w") as f:
         dset = f.create_dataset("v", shape=(n_values,), dtype="f8", chunks=(chunk,), compression="gzip")

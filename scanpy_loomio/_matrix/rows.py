@@ -30,8 +30,9 @@ MAX_THREADS = 8
 #: Datasets smaller than this are deflated in the calling thread: starting worker threads would cost more (an
 #: annotation column of ten thousand cells is 40 kB; SCENIC's files have thousands of them).
 PARALLEL_BYTES = 4 * 2**20
-#: Rows gathered before they are deflated together: what starting the worker threads once per round is spread over.
-STAGE_BYTES = 4 * 2**20
+#: Rows gathered before they are deflated together (at least a chunk per thread): what starting the threads once a
+#: round is spread over, and what a dataset being written holds back.
+STAGE_BYTES = 2**20
 
 
 def deflates_rows(dset: h5py.Dataset) -> bool:
