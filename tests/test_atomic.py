@@ -161,6 +161,22 @@ def test_stale_temporaries_are_cleaned_but_no_others(tmp_path: Path) -> None:
     assert remaining == sorted([*kept, "data.loom"])
 
 
+def test_a_killed_conversions_zarr_store_is_removed_by_the_next(tmp_path: Path) -> None:
+    pytest.importorskip("zarr")
+    from scanpy_loomio._tools.convert import convert_file
+
+    source = tmp_path / "data.loom"
+    write_loom_full(source, adata_for(1))
+    target = tmp_path / "out.zarr"
+    stale = tmp_path / f".out.zarr.{dead_pid()}.0badc0de.{host_tag()}{TMP_SUFFIX}"
+    running = tmp_path / f".out.zarr.{os.getpid()}.0badc0de.{host_tag()}{TMP_SUFFIX}"  # a writer still at work
+    for store in (stale, running):
+        (store / "X").mkdir(parents=True)
+        (store / "X" / "zarr.json").write_text("{}")
+    convert_file(source, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["data.loom", "out.zarr", running.name])
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
 def test_another_users_temporary_is_left_alone(tmp_path: Path) -> None:
     target = tmp_path / "data.loom"

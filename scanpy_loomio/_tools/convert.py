@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import time
 import warnings
@@ -50,7 +49,12 @@ from scanpy_loomio._read.reader import LoomReader, ReadOptions, read_loom_full
 from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, layer_tag
 from scanpy_loomio._tools.convert_graphs import write_graphs
 from scanpy_loomio._tools.json_uns import storable_uns
-from scanpy_loomio._write.atomic import TMP_SUFFIX, atomic_target, io_failure
+from scanpy_loomio._write.atomic import (
+    atomic_target,
+    clean_stale_temporaries,
+    io_failure,
+    temporary_path,
+)
 from scanpy_loomio._write.writer import write_loom_full
 from scanpy_loomio.conventions import DEFAULT_CONVENTION, get_convention
 
@@ -320,13 +324,13 @@ def _atomic_directory(target: Path) -> Iterator[Path]:
     if not target.parent.is_dir():
         msg = f"{target.parent}: no such folder to write the .zarr store in; create it first"
         raise FileNotFoundError(msg)
-    token = f"{os.getpid()}.{secrets.token_hex(4)}"
-    tmp = target.with_name(f".{target.name}.{token}{TMP_SUFFIX}")
+    clean_stale_temporaries(target)  # stores of conversions that were killed
+    tmp = temporary_path(target)
     existed = target.exists() or target.is_symlink()
     try:
         yield tmp
         if target.exists() or target.is_symlink():
-            old = target.with_name(f".{target.name}.{token}.old{TMP_SUFFIX}")
+            old = tmp.with_name(f"{tmp.name}.old")
             os.replace(target, old)
             os.replace(tmp, target)
             _remove(old)

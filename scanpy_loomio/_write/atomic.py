@@ -7,6 +7,7 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import socket
 import threading
 import zlib
@@ -47,9 +48,9 @@ def _pid_alive(pid: int) -> bool:
 def clean_stale_temporaries(target: Path) -> list[Path]:
     """Remove temporaries for ``target`` left by writers of this user that died; returns what was removed.
 
-    Only files named exactly as this package names its temporaries, written on this machine, owned by the current
-    user and whose writer process is gone are removed, so another user's, another machine's or a running writer's
-    file is never touched.
+    Only files (and ``.zarr`` stores) named exactly as this package names its temporaries, written on this machine,
+    owned by the current user and whose writer process is gone are removed, so another user's, another machine's or
+    a running writer's file is never touched.
     """
     removed = []
     prefix = f".{target.name}."
@@ -63,10 +64,20 @@ def clean_stale_temporaries(target: Path) -> list[Path]:
             if match is None or match["host"] != host or _pid_alive(int(match["pid"])):
                 continue
             with contextlib.suppress(OSError):
-                if entry.lstat().st_uid == os.getuid() and entry.is_file():
+                if entry.lstat().st_uid != os.getuid() or entry.is_symlink():
+                    continue
+                if entry.is_file():
                     entry.unlink()
                     removed.append(entry)
+                elif entry.is_dir():  # a .zarr store being written
+                    shutil.rmtree(entry)
+                    removed.append(entry)
     return removed
+
+
+def temporary_path(target: Path) -> Path:
+    """A new temporary name beside ``target``, as :func:`clean_stale_temporaries` recognises them."""
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.{_host_tag()}{TMP_SUFFIX}")
 
 
 @contextlib.contextmanager
@@ -88,7 +99,7 @@ def atomic_target(target: str | os.PathLike[str]) -> Iterator[Path]:
         )
     clean_stale_temporaries(target)
     existed = target.exists()
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.{_host_tag()}{TMP_SUFFIX}")
+    tmp = temporary_path(target)
     try:
         with _Writeback(tmp):
             yield tmp
