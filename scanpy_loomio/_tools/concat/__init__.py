@@ -43,8 +43,11 @@ from scanpy_loomio.conventions import Convention
 __all__ = ["ConcatReport", "concat_loom"]
 
 
-def _repeated_names_error(err: Exception, inputs: list[Input], alt_name: str) -> pd.errors.InvalidIndexError:
-    """The error of anndata for names that repeat on the axis the inputs are aligned on, naming the files and the fix."""
+def _repeated_names_error(err: Exception, inputs: list[Input], alt_name: str) -> pd.errors.InvalidIndexError | None:
+    """The error ``err`` of anndata, when names repeat on the axis the inputs are aligned on, with the files and the fix.
+
+    ``None`` when no input's names repeat: ``err`` is about something else.
+    """
     repeated = []
     for inp in inputs:
         names = getattr(inp.shell, f"{alt_name}_names")
@@ -56,7 +59,9 @@ def _repeated_names_error(err: Exception, inputs: list[Input], alt_name: str) ->
         if alt_name == "var"
         else "give the cells unique names first (e.g. obs_names_make_unique() and write_loom_full)"
     )
-    msg = f"{err}: the {alt_name} names of {'; '.join(repeated) or 'the inputs'} repeat, so they cannot be aligned; {fix}."
+    if not repeated:
+        return None
+    msg = f"{err}: the {alt_name} names of {'; '.join(repeated)} repeat, so they cannot be aligned; {fix}."
     return pd.errors.InvalidIndexError(msg)
 
 
@@ -179,8 +184,11 @@ def concat_loom(
                 pairwise=pairwise,
                 **concat_options,
             )
-        except pd.errors.InvalidIndexError as err:
-            raise _repeated_names_error(err, inputs, alt_name) from None
+        except (pd.errors.InvalidIndexError, ValueError) as err:  # ValueError: pandas 2's "duplicate labels"
+            failure = _repeated_names_error(err, inputs, alt_name)
+            if failure is None:
+                raise
+            raise failure from None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # anndata's warnings were given for the annotations above
             result = anndata.concat([inp.stand_in(ax) for inp in inputs], **concat_options)
