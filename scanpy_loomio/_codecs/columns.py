@@ -71,7 +71,8 @@ def storable_values(values: np.ndarray, key: str) -> np.ndarray:
     if values.dtype == bool:
         return values.astype(np.uint8)
     if values.dtype.kind in "OUS":
-        values = _bytes_as_text(values, key)
+        if not all(isinstance(v, str) for v in values):
+            values = _bytes_as_text(values, key)
         if not all(isinstance(v, str) for v in values):
             bad = next(v for v in values if not isinstance(v, str))
             msg = (
