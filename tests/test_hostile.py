@@ -292,6 +292,13 @@ def test_malformed_loom_parts(tmp_path: Path, valid_file: Path, edit: Callable, 
         read_unchanged(path)
 
 
+def test_an_h5ad_file_named_loom_is_called_what_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "renamed.loom"
+    AnnData(np.ones((3, 2), np.float32)).write_h5ad(path)
+    with pytest.raises(LoomFormatError, match=r"/matrix: found no such dataset.*This is an \.h5ad file.*read_h5ad"):
+        read_loom_full(path)
+
+
 @pytest.mark.parametrize("base", ["loompy_file", "h5py_file"])
 def test_other_writers_files_missing_parts(tmp_path: Path, base: str, request: pytest.FixtureRequest) -> None:
     path = edited(tmp_path, request.getfixturevalue(base), lambda f: f.__delitem__("row_attrs"))

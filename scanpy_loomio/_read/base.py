@@ -93,11 +93,17 @@ class ReaderBase:
                 pass
         return detect_convention(self.file, self.globals)
 
+    def _not_loom_hint(self) -> str:
+        """What to do with a file that is not loom: an ``.h5ad`` file (anndata's root tag) is named as such."""
+        if self.file.attrs.get("encoding-type") in ("anndata", b"anndata"):
+            return "This is an .h5ad file (anndata's encoding): read it with anndata.read_h5ad or sc.read_h5ad."
+        return "Is this a loom file?"
+
     @property
     def shape(self) -> tuple[int, int]:
         """``(n_obs, n_vars)``."""
         if "matrix" not in self.file:
-            raise self.error("/matrix", "no such dataset", "the main matrix of a loom file", "Is this a loom file?")
+            raise self.error("/matrix", "no such dataset", "the main matrix of a loom file", self._not_loom_hint())
         matrix = self.file["matrix"]
         if not isinstance(matrix, h5py.Dataset) or matrix.ndim != 2:
             raise self.error(
