@@ -145,6 +145,27 @@ def test_convert_refuses_options_for_a_side_that_is_not_loom(
     assert not (tmp_path / target).exists()
 
 
+def test_convert_to_h5ad_past_the_file_size_limit_fails_with_its_error_not_a_crash(small_loom, tmp_path):
+    """anndata's write_h5ad leaves the file's objects open when writing fails; HDF5 would crash closing them at exit."""
+    pytest.importorskip("resource")
+    target = tmp_path / "out.h5ad"
+    code = (
+        "import resource, signal, sys\n"
+        "from scanpy_loomio.cli import main\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "sys.exit(main(['convert', sys.argv[1], sys.argv[2]]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(small_loom), str(target)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1, result.stderr[-2000:]  # not killed by a signal
+    errors = [line for line in result.stderr.splitlines() if line.startswith("scanpy-loomio convert: error: ")]
+    assert len(errors) == 1 and "could not write the file (File too large" in errors[0], result.stderr[-2000:]
+    assert "Exception ignored" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 def test_convert_failure_is_one_line_and_debug_shows_the_traceback(files: Path, tmp_path: Path) -> None:
     target = tmp_path / "velocyto.loom"
     result = run("convert", files / "small.h5ad", target, "--convention", "velocyto")

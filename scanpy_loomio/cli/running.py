@@ -31,8 +31,30 @@ def error_text(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+class _UnclosedObjects:
+    """Counts HDF5 objects that could not be closed because writing their file failed, instead of showing each.
+
+    On a full disk, anndata's ``write_h5ad`` leaves every dataset of the file open; h5py then reports each failed
+    close as an ignored exception (thousands of lines after the one-line error), and HDF5 crashes the interpreter
+    when it closes them at exit.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.previous = sys.unraisablehook
+
+    def __call__(self, unraisable: Any) -> None:
+        if "ObjectID" in repr(unraisable.object) and "write failed" in str(unraisable.exc_value):
+            self.count += 1
+            return
+        self.previous(unraisable)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``scanpy-loomio`` with ``argv`` (default: the command line); returns the exit status.
+
+    A command that failed because HDF5 could not write a file and left objects of it open ends the process
+    (``os._exit``) after printing its error: HDF5 would crash while closing them at exit.
 
     Examples
     --------
@@ -47,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(format=f"{PROG}: %(message)s", level=logging.INFO)
     previous = warnings.showwarning
     warnings.showwarning = one_line_warnings
+    unclosed = _UnclosedObjects()
+    sys.unraisablehook = unclosed
     try:
         return args.handler(args)
     except UsageError as err:
@@ -65,6 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"{PROG} {args.command}: error: {error_text(err)}", file=sys.stderr)
+        if unclosed.count:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(FAILED)
         return FAILED
     finally:
         warnings.showwarning = previous
+        sys.unraisablehook = unclosed.previous
