@@ -19,9 +19,11 @@ Every output is written under a temporary name beside the target and moved into 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -80,6 +82,8 @@ class ConvertReport:
 #: Removing a failed store: how often to try, and how long to wait in between (writes in flight end in milliseconds).
 REMOVE_ATTEMPTS = 40
 REMOVE_PAUSE_SECONDS = 0.05
+#: How long to wait at most for zarr's writes in flight to end before removing a failed store.
+SETTLE_SECONDS = 10.0
 
 
 def file_kind(path: str | os.PathLike[str]) -> Kind | None:
@@ -337,6 +341,7 @@ def _atomic_directory(target: Path) -> Iterator[Path]:
         else:
             os.replace(tmp, target)
     except BaseException as err:
+        _settle_zarr_writes()
         _remove(tmp)
         failure = io_failure(err, target, tmp, existed=existed)  # a full disk: say so, naming the store
         if failure is None:
@@ -345,11 +350,7 @@ def _atomic_directory(target: Path) -> Iterator[Path]:
 
 
 def _remove(path: Path) -> None:
-    """Remove a file or a whole store, trying again for a while if files appear in it meanwhile.
-
-    zarr writes a store's chunks concurrently and goes on with the others when one fails, so a failed conversion's
-    store can still be growing while it is removed ("Directory not empty").
-    """
+    """Remove a file or a whole store, trying again while files appear in it (see :func:`_settle_zarr_writes`)."""
     for _ in range(REMOVE_ATTEMPTS):
         try:
             if path.is_dir() and not path.is_symlink():
@@ -357,9 +358,30 @@ def _remove(path: Path) -> None:
             else:
                 path.unlink(missing_ok=True)
         except OSError:
-            time.sleep(REMOVE_PAUSE_SECONDS)
-        else:
+            pass
+        time.sleep(REMOVE_PAUSE_SECONDS)
+        if not os.path.lexists(path):  # and not made again by a late write
             return
+
+
+def _settle_zarr_writes() -> None:
+    """Wait (a while at most) for the tasks on zarr's event loop other than the one waiting, if zarr has one.
+
+    zarr writes a store's chunks concurrently and goes on with the others when one fails, so a failed conversion's
+    store can still be growing (or be made again, folders and all) while it is removed.
+    """
+    sync = sys.modules.get("zarr.core.sync")  # zarr 3's loop; nothing to wait for if zarr was never used
+    loop = getattr(sync, "loop", [None])[0]
+    if loop is None or not loop.is_running():
+        return
+
+    async def others_done() -> None:
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if others:
+            await asyncio.wait(others, timeout=SETTLE_SECONDS)
+
+    with contextlib.suppress(Exception):  # best effort: the removal below tries again anyway
+        asyncio.run_coroutine_threadsafe(others_done(), loop).result(SETTLE_SECONDS + 1)
 
 
 def _copy_matrix(reader: LoomReader, dset: h5py.Dataset, group: Any, key: str, *, progress: bool, is_x: bool) -> None:
