@@ -19,12 +19,9 @@ Every output is written under a temporary name beside the target and moved into 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-import shutil
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,12 +48,7 @@ from scanpy_loomio._read.reader import LoomReader, ReadOptions, read_loom_full
 from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, layer_tag
 from scanpy_loomio._tools.convert_graphs import write_graphs
 from scanpy_loomio._tools.json_uns import storable_uns
-from scanpy_loomio._write.atomic import (
-    atomic_target,
-    clean_stale_temporaries,
-    io_failure,
-    temporary_path,
-)
+from scanpy_loomio._write.atomic import atomic_directory, atomic_target
 from scanpy_loomio._write.writer import write_loom_full
 from scanpy_loomio.conventions import DEFAULT_CONVENTION, get_convention
 
@@ -79,9 +71,6 @@ class ConvertReport:
     """The convention of the ``.loom`` file written, or ``None`` when the target is not a loom file."""
 
 
-#: Removing a failed store: how often to try, and how long to wait in between (writes in flight end in milliseconds).
-REMOVE_ATTEMPTS = 40
-REMOVE_PAUSE_SECONDS = 0.05
 #: How long to wait at most for zarr's writes in flight to end before removing a failed store.
 SETTLE_SECONDS = 10.0
 
@@ -301,8 +290,12 @@ def _output(target: Path, kind: Kind) -> Iterator[tuple[Path, Any]]:
             yield tmp, lambda path: h5py.File(path, "r+")
         return
 
-    with _atomic_directory(target) as tmp:
-        yield tmp, _zarr_group
+    with atomic_directory(target) as tmp:
+        try:
+            yield tmp, _zarr_group
+        except BaseException:
+            _settle_zarr_writes()  # before the store is removed
+            raise
 
 
 @contextlib.contextmanager
@@ -318,52 +311,6 @@ def _zarr_group(path: Path) -> Iterator[Any]:
     zarr.consolidate_metadata(os.fspath(path))
 
 
-@contextlib.contextmanager
-def _atomic_directory(target: Path) -> Iterator[Path]:
-    """Like :func:`~scanpy_loomio._write.atomic.atomic_target`, for a directory (a ``.zarr`` store).
-
-    The new store is written beside the target; an existing one is renamed aside, the new one moved in and the old
-    one removed, so an interrupted conversion leaves the old store (or none) and never a partial one at ``target``.
-    """
-    if not target.parent.is_dir():
-        msg = f"{target.parent}: no such folder to write the .zarr store in; create it first"
-        raise FileNotFoundError(msg)
-    clean_stale_temporaries(target)  # stores of conversions that were killed
-    tmp = temporary_path(target)
-    existed = target.exists() or target.is_symlink()
-    try:
-        yield tmp
-        if target.exists() or target.is_symlink():
-            old = tmp.with_name(f"{tmp.name}.old")
-            os.replace(target, old)
-            os.replace(tmp, target)
-            _remove(old)
-        else:
-            os.replace(tmp, target)
-    except BaseException as err:
-        _settle_zarr_writes()
-        _remove(tmp)
-        failure = io_failure(err, target, tmp, existed=existed)  # a full disk: say so, naming the store
-        if failure is None:
-            raise
-        raise failure from err
-
-
-def _remove(path: Path) -> None:
-    """Remove a file or a whole store, trying again while files appear in it (see :func:`_settle_zarr_writes`)."""
-    for _ in range(REMOVE_ATTEMPTS):
-        try:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
-        except OSError:
-            pass
-        time.sleep(REMOVE_PAUSE_SECONDS)
-        if not os.path.lexists(path):  # and not made again by a late write
-            return
-
-
 def _settle_zarr_writes() -> None:
     """Wait (a while at most) for the tasks on zarr's event loop other than the one waiting, if zarr has one.
 
@@ -374,13 +321,14 @@ def _settle_zarr_writes() -> None:
     loop = getattr(sync, "loop", [None])[0]
     if loop is None or not loop.is_running():
         return
+    import asyncio  # only with zarr's loop running (zarr imported it already)
 
     async def others_done() -> None:
         others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
         if others:
             await asyncio.wait(others, timeout=SETTLE_SECONDS)
 
-    with contextlib.suppress(Exception):  # best effort: the removal below tries again anyway
+    with contextlib.suppress(Exception):  # best effort: the removal tries again anyway
         asyncio.run_coroutine_threadsafe(others_done(), loop).result(SETTLE_SECONDS + 1)
 
 

@@ -10,6 +10,7 @@ import secrets
 import shutil
 import socket
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,9 @@ TMP_SUFFIX = ".scanpy_loomio-tmp"
 _TMP_MIDDLE = re.compile(r"(?P<pid>[0-9]+)\.(?P<token>[0-9a-f]+)\.(?P<host>h[0-9a-f]{8})")
 #: Seconds between flushes of the temporary file while it is written (see :class:`_Writeback`).
 WRITEBACK_SECONDS = 1.0
+#: Removing a failed store: how often to try, and how long to wait in between (writes in flight end in milliseconds).
+REMOVE_ATTEMPTS = 40
+REMOVE_PAUSE_SECONDS = 0.05
 #: What to suggest when writing fails with these errors.
 _HINTS = {
     errno.EFBIG: "the file is larger than the file size limit (ulimit -f) or the file system allows",
@@ -75,7 +79,7 @@ def clean_stale_temporaries(target: Path) -> list[Path]:
     return removed
 
 
-def temporary_path(target: Path) -> Path:
+def _temporary_path(target: Path) -> Path:
     """A new temporary name beside ``target``, as :func:`clean_stale_temporaries` recognises them."""
     return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.{_host_tag()}{TMP_SUFFIX}")
 
@@ -99,7 +103,7 @@ def atomic_target(target: str | os.PathLike[str]) -> Iterator[Path]:
         )
     clean_stale_temporaries(target)
     existed = target.exists()
-    tmp = temporary_path(target)
+    tmp = _temporary_path(target)
     try:
         with _Writeback(tmp):
             yield tmp
@@ -123,13 +127,58 @@ def atomic_target(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        failure = io_failure(err, target, tmp, existed=existed)
+        failure = _io_failure(err, target, tmp, existed=existed)
         if failure is None:
             raise
         raise failure from err
 
 
-def io_failure(err: BaseException, target: Path, tmp: Path, *, existed: bool) -> OSError | None:
+@contextlib.contextmanager
+def atomic_directory(target: Path) -> Iterator[Path]:
+    """Like :func:`atomic_target`, for a directory (a ``.zarr`` store).
+
+    The new store is written beside the target; an existing one is renamed aside, the new one moved in and the old
+    one removed, so an interrupted conversion leaves the old store (or none) and never a partial one at ``target``.
+    """
+    if not target.parent.is_dir():
+        msg = f"{target.parent}: no such folder to write the .zarr store in; create it first"
+        raise FileNotFoundError(msg)
+    clean_stale_temporaries(target)  # stores of conversions that were killed
+    tmp = _temporary_path(target)
+    existed = target.exists() or target.is_symlink()
+    try:
+        yield tmp
+        if target.exists() or target.is_symlink():
+            old = tmp.with_name(f"{tmp.name}.old")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            _remove(old)
+        else:
+            os.replace(tmp, target)
+    except BaseException as err:
+        _remove(tmp)
+        failure = _io_failure(err, target, tmp, existed=existed)  # a full disk: say so, naming the store
+        if failure is None:
+            raise
+        raise failure from err
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a whole store, trying again while files appear in it (a writer's tasks still ending)."""
+    for _ in range(REMOVE_ATTEMPTS):
+        try:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        time.sleep(REMOVE_PAUSE_SECONDS)
+        if not os.path.lexists(path):  # and not made again by a late write
+            return
+
+
+def _io_failure(err: BaseException, target: Path, tmp: Path, *, existed: bool) -> OSError | None:
     """An :class:`OSError` naming the target for an I/O failure while writing (h5py reports some as RuntimeError)."""
     if not isinstance(err, OSError | RuntimeError):
         return None
