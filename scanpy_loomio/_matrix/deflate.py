@@ -138,8 +138,11 @@ def _isal_deflate_works(found: IsalDeflate) -> bool:
 def _deflate_samples(
     found: IsalDeflate, tiles: np.ndarray, buffers: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 ) -> list[bytes] | None:
-    """The rows of ``tiles`` deflated in one compiled call, or ``None`` when ISA-L refuses one."""
-    from scanpy_loomio._matrix.tiles import load_kernels
+    """The rows of ``tiles`` deflated in one call, or ``None`` when ISA-L refuses one.
+
+    Through the numpy kernel, which makes the compiled kernel's calls: checking ISA-L does not load numba.
+    """
+    from scanpy_loomio._matrix import numpy_kernels
 
     n, tile_bytes = tiles.shape
     (stream, level_buffer), room = buffers, deflate_room(tile_bytes)
@@ -147,7 +150,7 @@ def _deflate_samples(
     ends = np.zeros(n, dtype=np.int64)
     out = np.zeros(n * room, dtype=np.uint8)
     args = (found.init, found.deflate, *stream, found.level, level_buffer, tiles.reshape(-1), starts, tile_bytes)
-    if load_kernels().deflate_tiles(*args, room, out, ends) >= 0:
+    if numpy_kernels.deflate_tiles(*args, room, out, ends) >= 0:
         return None
     return [part.tobytes() for part in np.split(out[: ends[-1]], ends[:-1])]
 

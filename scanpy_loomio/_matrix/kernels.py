@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 from scanpy_loomio._matrix.deflate import INSUFFICIENT_SPACE
+from scanpy_loomio._matrix.tiles import COMPRESSED_MALFORMED, COMPRESSED_NOT_CANONICAL, COMPRESSED_OK
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,11 +32,6 @@ if TYPE_CHECKING:
     _Ints = npt.NDArray[np.integer[Any]]
     #: Arrays of raw bit patterns (unsigned integers of the element's width).
     _Bits = npt.NDArray[np.unsignedinteger[Any]]
-
-#: Return codes of :func:`check_compressed`.
-COMPRESSED_OK = 0
-COMPRESSED_MALFORMED = 1
-COMPRESSED_NOT_CANONICAL = 2
 
 
 @numba.njit(nogil=True, cache=True)

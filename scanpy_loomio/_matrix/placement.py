@@ -16,13 +16,16 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 
 from scanpy_loomio._matrix.tiles import load_kernels
 from scanpy_loomio._settings import switched_off
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 try:
     from h5py._objects import phil as _h5py_lock  # not public: the lock h5py holds around each HDF5 call
@@ -124,8 +127,10 @@ def _loaded_hdf5() -> str | None:
 class ChunkPlacer:
     """Stores the compressed chunks of one dataset, batch by batch, in the order they are given."""
 
-    def __init__(self, dataset: h5py.Dataset) -> None:
+    def __init__(self, dataset: h5py.Dataset, write_chunks: Callable[..., int] | None = None) -> None:
+        """``write_chunks`` is the kernel storing a batch (the compiled one by default, see ``write_kernels``)."""
         self.dataset = dataset
+        self.write_chunks = load_kernels().write_chunks if write_chunks is None else write_chunks
         self.hdf5_write_chunk = _direct_write()
         self.checked = False
 
@@ -136,7 +141,7 @@ class ChunkPlacer:
             self._through_h5py(batch)
             return
         with _h5py_lock:
-            failed = load_kernels().write_chunks(
+            failed = self.write_chunks(
                 self.hdf5_write_chunk, self.dataset.id.id, batch.packed, batch.starts, batch.lengths, batch.offsets
             )
         if failed >= 0:  # HDF5 said no: store the rest through h5py, which raises HDF5's error

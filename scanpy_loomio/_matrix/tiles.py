@@ -6,6 +6,7 @@ A chunk's values are handled as their unsigned bit patterns (a *tile*); a *band*
 
 from __future__ import annotations
 
+import sys
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,10 @@ if TYPE_CHECKING:
 #: Upper bound on the dense band the h5py paths build while converting, in bytes.
 BAND_BYTES = 32 * 2**20
 INDEX32_MAX = np.iinfo(np.int32).max
+#: Return codes of the kernels' ``check_compressed``.
+COMPRESSED_OK = 0
+COMPRESSED_MALFORMED = 1
+COMPRESSED_NOT_CANONICAL = 2
 
 
 @cache
@@ -25,6 +30,21 @@ def load_kernels() -> ModuleType:
     from scanpy_loomio._matrix import kernels as _matrix_kernels  # numba: imported on first use
 
     return _matrix_kernels
+
+
+def write_kernels(*, streaming: bool) -> ModuleType:
+    """The kernels a matrix write uses: compiled (numba) ones, or numpy's for streaming writes without numba.
+
+    A write that reads its input band by band from disk (a conversion, a backed or lazy AnnData) is paced by that
+    read; in a process that has not loaded numba it uses :mod:`~scanpy_loomio._matrix.numpy_kernels`, which write
+    the same bytes as fast there without numba's 90–190 MiB. In-memory matrices, and any write once numba is loaded
+    (scanpy loads it), use the compiled kernels, faster where the input costs nothing to read.
+    """
+    if streaming and "numba" not in sys.modules:
+        from scanpy_loomio._matrix import numpy_kernels
+
+        return numpy_kernels
+    return load_kernels()
 
 
 def native(dtype: np.dtype) -> np.dtype:

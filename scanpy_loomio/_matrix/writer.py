@@ -18,7 +18,7 @@ from scanpy_loomio._matrix import pool  # pool.TASK_BYTES is read at run time (t
 from scanpy_loomio._matrix.deflate import compressor, deflate_room, isal_buffers, isal_deflate
 from scanpy_loomio._matrix.placement import ChunkBatch, ChunkPlacer
 from scanpy_loomio._matrix.pool import gc_paused, ordered_map, progress_bar, resolve_threads
-from scanpy_loomio._matrix.tiles import band_width, ceil_div, kernel_dtype_ok, load_kernels, native
+from scanpy_loomio._matrix.tiles import band_width, ceil_div, kernel_dtype_ok, native, write_kernels
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -212,6 +212,7 @@ class _ChunkWriter:
         else:
             self.kind = "other"  # array-likes: sliced by rows, converted per band
             self.by_cells = True
+        self.kernels = write_kernels(streaming=self.kind == "other")
         unit_tiles = self.row_blocks if self.by_cells else self.col_blocks
         unit_bytes = unit_tiles * self.chunk_rows * self.chunk_cols * self.dtype.itemsize
         self.units_per_task = max(1, pool.TASK_BYTES // unit_bytes)
@@ -224,7 +225,7 @@ class _ChunkWriter:
     def run(self, n_threads: int, *, progress: bool) -> None:
         n_units = self.col_blocks if self.by_cells else self.row_blocks
         tasks = self._tasks(n_units)
-        placer = ChunkPlacer(self.dset)
+        placer = ChunkPlacer(self.dset, self.kernels.write_chunks)
         bar = progress_bar(progress, n_units * self.unit_tiles, f"writing {self.dset.name}")
         try:
             with gc_paused():
@@ -271,7 +272,7 @@ class _ChunkWriter:
         ``units`` is ``(start, stop)``, or ``(start, stop, band)`` with the input rows already read.
         """
         start, stop = units[:2]
-        kernels = load_kernels()
+        kernels = self.kernels
         if self.by_cells:
             lo, hi = start * self.chunk_cols, min(stop * self.chunk_cols, self.n_cells)
             grid = (self.row_blocks, stop - start)
@@ -372,7 +373,7 @@ class _ChunkWriter:
                 grown = np.empty(max(2 * out.shape[0], position + room, n * tile_bytes // 16), dtype=np.uint8)
                 grown[:position] = out[:position]
                 out = buffers[2] = grown
-            failed = load_kernels().deflate_tiles(
+            failed = self.kernels.deflate_tiles(
                 self.isal.init, self.isal.deflate, *stream, self.isal.level, level_buffer, src, starts[done:],
                 tile_bytes, room, out[position:], ends[done:],
             )  # fmt: skip

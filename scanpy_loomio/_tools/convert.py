@@ -40,9 +40,9 @@ from tqdm.auto import tqdm
 from scanpy_loomio import _matrix
 from scanpy_loomio._compat import quiet_anndata
 from scanpy_loomio._guards import check_file, converted_read_errors, open_read_only
-from scanpy_loomio._matrix import kernels
 from scanpy_loomio._matrix.stream import release_freed_memory
 from scanpy_loomio._matrix.subset import read_selection
+from scanpy_loomio._matrix.tiles import load_kernels
 from scanpy_loomio._matrix.writer import is_sparse
 from scanpy_loomio._read.reader import LoomReader, ReadOptions, read_loom_full
 from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixTag, layer_tag
@@ -389,6 +389,7 @@ def dense_to_csr(block: np.ndarray) -> sparse.csr_matrix:
         mask = np.array([(1 << (8 * block.dtype.itemsize - 1)) - 1], dtype=unsigned)  # -0.0 is a zero
     else:
         mask = np.array([np.iinfo(unsigned).max], dtype=unsigned)
+    kernels = load_kernels()
     tiles = block.view(unsigned)[np.newaxis]
     slots = np.zeros(1, dtype=np.int64)
     counts = np.zeros(n_rows, dtype=np.int64)
