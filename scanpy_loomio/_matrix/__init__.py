@@ -14,6 +14,8 @@ layer never exists in memory. The modules:
 - :mod:`~scanpy_loomio._matrix.pool`: worker threads, interpreter tuning, progress bars;
 - :mod:`~scanpy_loomio._matrix.tiles`: dtypes, tiles and bands the kernels work on;
 - :mod:`~scanpy_loomio._matrix.kernels`: the compiled kernels (numba, imported on first use);
+- :mod:`~scanpy_loomio._matrix.numpy_kernels`: the writer's kernels in numpy, for streaming writes in processes that
+  have not loaded numba (the same bytes, without numba's memory);
 - :mod:`~scanpy_loomio._matrix.costs`: the memory a read of a stored matrix needs.
 
 Tunables (``BAND_BYTES``, ``TASK_BYTES``, ``SEGMENT_ELEMENTS``) are read from the module that defines them: change

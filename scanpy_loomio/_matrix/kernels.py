@@ -10,7 +10,9 @@ also sets them back to zero after deflating) or copies a dense band (:func:`dens
 the non-zeros of each tile row in a 64-bit word (:func:`mark_tile_nonzeros`, a branch-free loop that
 vectorises), then visits only the set bits to emit sorted indices and values (:func:`emit_tile_nonzeros`).
 
-This module imports numba; :mod:`scanpy_loomio._matrix` imports it only when a kernel is first needed.
+This module imports numba; :mod:`scanpy_loomio._matrix` imports it only when a kernel is first needed. The writer's
+kernels have numpy twins in :mod:`scanpy_loomio._matrix.numpy_kernels` (same arguments, same results) for streaming
+writes in processes that have not loaded numba.
 """
 
 from __future__ import annotations
