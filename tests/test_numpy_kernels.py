@@ -181,7 +181,16 @@ def test_streaming_conversion_stores_the_in_memory_writes_chunks_without_numba(t
         part = slice(unsorted.indptr[row], unsorted.indptr[row + 1])
         unsorted.indices[part], unsorted.data[part] = unsorted.indices[part][::-1], unsorted.data[part][::-1]
     unsorted.has_sorted_indices = False
-    adata = ad.AnnData(x, layers={"dense": (x.toarray() * 2).astype(np.float64), "unsorted": unsorted})
+    layers = {
+        "dense": (x.toarray() * 2).astype(np.float64),
+        "unsorted": unsorted,
+        "int8": x.toarray().astype(np.int8) - 3,  # dense, negative values
+        "uint16": x.astype(np.uint16),
+        "int64": x.astype(np.int64) * -(2**40),
+        "half": x.toarray().astype(np.float16),
+        "bool": x.astype(bool),
+    }
+    adata = ad.AnnData(x, layers=layers)
     src = tmp_path / "in.h5ad"
     adata.write_h5ad(src)
     done = subprocess.run(
@@ -192,7 +201,7 @@ def test_streaming_conversion_stores_the_in_memory_writes_chunks_without_numba(t
     )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"status": 0, "numba": False}
     write_loom_full(tmp_path / "memory.loom", ad.read_h5ad(src), n_threads=2)
-    for name in ("matrix", "layers/dense", "layers/unsorted"):
+    for name in ["matrix", *(f"layers/{key}" for key in layers)]:
         streamed, in_memory = (
             stored_chunks(tmp_path / "streamed.loom", name),
             stored_chunks(tmp_path / "memory.loom", name),
