@@ -190,6 +190,7 @@ def test_streaming_conversion_stores_the_in_memory_writes_chunks_without_numba(t
         "half": x.toarray().astype(np.float16),
         "bool": x.astype(bool),
     }
+    names = ["matrix", *(f"layers/{key}" for key in layers)]
     adata = ad.AnnData(x, layers=layers)
     src = tmp_path / "in.h5ad"
     adata.write_h5ad(src)
@@ -201,7 +202,7 @@ def test_streaming_conversion_stores_the_in_memory_writes_chunks_without_numba(t
     )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"status": 0, "numba": False}
     write_loom_full(tmp_path / "memory.loom", ad.read_h5ad(src), n_threads=2)
-    for name in ["matrix", *(f"layers/{key}" for key in layers)]:
+    for name in names:
         streamed, in_memory = (
             stored_chunks(tmp_path / "streamed.loom", name),
             stored_chunks(tmp_path / "memory.loom", name),
