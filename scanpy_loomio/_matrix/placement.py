@@ -26,6 +26,7 @@ from scanpy_loomio._settings import switched_off
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import ModuleType
 
 try:
     from h5py._objects import phil as _h5py_lock  # not public: the lock h5py holds around each HDF5 call
@@ -127,10 +128,10 @@ def _loaded_hdf5() -> str | None:
 class ChunkPlacer:
     """Stores the compressed chunks of one dataset, batch by batch, in the order they are given."""
 
-    def __init__(self, dataset: h5py.Dataset, write_chunks: Callable[..., int] | None = None) -> None:
-        """``write_chunks`` is the kernel storing a batch (the compiled one by default, see ``write_kernels``)."""
+    def __init__(self, dataset: h5py.Dataset, kernels: Callable[[], ModuleType] = load_kernels) -> None:
+        """``kernels`` gives the kernels whose ``write_chunks`` stores a batch (see ``tiles.write_kernels``)."""
         self.dataset = dataset
-        self.write_chunks = load_kernels().write_chunks if write_chunks is None else write_chunks
+        self.kernels = kernels
         self.hdf5_write_chunk = _direct_write()
         self.checked = False
 
@@ -141,7 +142,7 @@ class ChunkPlacer:
             self._through_h5py(batch)
             return
         with _h5py_lock:
-            failed = self.write_chunks(
+            failed = self.kernels().write_chunks(
                 self.hdf5_write_chunk, self.dataset.id.id, batch.packed, batch.starts, batch.lengths, batch.offsets
             )
         if failed >= 0:  # HDF5 said no: store the rest through h5py, which raises HDF5's error

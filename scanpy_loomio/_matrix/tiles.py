@@ -1,7 +1,8 @@
 """Values, tiles and bands: what the writer and the readers share about the data the compiled kernels work on.
 
 A chunk's values are handled as their unsigned bit patterns (a *tile*); a *band* is a run of whole chunk columns
-(cells) or rows (genes). The kernels themselves live in :mod:`scanpy_loomio._matrix.kernels`.
+(cells) or rows (genes). The kernels themselves live in :mod:`scanpy_loomio._matrix.kernels` (compiled) and, for
+the writer without numba, :mod:`scanpy_loomio._matrix.numpy_kernels`.
 """
 
 from __future__ import annotations

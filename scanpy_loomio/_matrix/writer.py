@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
@@ -212,7 +213,8 @@ class _ChunkWriter:
         else:
             self.kind = "other"  # array-likes: sliced by rows, converted per band
             self.by_cells = True
-        self.kernels = write_kernels(streaming=self.kind == "other")
+        # Chosen again for each task: bytes do not depend on it, and a reader of the input may load numba midway.
+        self.choose_kernels = partial(write_kernels, streaming=self.kind == "other")
         unit_tiles = self.row_blocks if self.by_cells else self.col_blocks
         unit_bytes = unit_tiles * self.chunk_rows * self.chunk_cols * self.dtype.itemsize
         self.units_per_task = max(1, pool.TASK_BYTES // unit_bytes)
@@ -225,7 +227,7 @@ class _ChunkWriter:
     def run(self, n_threads: int, *, progress: bool) -> None:
         n_units = self.col_blocks if self.by_cells else self.row_blocks
         tasks = self._tasks(n_units)
-        placer = ChunkPlacer(self.dset, self.kernels.write_chunks)
+        placer = ChunkPlacer(self.dset, self.choose_kernels)
         bar = progress_bar(progress, n_units * self.unit_tiles, f"writing {self.dset.name}")
         try:
             with gc_paused():
@@ -272,7 +274,7 @@ class _ChunkWriter:
         ``units`` is ``(start, stop)``, or ``(start, stop, band)`` with the input rows already read.
         """
         start, stop = units[:2]
-        kernels = self.kernels
+        kernels = self.choose_kernels()
         if self.by_cells:
             lo, hi = start * self.chunk_cols, min(stop * self.chunk_cols, self.n_cells)
             grid = (self.row_blocks, stop - start)
@@ -373,7 +375,7 @@ class _ChunkWriter:
                 grown = np.empty(max(2 * out.shape[0], position + room, n * tile_bytes // 16), dtype=np.uint8)
                 grown[:position] = out[:position]
                 out = buffers[2] = grown
-            failed = self.kernels.deflate_tiles(
+            failed = self.choose_kernels().deflate_tiles(
                 self.isal.init, self.isal.deflate, *stream, self.isal.level, level_buffer, src, starts[done:],
                 tile_bytes, room, out[position:], ends[done:],
             )  # fmt: skip
