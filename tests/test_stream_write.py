@@ -14,7 +14,7 @@ from helpers import assert_same_as_h5ad, stored_chunks
 from scipy import sparse
 
 from scanpy_loomio import LossyWriteError, read_loom_full, write_loom_full
-from scanpy_loomio._matrix import pool, stream
+from scanpy_loomio._matrix import pool, stream, write_matrix
 from scanpy_loomio._matrix.encode import encode_band
 from scanpy_loomio._matrix.stream import BandSource, write_streamed
 
@@ -278,3 +278,50 @@ def test_distributed_workers_compress_and_the_owner_places(tmp_path):
         assert stored_chunks(tmp_path / "streamed.loom", name) == stored_chunks(tmp_path / "memory.loom", name)
     assert (tmp_path / "failed.loom").read_bytes() == b"previous content"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".failed")]
+
+
+class CompressedRows:
+    """A matrix that hands the engine views of a CSR matrix's arrays, as :class:`BandSource` does."""
+
+    def __init__(self, matrix: sparse.csr_matrix) -> None:
+        self.matrix, self.shape, self.dtype = matrix, matrix.shape, matrix.dtype
+
+    def __getitem__(self, key: slice):
+        return self.matrix[key]
+
+    def compressed_rows(self, lo: int, hi: int):
+        indptr = self.matrix.indptr[lo : hi + 1]
+        return indptr, self.matrix.indices[indptr[0] : indptr[-1]], self.matrix.data[indptr[0] : indptr[-1]]
+
+
+def test_unsorted_rows_are_written_sorted_and_left_as_they_are(tmp_path):
+    """Rows handed over as views are sorted, and their duplicates summed, in a copy."""
+    x = sparse.csr_matrix(values("float32", density=0.2))
+    unsorted = x.copy()
+    for row in range(unsorted.shape[0]):  # indices decreasing within each row
+        part = slice(unsorted.indptr[row], unsorted.indptr[row + 1])
+        unsorted.indices[part], unsorted.data[part] = unsorted.indices[part][::-1], unsorted.data[part][::-1]
+    row = int(np.argmax(np.diff(x.indptr) >= 2))
+    unsorted.indices[x.indptr[row]] = unsorted.indices[x.indptr[row] + 1]  # a duplicate: its values are summed
+    unsorted.has_sorted_indices = False
+    kept = unsorted.indices.copy(), unsorted.data.copy()
+    expected = unsorted.copy()
+    expected.sum_duplicates()
+    with h5py.File(tmp_path / "a.loom", "w") as f:
+        write_matrix(f, "views", CompressedRows(unsorted), chunks=(16, 32), n_threads=2)
+        write_matrix(f, "sorted", expected, chunks=(16, 32), n_threads=2)
+        assert np.array_equal(f["views"][:], expected.T.toarray())
+    assert np.array_equal(unsorted.indices, kept[0]) and np.array_equal(unsorted.data, kept[1])
+    assert stored_chunks(tmp_path / "a.loom", "views") == stored_chunks(tmp_path / "a.loom", "sorted")
+
+
+def test_bands_hand_their_compressed_rows_to_the_engine_without_copies():
+    x = sparse.csr_matrix(values("float32"))
+    source = BandSource(lazy(x, (128, N_VAR)))
+    source.prepare((64, 64), 2)
+    indptr, indices, data = source.compressed_rows(64, 128)
+    band = source._current[0].pieces[0][2]
+    assert np.shares_memory(indices, band.indices) and np.shares_memory(data, band.data)
+    rows = sparse.csr_matrix((data, indices, indptr - indptr[0]), shape=(64, N_VAR))
+    assert (rows != x[64:128]).nnz == 0
+    assert source.compressed_rows(120, 140) is None  # two bands: the engine slices instead

@@ -284,6 +284,23 @@ class BandSource:
         self.served_cells += covered
         return _stack(parts)
 
+    def compressed_rows(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Cells ``lo:hi`` as views of one CSR band's ``indptr``, ``indices`` and ``data``, else ``None``.
+
+        No copy of the non-zeros, where slicing the band (``matrix[lo:hi]``) copies them; ``indptr`` keeps the band's
+        offsets (the engine's kernels take an ``indptr`` that starts anywhere). ``None`` when the rows span two
+        pieces or are not CSR: the engine then slices.
+        """
+        self._advance(lo, hi)
+        for result in self._current:
+            for start, stop, rows in result.pieces:
+                if start <= lo and hi <= stop and isinstance(rows, sparse.csr_matrix | sparse.csr_array):
+                    indptr = rows.indptr[lo - start : hi - start + 1]
+                    first, last = int(indptr[0]), int(indptr[-1])
+                    self.served_cells += hi - lo
+                    return indptr, rows.indices[first:last], rows.data[first:last]
+        return None
+
     def raw_chunks(self, lo: int, hi: int, target: h5py.Dataset) -> list | None:
         """Compressed chunks of cells ``lo:hi`` when workers made them, else ``None`` (the rows are then sliced)."""
         if self.client is None:

@@ -294,8 +294,7 @@ class _ChunkWriter:
         n_minor = self.n_genes if self.by_cells else self.n_cells
         status = kernels.check_compressed(indptr, indices, data, n_minor)
         if status == kernels.COMPRESSED_NOT_CANONICAL:  # sort and sum duplicates, this band only
-            block = self._canonical_block(lo, hi)
-            indptr, indices, data = self._sparse_arrays(block.indptr, block.indices, block.data)
+            indptr, indices, data = self._canonical(indptr, indices, data, hi - lo)
             status = kernels.check_compressed(indptr, indices, data, n_minor)
         if status != kernels.COMPRESSED_OK:
             axis = "rows (cells)" if self.by_cells else "columns (genes)"
@@ -395,6 +394,10 @@ class _ChunkWriter:
         """
         matrix = self.matrix
         if self.kind == "other":
+            compressed_rows = getattr(matrix, "compressed_rows", None)
+            arrays = compressed_rows(lo, hi) if compressed_rows is not None and self.by_cells else None
+            if arrays is not None:  # views: the kernels check they are canonical, and never write to them
+                return self._sparse_arrays(*arrays)
             block = matrix[lo:hi]
             if is_sparse(block):
                 block = sparse.csr_matrix(block)
@@ -410,15 +413,20 @@ class _ChunkWriter:
         first, last = int(indptr[0]), int(indptr[-1])
         return self._sparse_arrays(indptr, compressed.indices[first:last], compressed.data[first:last])
 
-    def _canonical_block(self, lo: int, hi: int) -> sparse.csr_matrix | sparse.csc_matrix:
-        """Rows (cells) or columns (genes) ``lo:hi`` of the input, sorted and with duplicates summed."""
+    def _canonical(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, n_major: int) -> _SparseBand:
+        """A band's arrays sorted and with duplicates summed, in new arrays: the input (views) is never changed.
+
+        ``data`` is the unsigned view the kernels take; duplicates are summed as values of the dataset's dtype.
+        """
+        n_minor = self.n_genes if self.by_cells else self.n_cells
+        values, positions = data.view(self.dtype).copy(), indices.copy()
         block: sparse.csr_matrix | sparse.csc_matrix
         if self.by_cells:
-            block = sparse.csr_matrix(self.matrix[lo:hi], copy=True)
-        else:  # bands of genes: a CSC input (dense bands are never sorted)
-            block = sparse.csc_matrix(cast("_Compressed", self.matrix)[:, lo:hi], copy=True)
+            block = sparse.csr_matrix((values, positions, indptr - indptr[0]), shape=(n_major, n_minor))
+        else:
+            block = sparse.csc_matrix((values, positions, indptr - indptr[0]), shape=(n_minor, n_major))
         block.sum_duplicates()
-        return block
+        return self._sparse_arrays(block.indptr, block.indices, block.data)
 
     def _sparse_arrays(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> _SparseBand:
         if data.dtype != self.dtype:
