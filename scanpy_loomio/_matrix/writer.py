@@ -396,12 +396,11 @@ class _ChunkWriter:
         if self.kind == "other":
             compressed_rows = getattr(matrix, "compressed_rows", None)
             arrays = compressed_rows(lo, hi) if compressed_rows is not None and self.by_cells else None
-            if arrays is not None:  # views: the kernels check they are canonical, and never write to them
+            if arrays is not None:  # views: the kernels never write to them
                 return self._sparse_arrays(*arrays)
             block = matrix[lo:hi]
-            if is_sparse(block):
+            if is_sparse(block):  # sorted in the task if it needs to be (check_compressed, then _canonical)
                 block = sparse.csr_matrix(block)
-                block.sum_duplicates()
                 return self._sparse_arrays(block.indptr, block.indices, block.data)
             return self._dense_view(np.asarray(block))
         if self.kind == "dense":
