@@ -520,7 +520,7 @@ def test_selections_by_position_read_the_matrices_beside_the_annotations(monkeyp
         part = read_loom_full(rich_file, obs=obs, var=var, n_threads=n_threads)
         assert_reads_equal(full[obs, slice(None) if var is None else var].copy(), part)
         assert threads  # X and every stored layer
-        beside = [name.startswith("scanpy-loomio-subset") for name in threads]
+        beside = [name.startswith("scanpy-loomio-read") for name in threads]
         assert all(beside) if early and n_threads > 1 else not any(beside)
 
 

@@ -5,7 +5,8 @@ layer never exists in memory. The modules:
 
 - :mod:`~scanpy_loomio._matrix.writer`: :func:`write_matrix`, building and deflating chunk tiles in worker threads;
 - :mod:`~scanpy_loomio._matrix.reader`: :func:`read_matrix`, with the h5py paths for what the fast reader cannot
-  decode, and :mod:`~scanpy_loomio._matrix.chunk_reader`, the fast reader itself;
+  decode, and :func:`prepare_matrix`, which locates a matrix so that another thread can read it;
+  :mod:`~scanpy_loomio._matrix.chunk_reader`, the fast reader itself;
 - :mod:`~scanpy_loomio._matrix.bands`: :class:`CellBands`, dense bands of cells for streaming (concatenation);
 - :mod:`~scanpy_loomio._matrix.assembler`: the sparse result, collected band by band;
 - :mod:`~scanpy_loomio._matrix.chunks`: the chunk index and the raw (still encoded) chunk bytes;
@@ -24,7 +25,7 @@ them there, not on the names re-exported here.
 
 from scanpy_loomio._matrix.bands import CellBands
 from scanpy_loomio._matrix.pool import available_threads
-from scanpy_loomio._matrix.reader import MatrixFormat, empty_like_read, read_matrix
+from scanpy_loomio._matrix.reader import MatrixFormat, PendingMatrix, empty_like_read, prepare_matrix, read_matrix
 from scanpy_loomio._matrix.tiles import BAND_BYTES, band_width
 from scanpy_loomio._matrix.writer import (
     DEFAULT_CHUNKS,
@@ -39,10 +40,12 @@ __all__ = [
     "DEFAULT_COMPRESSION_LEVEL",
     "CellBands",
     "MatrixFormat",
+    "PendingMatrix",
     "available_threads",
     "band_width",
     "check_matrix_options",
     "empty_like_read",
+    "prepare_matrix",
     "read_matrix",
     "write_matrix",
 ]

@@ -8,7 +8,6 @@ import numpy as np
 
 from scanpy_loomio._matrix.chunk_index import selection_layout
 from scanpy_loomio._matrix.chunk_reader import ChunkReader
-from scanpy_loomio._matrix.chunks import RawChunkSource
 from scanpy_loomio._matrix.pool import ordered_map, resolve_threads
 from scanpy_loomio._matrix.tiles import ceil_div, kernel_dtype_ok, load_kernels, native
 
@@ -47,7 +46,6 @@ class CellBands:
         self.reader: ChunkReader | None = None
         if layout is not None:
             self.reader = ChunkReader(dataset, layout)
-            self.reader.source = RawChunkSource(dataset, layout)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Cells ``start:stop`` as a C-contiguous cells × genes array of the dataset's (native) dtype."""

@@ -41,6 +41,16 @@ if TYPE_CHECKING:
     from scanpy_loomio._matrix.pool import ProgressBar
 
 
+class ReadStopped(Exception):
+    """A read was stopped: its ``stop`` event was set while it ran (the thread waiting for it has given up)."""
+
+
+def check_stop(stop: threading.Event | None) -> None:
+    """Raise :class:`ReadStopped` once ``stop`` is set."""
+    if stop is not None and stop.is_set():
+        raise ReadStopped
+
+
 #: ``wanted`` of reads that inflate every chunk whole (not looked at with a negative margin).
 _WHOLE = np.zeros(0, dtype=np.int64)
 
@@ -73,23 +83,32 @@ class ChunkReader:
         self.fill_tile: bytes | None = None
         if fill.view(self.unsigned) != 0:  # stored as bits, so a fill of -0.0 is kept too
             self.fill_tile = np.full((self.th, self.tw), fill, dtype=file_dtype).tobytes()
+        # the last HDF5 calls: from here on, the chunks are read through the file's own descriptor where it has one
+        self.source = RawChunkSource(dataset, layout)
+
+    def close(self) -> None:
+        """Let go of the file's descriptor."""
+        self.source.close()
 
     def run(
-        self, fmt: str, n_threads: int, *, progress: bool
+        self, fmt: str, n_threads: int, *, progress: bool, stop: threading.Event | None = None
     ) -> npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix:
+        """The whole dataset as a cells × genes matrix in ``fmt``; the reader is closed afterwards.
+
+        Once ``stop`` is set, :class:`ReadStopped` is raised after the task at hand (tasks not started are dropped).
+        """
         by_column = fmt != "csc"
         n_units = self.col_blocks if by_column else self.row_blocks
         unit_tiles = self.row_blocks if by_column else self.col_blocks
         per_task = max(1, pool.TASK_BYTES // (unit_tiles * self.tile_bytes))
         tasks = [(u, min(u + per_task, n_units)) for u in range(0, n_units, per_task)]
-        self.source = RawChunkSource(self.dataset, self.layout)
-        bar = progress_bar(progress, n_units * unit_tiles, f"reading {self.dataset.name}")
+        bar = progress_bar(progress, n_units * unit_tiles, f"reading {self.where[1]}")
         try:
             with gc_paused():
-                return self._collect(fmt, tasks, unit_tiles, n_threads, bar, by_column=by_column)
+                return self._collect(fmt, tasks, unit_tiles, n_threads, bar, stop, by_column=by_column)
         finally:
             bar.close()
-            self.source.close()
+            self.close()
 
     def _collect(
         self,
@@ -98,23 +117,26 @@ class ChunkReader:
         unit_tiles: int,
         n_threads: int,
         bar: ProgressBar,
+        stop: threading.Event | None,
         *,
         by_column: bool,
     ) -> npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix:
         if fmt == "dense":
             self.out = np.empty((self.n_cells, self.n_genes), dtype=self.dtype)
-            for (start, stop), _ in zip(tasks, ordered_map(self._dense_task, tasks, n_threads), strict=True):
-                bar.update((stop - start) * unit_tiles)
+            for (first, last), _ in zip(tasks, ordered_map(self._dense_task, tasks, n_threads), strict=True):
+                bar.update((last - first) * unit_tiles)
+                check_stop(stop)
             return self.out
         n_major, n_minor = (self.n_cells, self.n_genes) if by_column else (self.n_genes, self.n_cells)
         index_dtype = np.dtype(np.int32 if n_minor <= INDEX32_MAX else np.int64)
         self.index_dtype = index_dtype
         assembler = CompressedAssembler(n_major, n_minor, sparse_result_dtype(self.dtype), index_dtype)
         task = self._csr_task if by_column else self._csc_task
-        for (start, stop), pieces in zip(tasks, ordered_map(task, tasks, n_threads), strict=True):
+        for (first, last), pieces in zip(tasks, ordered_map(task, tasks, n_threads), strict=True):
             for major_start, counts, indices, data in pieces:
                 assembler.append(major_start, counts, indices, data.view(self.dtype))
-            bar.update((stop - start) * unit_tiles)
+            bar.update((last - first) * unit_tiles)
+            check_stop(stop)
         return assembler.finish(fmt)
 
     def band_tiles(self, index: int, *, by_column: bool) -> tuple[np.ndarray, np.ndarray]:

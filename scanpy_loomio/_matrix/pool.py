@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -65,25 +66,46 @@ def ordered_map(func: Callable[[_T], _R], items: Iterable[_T], n_threads: int) -
                 future.cancel()
 
 
-@contextmanager
-def gc_paused() -> Generator[None, None, None]:
-    """Tune the interpreter for a chunk loop, and restore it afterwards.
+class _InterpreterPause:
+    """Pauses the cyclic garbage collector and shortens the GIL switch interval while any chunk loop runs.
 
-    The cyclic garbage collector is paused: the loops create many short-lived containers but no reference
-    cycles, and each of the collector's frequent runs would also walk every object of the user's session. The
-    GIL switch interval is shortened to 0.5 ms: worker threads coming back from deflate (which runs without
-    the GIL) then wait less for the thread handing chunks to HDF5.
+    Loops may overlap in several threads (a matrix read in one while another locates the next matrix): the first
+    to start saves the interpreter's settings and the last to end restores them, so that overlapping loops never
+    restore each other's paused state.
     """
-    enabled = gc.isenabled()
-    interval = sys.getswitchinterval()
-    gc.disable()
-    sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(interval)
-        if enabled:
-            gc.enable()
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._saved = (True, SWITCH_INTERVAL)
+
+    @contextmanager
+    def __call__(self) -> Generator[None, None, None]:
+        with self._lock:
+            if self._active == 0:
+                self._saved = (gc.isenabled(), sys.getswitchinterval())
+                gc.disable()
+                sys.setswitchinterval(min(self._saved[1], SWITCH_INTERVAL))
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
+                if self._active == 0:
+                    enabled, interval = self._saved
+                    sys.setswitchinterval(interval)
+                    if enabled:
+                        gc.enable()
+
+
+#: Tune the interpreter for a chunk loop, and restore it afterwards.
+#:
+#: The cyclic garbage collector is paused: the loops create many short-lived containers but no reference cycles,
+#: and each of the collector's frequent runs would also walk every object of the user's session. The GIL switch
+#: interval is shortened to 0.5 ms: worker threads coming back from deflate (which runs without the GIL) then wait
+#: less for the thread handing chunks to HDF5.
+gc_paused = _InterpreterPause()
 
 
 class ProgressBar(Protocol):

@@ -7,6 +7,7 @@ non-zeros by the compiled kernels; dtypes the kernels do not handle go through t
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -28,6 +29,9 @@ from scanpy_loomio._matrix.tiles import (
 )
 
 if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable
+
     import h5py
     import numpy.typing as npt
 
@@ -73,6 +77,39 @@ def read_matrix(
     >>> back.shape, back.dtype, (back != x).nnz
     ((100, 300), dtype('float32'), 0)
     """
+    return prepare_matrix(dataset, format=format, n_threads=n_threads, progress=progress).read()
+
+
+class PendingMatrix:
+    """A matrix located in its file by :func:`prepare_matrix`: :meth:`read` reads it (once).
+
+    Where :attr:`calls_hdf5` is false, :meth:`read` reads the file's bytes through its own descriptor without
+    calling HDF5, so it can run in one thread while another reads the same file through h5py.
+    """
+
+    def __init__(self, read: Callable[[], Any], *, calls_hdf5: bool) -> None:
+        self._read = read
+        self.calls_hdf5 = calls_hdf5
+
+    def read(self) -> npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix:
+        """The matrix, cells × genes, in the format asked for."""
+        return self._read()
+
+
+def prepare_matrix(
+    dataset: h5py.Dataset,
+    *,
+    format: MatrixFormat = "csr",
+    n_threads: int | None = None,
+    progress: bool = False,
+    stop: threading.Event | None = None,
+) -> PendingMatrix:
+    """What :func:`read_matrix` reads, located: the HDF5 calls it needs are made, the chunks are not read yet.
+
+    Setting ``stop`` makes a read of chunks under way raise
+    :class:`~scanpy_loomio._matrix.chunk_reader.ReadStopped` within a task of chunks, so that a thread waiting
+    for it can be let go of. Parameters as for :func:`read_matrix`.
+    """
     if format not in ("csr", "csc", "dense"):
         msg = f"{dataset.file.filename}: {dataset.name}: got format={format!r}; pass 'csr', 'csc' or 'dense'"
         raise ValueError(msg)
@@ -86,14 +123,17 @@ def read_matrix(
     n_genes, n_cells = dataset.shape
     dtype = dataset.dtype
     if not kernel_dtype_ok(dtype) or dtype.kind == "b":
-        return read_simple(dataset, format=format)
+        return PendingMatrix(partial(read_simple, dataset, format=format), calls_hdf5=True)
     if n_genes == 0 or n_cells == 0:
-        return _empty_result(n_cells, n_genes, dtype, format)
+        empty = _empty_result(n_cells, n_genes, dtype, format)
+        return PendingMatrix(lambda: empty, calls_hdf5=False)
     # the index read from the B-tree directly when possible: HDF5's listing holds the GIL a second per 366,000 chunks
     layout = selection_layout(dataset, None, None)
     if layout is None:
-        return _read_banded(dataset, format=format, progress=progress)
-    return ChunkReader(dataset, layout).run(format, threads, progress=progress)
+        return PendingMatrix(partial(_read_banded, dataset, format=format, progress=progress), calls_hdf5=True)
+    reader = ChunkReader(dataset, layout)
+    run = partial(reader.run, format, threads, progress=progress, stop=stop)
+    return PendingMatrix(run, calls_hdf5=reader.source.fd is None)
 
 
 def empty_like_read(dataset: h5py.Dataset, shape: tuple[int, int], *, format: MatrixFormat = "csr") -> Any:

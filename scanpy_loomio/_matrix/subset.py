@@ -20,8 +20,7 @@ from scipy import sparse
 
 from scanpy_loomio._matrix.assembler import CompressedAssembler
 from scanpy_loomio._matrix.chunk_index import selection_layout
-from scanpy_loomio._matrix.chunk_reader import ChunkReader
-from scanpy_loomio._matrix.chunks import RawChunkSource
+from scanpy_loomio._matrix.chunk_reader import ChunkReader, check_stop
 from scanpy_loomio._matrix.pool import TASK_BYTES, gc_paused, ordered_map, progress_bar, resolve_threads
 from scanpy_loomio._matrix.reader import MatrixFormat
 from scanpy_loomio._matrix.tiles import (
@@ -178,7 +177,6 @@ class _SelectionReader(ChunkReader):
 
     def __init__(self, dataset: h5py.Dataset, layout: ChunkLayout, genes: np.ndarray | None, cells: np.ndarray) -> None:
         super().__init__(dataset, layout)
-        self.source = RawChunkSource(dataset, layout)
         self.genes = genes
         self.cells = cells
         self.n_out_genes = self.n_genes if genes is None else genes.shape[0]
@@ -214,14 +212,14 @@ class _SelectionReader(ChunkReader):
             self.out = np.empty((n_cells, self.n_out_genes), dtype=self.dtype)
             for (first, last), _ in zip(tasks, ordered_map(self._dense_columns, tasks, n_threads), strict=True):
                 bar.update(last - first)
-                _check(stop)
+                check_stop(stop)
             return self.out
         assembler = CompressedAssembler(n_cells, self.n_out_genes, sparse_result_dtype(self.dtype), self.index_dtype)
         for (first, last), pieces in zip(tasks, ordered_map(self._sparse_columns, tasks, n_threads), strict=True):
             for start, counts, indices, data in pieces:
                 assembler.append(start, counts, indices, data.view(self.dtype))
             bar.update(last - first)
-            _check(stop)
+            check_stop(stop)
         return assembler.finish("csr")
 
     def _local_cells(self, k: int) -> tuple[int, np.ndarray, int]:
@@ -275,15 +273,6 @@ class _SelectionReader(ChunkReader):
                 out[first : first + local.shape[0]] = band[local]
             else:
                 out[first : first + local.shape[0]] = self._gathered(tiles, slots, local).T
-
-
-class ReadStopped(Exception):
-    """A selection's read was stopped (:meth:`PendingSelection.read` with its ``stop`` set)."""
-
-
-def _check(stop: threading.Event | None) -> None:
-    if stop is not None and stop.is_set():
-        raise ReadStopped
 
 
 def _rows_of(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,13 @@ from scanpy_loomio._guards import (
     open_read_only,
     resolve_memory_limit,
 )
+from scanpy_loomio._matrix.pool import resolve_threads
 from scanpy_loomio._matrix.tiles import load_kernels
 from scanpy_loomio._read.axes import AxesReader
 from scanpy_loomio._read.base import ReadOptions
+from scanpy_loomio._read.beside import ReadsBeside
 from scanpy_loomio._read.foreign import decode_foreign_global
-from scanpy_loomio._read.selection import read_stored_matrix, read_subset
+from scanpy_loomio._read.selection import prepare_stored_matrix, read_stored_matrix, read_subset
 from scanpy_loomio._record.record import METADATA_KEY, RESERVED_GLOBALS
 from scanpy_loomio._record.tags import FilledLayerTag, layer_tag
 from scanpy_loomio._settings import progress_default
@@ -113,6 +116,22 @@ class LoomReader(AxesReader):
                 layers[key] = self.read_layer(dset)
         return X, layers
 
+    def start_matrices(self, reads: ReadsBeside) -> None:
+        """Hand ``X`` (key ``None``) and the layers to ``reads``: located here, read beside where HDF5 is not needed."""
+        x_dset, sources, _ = self.matrix_sources()
+        for key, dset, dtype in [(None, x_dset, self.options.dtype), *((k, d, None) for k, d in sources.items())]:
+            with hdf5_object(dset):
+                read, calls_hdf5 = prepare_stored_matrix(
+                    dset,
+                    sparse=self.options.sparse,
+                    transposed=self.transposed,
+                    dtype=dtype,
+                    n_threads=self.options.n_threads,
+                    progress=self.options.progress,
+                    stop=reads.stop,
+                )
+            reads.add(key, read, beside=not calls_hdf5, hdf5_path=dset.name)
+
     def _x_name(self, layer_names: list[str]) -> str | None:
         """The layer read as ``X``: only one asked for, by ``X_name`` or by a convention passed as ``convention=``."""
         x_name = self.options.X_name
@@ -182,16 +201,26 @@ class LoomReader(AxesReader):
                 LoomReadWarning,
                 stacklevel=4,
             )
-        X, layers = self.read_matrices()
-        obs, obsm, obsp = self.read_axis("obs", n_obs)
-        var, varm, varp = self.read_axis("var", n_vars)
-        uns = self.read_uns()
-        if self.options.cleanup:
-            for axis, frame in (("obs", obs), ("var", var)):
-                collapsed = _collapse_constant_columns(frame)
-                if collapsed:
-                    uns[f"loom-{axis}"] = collapsed
-        raw = self.read_raw()
+        # with more than one thread, the matrices' chunks are read in another one while this one reads the rest
+        beside = ReadsBeside() if self.options.matrices and resolve_threads(self.options.n_threads) > 1 else None
+        with beside or nullcontext():
+            if beside is None:
+                X, layers = self.read_matrices()
+            else:
+                self.start_matrices(beside)
+            obs, obsm, obsp = self.read_axis("obs", n_obs)
+            var, varm, varp = self.read_axis("var", n_vars)
+            uns = self.read_uns()
+            if self.options.cleanup:
+                for axis, frame in (("obs", obs), ("var", var)):
+                    collapsed = _collapse_constant_columns(frame)
+                    if collapsed:
+                        uns[f"loom-{axis}"] = collapsed
+            raw = self.read_raw()
+            if beside is not None:
+                values = beside.results()
+                X = values.pop(None)
+                layers = values
         with quiet_anndata():
             adata = AnnData(
                 X=X,

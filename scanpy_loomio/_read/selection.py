@@ -9,7 +9,6 @@ indexing, and reads only the chunks of the matrices that hold the selected cells
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from functools import partial
@@ -25,6 +24,7 @@ from scanpy_loomio._compat import quiet_anndata
 from scanpy_loomio._matrix.pool import resolve_threads
 from scanpy_loomio._matrix.stream import release_freed_memory
 from scanpy_loomio._matrix.subset import prepare_selection, read_selection
+from scanpy_loomio._read.beside import ReadsBeside
 from scanpy_loomio._record.tags import AbsentMatrixTag, MatrixFormat, MatrixTag, layer_tag
 
 if TYPE_CHECKING:
@@ -73,6 +73,29 @@ def read_stored_matrix(
     return stored.finish(value)
 
 
+def prepare_stored_matrix(
+    dset: h5py.Dataset,
+    *,
+    sparse: bool,
+    transposed: bool,
+    dtype: str | None = None,
+    n_threads: int | None = None,
+    progress: bool = False,
+    stop: threading.Event | None = None,
+) -> tuple[Callable[[], Any], bool]:
+    """What :func:`read_stored_matrix` reads whole, as a function, and whether that function calls HDF5.
+
+    The HDF5 calls that locate the chunks are made here. Where the function calls no HDF5 (it reads the chunks'
+    bytes through the file's own descriptor), it can run in a thread while this one reads the annotations; once
+    ``stop`` is set, it raises :class:`~scanpy_loomio._matrix.chunk_reader.ReadStopped` within a task of chunks.
+    """
+    stored = StoredMatrix.of(dset, sparse=sparse, transposed=transposed, dtype=dtype, lock=nullcontext())
+    if stored is None:
+        return lambda: None, False
+    pending = _matrix.prepare_matrix(dset, format=stored.file_format, n_threads=n_threads, progress=progress, stop=stop)
+    return partial(_then, pending.read, stored.finish), pending.calls_hdf5
+
+
 def prepare_stored_selection(
     dset: h5py.Dataset,
     *,
@@ -89,7 +112,7 @@ def prepare_stored_selection(
 
     The HDF5 calls are made here; the function reads the chunks' bytes through the file's own descriptor, so it
     can run in a thread while this one reads the annotations; once ``stop`` is set, it raises
-    :class:`~scanpy_loomio._matrix.subset.ReadStopped` within a task of chunks. ``None`` where reading would call
+    :class:`~scanpy_loomio._matrix.chunk_reader.ReadStopped` within a task of chunks. ``None`` where reading would call
     HDF5 again.
     """
     stored = StoredMatrix.of(dset, sparse=sparse, transposed=transposed, dtype=dtype, lock=nullcontext())
@@ -236,18 +259,11 @@ def read_subset(reader: LoomReader, obs: Any, var: Any) -> AnnData:
     else:
         n_obs, n_vars = reader.shape
         cells, genes = resolve_selection(pd.RangeIndex(n_obs).astype(str), pd.RangeIndex(n_vars).astype(str), obs, var)
-        stop = threading.Event()  # set when this thread fails or is interrupted: the other one then stops soon
-        with ThreadPoolExecutor(1, thread_name_prefix="scanpy-loomio-subset") as background:
-            try:
-                reading: dict[str | None, Any] = {}
-                for key, read, without_hdf5 in _matrix_readers(reader, cells, genes, prepared=True, stop=stop):
-                    reading[key] = background.submit(read) if without_hdf5 else read
-                result, _, _ = read_subset_annotations(reader, obs, var)
-                for key, pending in reading.items():  # those that need HDF5 are read here, after the annotations
-                    values[key] = pending.result() if isinstance(pending, Future) else pending()
-            except BaseException:
-                stop.set()
-                raise
+        with ReadsBeside() as reads:
+            for key, read, without_hdf5 in _matrix_readers(reader, cells, genes, prepared=True, stop=reads.stop):
+                reads.add(key, read, beside=without_hdf5)  # those that need HDF5 are read after the annotations
+            result, _, _ = read_subset_annotations(reader, obs, var)
+            values = reads.results()
     with quiet_anndata():
         result.X = values.pop(None)
         for key, value in values.items():
