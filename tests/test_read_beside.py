@@ -189,3 +189,58 @@ def test_interpreter_pauses_overlapping_in_two_threads_restore_the_interpreter()
     assert seen == {"paused after the first ended": True}
     assert gc.isenabled()
     assert sys.getswitchinterval() == interval
+
+
+DEADLOCK_CHILD = r"""
+import sys, threading
+import h5py, numpy as np, pandas as pd
+from anndata import AnnData
+from scipy import sparse
+from scanpy_loomio import LoomFormatError, read_loom_full, write_loom_full
+from scanpy_loomio._matrix import chunk_reader
+from scanpy_loomio._read import axes
+
+path = sys.argv[1]
+x = sparse.random(300, 50, density=0.2, format="csr", dtype=np.float32, random_state=0)
+cluster = pd.Categorical(np.random.default_rng(0).choice(["a", "b"], 300))
+write_loom_full(path, AnnData(x, obs=pd.DataFrame({"cluster": cluster}, index=[f"c{i}" for i in range(300)])))
+with h5py.File(path, "r+") as f:  # categories that are not UTF-8: reading the obs annotations fails
+    del f["scanpy_loomio/col_attrs/cluster/categories"]
+    f["scanpy_loomio/col_attrs/cluster/categories"] = np.array([b"\xff", b"b"])
+matrix_read = threading.Event()
+run, read_elem = chunk_reader.ChunkReader.run, axes.read_elem
+
+def signal_when_read(self, *args, **kwargs):
+    result = run(self, *args, **kwargs)
+    matrix_read.set()
+    return result
+
+def after_the_matrix(obj):  # called inside the iteration over the group's items(), which holds h5py's lock
+    matrix_read.wait(30)
+    return read_elem(obj)
+
+chunk_reader.ChunkReader.run = signal_when_read
+axes.read_elem = after_the_matrix
+try:
+    read_loom_full(path, n_threads=2)
+except LoomFormatError as err:
+    print("LoomFormatError:", err)
+"""
+
+
+def test_an_annotation_error_inside_an_h5py_iteration_does_not_deadlock_the_matrix_thread(tmp_path):
+    # the annotations' error is raised while iterating an h5py group's items(), which holds h5py's lock until the
+    # error is dropped; the matrix thread, done reading meanwhile, must not need that lock to finish (it freed the
+    # dataset it had read, an h5py object, and waited for the lock for ever while this thread waited for it)
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", DEADLOCK_CHILD, str(tmp_path / "bad_categories.loom")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "LoomFormatError:" in done.stdout
+    assert "/scanpy_loomio/col_attrs/cluster/categories" in done.stdout

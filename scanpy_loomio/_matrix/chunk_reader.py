@@ -59,7 +59,7 @@ class ChunkReader:
     """Reads a chunked deflate/shuffle dataset: parallel inflate, per-band conversion to non-zeros."""
 
     def __init__(self, dataset: h5py.Dataset, layout: ChunkLayout) -> None:
-        self.dataset = dataset
+        # no reference to ``dataset`` is kept: a reader handed to another thread must not free h5py objects there
         self.where = (dataset.file.filename, dataset.name)  # for errors raised where HDF5 must not be called
         self.layout = layout
         self.n_genes, self.n_cells = dataset.shape

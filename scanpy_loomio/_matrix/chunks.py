@@ -182,7 +182,8 @@ class RawChunkSource:
     """
 
     def __init__(self, dataset: h5py.Dataset, layout: ChunkLayout) -> None:
-        self.dsid = dataset.id
+        #: HDF5's identifier of the dataset, kept only where the chunks are read through HDF5 (``fd`` is ``None``)
+        self.dsid: h5py.h5d.DatasetID | None = dataset.id
         self.layout = layout
         self.fd: int | None = None
         self.base = 0
@@ -195,6 +196,10 @@ class RawChunkSource:
             if not self._addresses_check_out(h5file):
                 os.close(self.fd)
                 self.fd = None
+        if self.fd is not None:
+            # Dropped: freeing an h5py object takes h5py's lock, which a thread waiting for this source's reader (in
+            # another thread) may hold; then neither could go on.
+            self.dsid = None
 
     def _addresses_check_out(self, h5file: h5py.File) -> bool:
         """Compare one chunk read at its address with HDF5's own copy; try the user block as base."""
@@ -202,6 +207,7 @@ class RawChunkSource:
         if stored.shape[0] == 0:
             return True
         bi, bj = stored[0]
+        assert self.dsid is not None  # dropped only after this check
         expected = self.dsid.read_direct_chunk(self.layout.chunk_offset(bi, bj))[1]
         address = int(self.layout.byte_offsets[bi, bj])
         size = int(self.layout.sizes[bi, bj])
@@ -254,6 +260,7 @@ class RawChunkSource:
         if block_rows.shape[0] == 0:
             return []
         if self.fd is None:
+            assert self.dsid is not None  # kept when there is no descriptor
             read, offset = self.dsid.read_direct_chunk, self.layout.chunk_offset
             return [read(offset(bi, bj))[1] for bi, bj in zip(block_rows.tolist(), block_cols.tolist(), strict=True)]
         addresses = self.layout.byte_offsets[block_rows, block_cols] + self.base

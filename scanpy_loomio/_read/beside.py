@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from scanpy_loomio._guards import hdf5_object
+from scanpy_loomio._matrix.pool import gc_paused
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -27,6 +28,11 @@ class ReadsBeside:
     :meth:`results` after it. When the block ends with an error (an interrupt included), :attr:`stop` is set,
     which ends a read under way within a task of chunks, and the block waits for that thread before the error
     goes on: the file stays open for as long as it reads.
+
+    The other thread must not free h5py objects: that takes h5py's lock, which this thread may hold while it
+    waits (an iteration over an h5py group's ``items()`` that an error interrupted holds it until the error is
+    dropped), and then neither thread could go on. The reads handed over hold no h5py objects, and the garbage
+    collector, which could free this thread's in the other one, is paused for as long as the block lasts.
 
     Examples
     --------
@@ -44,8 +50,10 @@ class ReadsBeside:
         self.stop = threading.Event()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="scanpy-loomio-read")
         self._reads: dict[Any, tuple[Future[Any] | Callable[[], Any], str | None]] = {}
+        self._paused = ExitStack()
 
     def __enter__(self) -> ReadsBeside:
+        self._paused.enter_context(gc_paused())
         return self
 
     def __exit__(
@@ -53,7 +61,10 @@ class ReadsBeside:
     ) -> None:
         if exc_type is not None:
             self.stop.set()
-        self._pool.shutdown(wait=True)
+        try:
+            self._pool.shutdown(wait=True)
+        finally:
+            self._paused.close()
 
     def add(self, key: Any, read: Callable[[], Any], *, beside: bool, hdf5_path: str | None = None) -> None:
         """Read ``key`` with ``read``: in the other thread (``beside``, it must call no HDF5) or at :meth:`results`.

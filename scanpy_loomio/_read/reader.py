@@ -311,7 +311,8 @@ def read_loom_full(
     repair_bytes_text
         Turn loompy 3's ``"b'...'"`` text back into the original text.
     n_threads
-        Threads used to decompress; ``None`` uses every available core.
+        Threads used to decompress; ``None`` uses every available core. With more than one, the matrices' chunks
+        are read in a thread of their own while the annotations are read.
     progress
         Show a progress bar; ``None`` follows scanpy's verbosity.
     allow_external
