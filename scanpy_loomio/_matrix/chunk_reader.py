@@ -8,6 +8,7 @@ sparse non-zeros, or copied into the dense result, by the compiled kernels.
 from __future__ import annotations
 
 import threading
+from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
@@ -18,7 +19,7 @@ from scanpy_loomio._matrix import (
     deflate,  # deflate.libdeflate is looked up at run time (tests switch it off)
     pool,  # pool.TASK_BYTES is read at run time (tests shrink it)
 )
-from scanpy_loomio._matrix.assembler import CompressedAssembler
+from scanpy_loomio._matrix.assembler import CompressedAssembler, Pieces, PlacementChain
 from scanpy_loomio._matrix.chunks import ChunkLayout, RawChunkSource
 from scanpy_loomio._matrix.deflate import FILTER_DEFLATE, LONGEST_MATCH, inflate_errors, inflater, unfilter
 from scanpy_loomio._matrix.pool import gc_paused, ordered_map, progress_bar
@@ -32,7 +33,7 @@ from scanpy_loomio._matrix.tiles import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from types import ModuleType
 
     import h5py
@@ -121,6 +122,7 @@ class ChunkReader:
         *,
         by_column: bool,
     ) -> npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix:
+        check_stop(stop)  # a read queued behind one that failed: nothing to do
         if fmt == "dense":
             self.out = np.empty((self.n_cells, self.n_genes), dtype=self.dtype)
             for (first, last), _ in zip(tasks, ordered_map(self._dense_task, tasks, n_threads), strict=True):
@@ -132,12 +134,31 @@ class ChunkReader:
         self.index_dtype = index_dtype
         assembler = CompressedAssembler(n_major, n_minor, sparse_result_dtype(self.dtype), index_dtype)
         task = self._csr_task if by_column else self._csc_task
-        for (first, last), pieces in zip(tasks, ordered_map(task, tasks, n_threads), strict=True):
-            for major_start, counts, indices, data in pieces:
-                assembler.append(major_start, counts, indices, data.view(self.dtype))
+        # with worker threads, each places its task's non-zeros into the result itself where there is room for all
+        capacity = assembler.reserve() if n_threads > 1 else 0
+        chain = PlacementChain(assembler, capacity) if capacity else None
+        results: Iterator[Pieces | None]
+        if chain is None:
+            results = ordered_map(task, tasks, n_threads)
+        else:
+            results = ordered_map(partial(self._settled, task, chain), enumerate(tasks), n_threads)
+        for index, ((first, last), pieces) in enumerate(zip(tasks, results, strict=True)):
+            result = pieces if chain is None else chain.outcome(index)
+            if isinstance(result, int):
+                assembler.placed(result)
+            elif result is not None:  # pieces the collecting thread appends
+                for major_start, counts, indices, data in result:
+                    assembler.append(major_start, counts, indices, data.view(self.dtype))
             bar.update((last - first) * unit_tiles)
             check_stop(stop)
         return assembler.finish(fmt)
+
+    def _settled(
+        self, task: Callable[[tuple[int, int]], Pieces], chain: PlacementChain, numbered: tuple[int, tuple[int, int]]
+    ) -> None:
+        """Run ``task`` and hand its non-zeros (in the result's dtype) to ``chain``, which places them."""
+        index, units = numbered
+        chain.settle(index, [(m, c, i, d.view(self.dtype)) for m, c, i, d in task(units)])
 
     def band_tiles(self, index: int, *, by_column: bool) -> tuple[np.ndarray, np.ndarray]:
         """Decoded tiles of chunk column (``by_column``) or chunk row ``index``, as ``(tiles, slots)``."""
