@@ -108,4 +108,4 @@ class CellBands:
     def close(self) -> None:
         """Release the file descriptor of the fast path."""
         if self.reader is not None:
-            self.reader.source.close()
+            self.reader.close()

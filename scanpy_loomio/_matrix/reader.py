@@ -7,6 +7,7 @@ non-zeros by the compiled kernels; dtypes the kernels do not handle go through t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -80,20 +81,16 @@ def read_matrix(
     return prepare_matrix(dataset, format=format, n_threads=n_threads, progress=progress).read()
 
 
+@dataclass(frozen=True)
 class PendingMatrix:
-    """A matrix located in its file by :func:`prepare_matrix`: :meth:`read` reads it (once).
+    """A matrix located in its file by :func:`prepare_matrix`: ``read()`` reads it (once), cells × genes.
 
-    Where :attr:`calls_hdf5` is false, :meth:`read` reads the file's bytes through its own descriptor without
-    calling HDF5, so it can run in one thread while another reads the same file through h5py.
+    Where ``needs_hdf5`` is false, ``read()`` reads the file's bytes through its own descriptor without calling
+    HDF5, so it can run in one thread while another reads the same file through h5py.
     """
 
-    def __init__(self, read: Callable[[], Any], *, calls_hdf5: bool) -> None:
-        self._read = read
-        self.calls_hdf5 = calls_hdf5
-
-    def read(self) -> npt.NDArray[Any] | sparse.csr_matrix | sparse.csc_matrix:
-        """The matrix, cells × genes, in the format asked for."""
-        return self._read()
+    read: Callable[[], Any]
+    needs_hdf5: bool
 
 
 def prepare_matrix(
@@ -123,17 +120,17 @@ def prepare_matrix(
     n_genes, n_cells = dataset.shape
     dtype = dataset.dtype
     if not kernel_dtype_ok(dtype) or dtype.kind == "b":
-        return PendingMatrix(partial(read_simple, dataset, format=format), calls_hdf5=True)
+        return PendingMatrix(partial(read_simple, dataset, format=format), needs_hdf5=True)
     if n_genes == 0 or n_cells == 0:
         empty = _empty_result(n_cells, n_genes, dtype, format)
-        return PendingMatrix(lambda: empty, calls_hdf5=False)
+        return PendingMatrix(lambda: empty, needs_hdf5=False)
     # the index read from the B-tree directly when possible: HDF5's listing holds the GIL a second per 366,000 chunks
     layout = selection_layout(dataset, None, None)
     if layout is None:
-        return PendingMatrix(partial(_read_banded, dataset, format=format, progress=progress), calls_hdf5=True)
+        return PendingMatrix(partial(_read_banded, dataset, format=format, progress=progress), needs_hdf5=True)
     reader = ChunkReader(dataset, layout)
     run = partial(reader.run, format, threads, progress=progress, stop=stop)
-    return PendingMatrix(run, calls_hdf5=reader.source.fd is None)
+    return PendingMatrix(run, needs_hdf5=reader.source.fd is None)
 
 
 def empty_like_read(dataset: h5py.Dataset, shape: tuple[int, int], *, format: MatrixFormat = "csr") -> Any:

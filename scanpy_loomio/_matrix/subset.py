@@ -143,7 +143,7 @@ class PendingSelection:
                 result = reader.read(self.fmt, self.n_threads, bar, self.stop)
         finally:
             bar.close()
-            reader.source.close()
+            reader.close()
         if self.fmt == "csc":
             assert isinstance(result, sparse.csr_matrix)  # the reader assembles CSR, dense only for "dense"
             return result.tocsc()

@@ -103,25 +103,26 @@ class LoomReader(AxesReader):
             layers[recorded.get(name, name)] = layers_group[name]
         return X, layers, x_name
 
-    def read_matrices(self) -> tuple[Any, dict[str, Any]]:
+    def matrices_to_read(self) -> list[tuple[str | None, h5py.Dataset, str | None]]:
+        """``(key, dataset, dtype)`` of ``X`` (key ``None``, cast to the dtype asked for) and of each layer."""
+        x_dset, sources, _ = self.matrix_sources()
+        return [(None, x_dset, self.options.dtype), *((key, dset, None) for key, dset in sources.items())]
+
+    def read_matrices(self) -> tuple[Any, dict[Any, Any]]:
         if not self.options.matrices:
             self.matrix_sources(choose_x=False)  # the same checks
             return None, {}
-        x_dset, sources, _ = self.matrix_sources()
-        with hdf5_object(x_dset):
-            X = self.read_layer(x_dset, dtype=self.options.dtype)
         layers = {}
-        for key, dset in sources.items():
+        for key, dset, dtype in self.matrices_to_read():
             with hdf5_object(dset):
-                layers[key] = self.read_layer(dset)
-        return X, layers
+                layers[key] = self.read_layer(dset, dtype=dtype)
+        return layers.pop(None), layers
 
     def start_matrices(self, reads: ReadsBeside) -> None:
         """Hand ``X`` (key ``None``) and the layers to ``reads``: located here, read beside where HDF5 is not needed."""
-        x_dset, sources, _ = self.matrix_sources()
-        for key, dset, dtype in [(None, x_dset, self.options.dtype), *((k, d, None) for k, d in sources.items())]:
+        for key, dset, dtype in self.matrices_to_read():
             with hdf5_object(dset):
-                read, calls_hdf5 = prepare_stored_matrix(
+                read, needs_hdf5 = prepare_stored_matrix(
                     dset,
                     sparse=self.options.sparse,
                     transposed=self.transposed,
@@ -130,7 +131,7 @@ class LoomReader(AxesReader):
                     progress=self.options.progress,
                     stop=reads.stop,
                 )
-            reads.add(key, read, beside=not calls_hdf5, hdf5_path=dset.name)
+            reads.add(key, read, beside=not needs_hdf5, hdf5_path=dset.name)
 
     def _x_name(self, layer_names: list[str]) -> str | None:
         """The layer read as ``X``: only one asked for, by ``X_name`` or by a convention passed as ``convention=``."""
@@ -218,9 +219,8 @@ class LoomReader(AxesReader):
                         uns[f"loom-{axis}"] = collapsed
             raw = self.read_raw()
             if beside is not None:
-                values = beside.results()
-                X = values.pop(None)
-                layers = values
+                layers = beside.results()
+                X = layers.pop(None)
         with quiet_anndata():
             adata = AnnData(
                 X=X,

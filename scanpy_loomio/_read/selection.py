@@ -93,7 +93,7 @@ def prepare_stored_matrix(
     if stored is None:
         return lambda: None, False
     pending = _matrix.prepare_matrix(dset, format=stored.file_format, n_threads=n_threads, progress=progress, stop=stop)
-    return partial(_then, pending.read, stored.finish), pending.calls_hdf5
+    return partial(_then, pending.read, stored.finish), pending.needs_hdf5
 
 
 def prepare_stored_selection(
@@ -107,24 +107,20 @@ def prepare_stored_selection(
     n_threads: int | None = None,
     progress: bool = False,
     stop: threading.Event | None = None,
-) -> Callable[[], Any] | None:
-    """What :func:`read_stored_matrix` reads for ``cells`` and ``genes``, as a function that calls no HDF5.
+) -> tuple[Callable[[], Any], bool]:
+    """What :func:`read_stored_matrix` reads for ``cells`` and ``genes``, as :func:`prepare_stored_matrix` gives it.
 
-    The HDF5 calls are made here; the function reads the chunks' bytes through the file's own descriptor, so it
-    can run in a thread while this one reads the annotations; once ``stop`` is set, it raises
-    :class:`~scanpy_loomio._matrix.chunk_reader.ReadStopped` within a task of chunks. ``None`` where reading would call
-    HDF5 again.
+    A function reading the selection, and whether it calls HDF5; the HDF5 calls that locate the chunks are made
+    here, and ``stop`` ends a read without HDF5 calls early.
     """
     stored = StoredMatrix.of(dset, sparse=sparse, transposed=transposed, dtype=dtype, lock=nullcontext())
     if stored is None:
-        return lambda: None
+        return lambda: None, False
     rows, cols = (cells, genes) if transposed else (genes, cells)
     pending = prepare_selection(
         dset, rows, cols, format=stored.file_format, n_threads=n_threads, progress=progress, stop=stop
     )
-    if pending.needs_hdf5:
-        return None
-    return lambda: stored.finish(pending.read())
+    return partial(_then, pending.read, stored.finish), pending.needs_hdf5
 
 
 @dataclass(frozen=True)
@@ -283,7 +279,6 @@ def _matrix_readers(
     then reads the file's bytes only (safe in another thread while this one calls HDF5); setting ``stop`` ends such a
     read early.
     """
-    x_dset, sources, _ = reader.matrix_sources()
     unique_cells, cell_order = increasing_positions(cells)
     unique_genes, gene_order = increasing_positions(genes)
 
@@ -294,7 +289,7 @@ def _matrix_readers(
             value = value[:, gene_order]
         return value
 
-    for key, dset, dtype in [(None, x_dset, reader.options.dtype), *((k, d, None) for k, d in sources.items())]:
+    for key, dset, dtype in reader.matrices_to_read():
 
         def read_layer(dset: h5py.Dataset = dset, dtype: str | None = dtype) -> Any:
             return in_order(reader.read_layer(dset, dtype=dtype, cells=unique_cells, genes=unique_genes))
@@ -302,7 +297,7 @@ def _matrix_readers(
         if not prepared:
             yield key, read_layer, False
             continue
-        read = prepare_stored_selection(
+        read, needs_hdf5 = prepare_stored_selection(
             dset,
             sparse=reader.options.sparse,
             transposed=reader.transposed,
@@ -313,10 +308,7 @@ def _matrix_readers(
             progress=reader.options.progress,
             stop=stop,
         )
-        if read is None:
-            yield key, read_layer, False
-        else:
-            yield key, partial(_then, read, in_order), True
+        yield key, partial(_then, read, in_order), not needs_hdf5
 
 
 def _then(read: Callable[[], Any], finish: Callable[[Any], Any]) -> Any:
